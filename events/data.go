@@ -1,0 +1,160 @@
+package events
+
+import "time"
+
+// The data of each fact type. Field names are the JSON contract; the JSON
+// Schemas in package schemas describe the same shapes. Times are RFC 3339
+// in UTC. None of these carries a secret.
+
+// Reasons a session, user, token or key is revoked.
+const (
+	ReasonLogout          = "logout"           // the user logged out
+	ReasonAdmin           = "admin"            // an operator revoked it
+	ReasonRefreshReuse    = "refresh_reuse"    // a rotated refresh token came back
+	ReasonIdleTimeout     = "idle_timeout"     // no refresh within the idle timeout
+	ReasonAbsoluteTimeout = "absolute_timeout" // the session reached its maximum age
+	ReasonTokenRevocation = "token_revocation" // RFC 7009 revocation by the token's holder
+	ReasonUserDisabled    = "user_disabled"    // the account was disabled
+	ReasonKeyCompromised  = "key_compromised"  // a signing key was withdrawn
+)
+
+// Reasons a login failed.
+const (
+	FailBadCredentials = "bad_credentials" // unknown user or wrong password (never told apart)
+	FailLocked         = "locked"          // this failure started a throttle period
+	FailDisabled       = "disabled"        // right password, disabled account
+)
+
+// SessionCreated is the data of TypeSessionCreated: a login succeeded.
+type SessionCreated struct {
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
+	// AccountKey is a keyed digest of the normalised username, the key of
+	// login throttling (see LoginFailed.AccountKey).
+	AccountKey string `json:"account_key"`
+	ClientID   string `json:"client_id,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	UserAgent  string `json:"user_agent,omitempty"`
+	// RefreshDigest is the hex SHA-256 of the refresh token issued.
+	RefreshDigest string `json:"refresh_digest"`
+	// Generation counts refresh-token rotations; 1 at login.
+	Generation      uint64    `json:"generation"`
+	AccessJTI       string    `json:"access_jti"`
+	AccessExpiresAt time.Time `json:"access_expires_at"`
+	KeyID           string    `json:"kid"`
+	CreatedAt       time.Time `json:"created_at"`
+	IdleExpiresAt   time.Time `json:"idle_expires_at"`
+	ExpiresAt       time.Time `json:"expires_at"`
+}
+
+// SessionRefreshed is the data of TypeSessionRefreshed: a refresh issued a
+// new access token and, with rotation on, a new refresh token.
+type SessionRefreshed struct {
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
+	// Generation is the new generation (previous + 1).
+	Generation uint64 `json:"generation"`
+	// PreviousRefreshDigest is the digest of the token presented; with
+	// rotation off it equals RefreshDigest.
+	PreviousRefreshDigest string    `json:"previous_refresh_digest"`
+	RefreshDigest         string    `json:"refresh_digest"`
+	AccessJTI             string    `json:"access_jti"`
+	AccessExpiresAt       time.Time `json:"access_expires_at"`
+	KeyID                 string    `json:"kid"`
+	RefreshedAt           time.Time `json:"refreshed_at"`
+	IdleExpiresAt         time.Time `json:"idle_expires_at"`
+}
+
+// SessionRevoked is the data of TypeSessionRevoked: one session ended.
+type SessionRevoked struct {
+	SessionID string    `json:"session_id"`
+	UserID    string    `json:"user_id"`
+	Reason    string    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	// DenyUntil is when every access token of the session has expired.
+	DenyUntil time.Time `json:"deny_until"`
+}
+
+// UserRevoked is the data of TypeUserRevoked: every session of a user that
+// started before RevokedBefore is revoked, and every access token issued
+// before it is denied.
+type UserRevoked struct {
+	UserID        string    `json:"user_id"`
+	Reason        string    `json:"reason"`
+	RevokedBefore time.Time `json:"revoked_before"`
+	DenyUntil     time.Time `json:"deny_until"`
+}
+
+// TokenRevoked is the data of TypeTokenRevoked: one access token revoked.
+type TokenRevoked struct {
+	JTI       string    `json:"jti"`
+	SessionID string    `json:"session_id,omitempty"`
+	UserID    string    `json:"user_id,omitempty"`
+	Reason    string    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	// DenyUntil is the token's own expiry.
+	DenyUntil time.Time `json:"deny_until"`
+}
+
+// LoginFailed is the data of TypeLoginFailed. It never holds the password
+// nor the username typed (which is sometimes a password typed in the wrong
+// field).
+type LoginFailed struct {
+	// UserID is empty when the username matched no user.
+	UserID string `json:"user_id,omitempty"`
+	// AccountKey is a keyed digest (HMAC-SHA-256 with a manager secret) of
+	// the normalised username, the same whether or not the user exists,
+	// so throttling treats unknown and known names alike.
+	AccountKey string    `json:"account_key"`
+	Reason     string    `json:"reason"`
+	ClientID   string    `json:"client_id,omitempty"`
+	IP         string    `json:"ip,omitempty"`
+	UserAgent  string    `json:"user_agent,omitempty"`
+	FailedAt   time.Time `json:"failed_at"`
+	// ThrottledUntil is set when this failure started a throttle period.
+	ThrottledUntil *time.Time `json:"throttled_until,omitempty"`
+}
+
+// KeyRotated is the data of TypeKeyRotated: a new signing key is active.
+type KeyRotated struct {
+	KeyID       string    `json:"kid"`
+	Algorithm   string    `json:"alg"`
+	ActivatedAt time.Time `json:"activated_at"`
+	// PreviousKeyID is the key this one replaces, empty for the first key.
+	PreviousKeyID string `json:"previous_kid,omitempty"`
+	// PreviousRetiresAt is when the previous key leaves the JWKS: no token
+	// it signed can be valid after then.
+	PreviousRetiresAt *time.Time `json:"previous_retires_at,omitempty"`
+}
+
+// KeyRevoked is the data of TypeKeyRevoked: a signing key is withdrawn and
+// every token it signed is denied.
+type KeyRevoked struct {
+	KeyID     string    `json:"kid"`
+	Reason    string    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	DenyUntil time.Time `json:"deny_until"`
+}
+
+// dataFor returns a new zero value of the data type of t, or nil.
+func dataFor(t Type) any {
+	switch t {
+	case TypeSessionCreated:
+		return new(SessionCreated)
+	case TypeSessionRefreshed:
+		return new(SessionRefreshed)
+	case TypeSessionRevoked:
+		return new(SessionRevoked)
+	case TypeUserRevoked:
+		return new(UserRevoked)
+	case TypeTokenRevoked:
+		return new(TokenRevoked)
+	case TypeLoginFailed:
+		return new(LoginFailed)
+	case TypeKeyRotated:
+		return new(KeyRotated)
+	case TypeKeyRevoked:
+		return new(KeyRevoked)
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+// Package events is the event model of sessionbus and its encoding on NATS.
+//
+// A fact (an Event) is something that happened to a session, a user, an
+// access token or a signing key: created, refreshed, revoked, a failed
+// login, a rotated key. Facts carry no secret: never a password, a hash, a
+// token or key material (a refresh token's SHA-256 digest is allowed).
+//
+// Every fact is a CloudEvent 1.0 stored on the JetStream stream
+// AUTH_EVENTS under the subject auth.events.<aggregate>.<action>.<id>, in
+// binary content mode of the CloudEvents NATS binding: attributes as ce-
+// headers, the data as the JSON body, Nats-Msg-Id equal to the event id so
+// that a retried publish is stored once.
+//
+// This package knows nothing of sessions; it defines the types, subjects,
+// data shapes and the codec. Sub-packages add transport: jsbus talks to
+// JetStream (stream setup, publishing with optimistic concurrency) and
+// embedded runs the in-process NATS server.
+package events

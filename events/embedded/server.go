@@ -1,0 +1,161 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Config of the embedded server. The zero value is not usable: StoreDir is
+// required.
+type Config struct {
+	// StoreDir is where JetStream keeps its files. Required.
+	StoreDir string
+	// Host and Port to listen on for clients. Port 0 means 4222; -1 picks a
+	// free port (tests).
+	Host string
+	Port int
+	// DontListen serves only in-process connections (offline admin
+	// commands against a stopped server's data dir).
+	DontListen bool
+	// SyncInterval relaxes durability: 0 (the default) syncs every write
+	// before acknowledging it; a positive value syncs that often, and a
+	// power loss may lose what was acknowledged in between.
+	SyncInterval time.Duration
+	// ManagerPassword, when set, turns on authentication: the manager user
+	// needs it and connections without credentials get the service role.
+	ManagerPassword string
+	// ServerName names the server (default "sessionbus").
+	ServerName string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// ReadyTimeout bounds the wait for the server to accept connections
+	// (default 10s).
+	ReadyTimeout time.Duration
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns  *server.Server
+	cfg Config
+}
+
+// ErrNotReady reports a server that did not become ready in time.
+var ErrNotReady = errors.New("embedded: nats server not ready")
+
+// Start starts the server and waits until it accepts connections and
+// JetStream is up.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("embedded: StoreDir is required")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = "sessionbus"
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: store dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName:            cfg.ServerName,
+		Host:                  cfg.Host,
+		Port:                  cfg.Port,
+		DontListen:            cfg.DontListen,
+		JetStream:             true,
+		StoreDir:              cfg.StoreDir,
+		NoSigs:                true,
+		MaxPayload:            1 << 20,
+		DisableShortFirstPing: true,
+	}
+	if cfg.Port == 0 {
+		opts.Port = 4222
+	}
+	if cfg.SyncInterval > 0 {
+		opts.SyncInterval = cfg.SyncInterval
+	} else {
+		opts.SyncAlways = true
+		opts.SyncInterval = 2 * time.Minute // unused when SyncAlways
+	}
+	if cfg.ManagerPassword != "" {
+		opts.Users = []*server.User{
+			{Username: ManagerUser, Password: cfg.ManagerPassword},
+			{Username: ServiceUser, Password: "", Permissions: ServicePermissions()},
+		}
+		opts.NoAuthUser = ServiceUser
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	ns.SetLoggerV2(&logAdapter{l: cfg.Logger}, false, false, false)
+	ns.Start()
+	deadline := cfg.ReadyTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < deadline {
+		deadline = time.Until(d)
+	}
+	if !ns.ReadyForConnections(deadline) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("%w after %s (is %s:%d free?)", ErrNotReady, deadline, cfg.Host, opts.Port)
+	}
+	return &Server{ns: ns, cfg: cfg}, nil
+}
+
+// ClientURL is the URL clients connect to ("" with DontListen).
+func (s *Server) ClientURL() string {
+	if s.cfg.DontListen {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Connect opens a client connection as the manager (when authentication
+// is on). With DontListen it connects in-process.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	all := []nats.Option{nats.Name("sessionbus")}
+	if s.cfg.ManagerPassword != "" {
+		all = append(all, nats.UserInfo(ManagerUser, s.cfg.ManagerPassword))
+	}
+	all = append(all, opts...)
+	if s.cfg.DontListen {
+		all = append(all, nats.InProcessServer(s.ns))
+		return nats.Connect("", all...)
+	}
+	return nats.Connect(s.ns.ClientURL(), all...)
+}
+
+// Shutdown stops the server and waits until it has stopped, so that its
+// store can be reopened.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// NumClients is the number of client connections, for readiness checks.
+func (s *Server) NumClients() int { return s.ns.NumClients() }
+
+type logAdapter struct{ l *slog.Logger }
+
+func (a *logAdapter) log(level slog.Level, format string, v ...any) {
+	if a.l == nil {
+		return
+	}
+	a.l.Log(context.Background(), level, fmt.Sprintf(format, v...), "component", "nats-server")
+}
+
+func (a *logAdapter) Noticef(format string, v ...any) { a.log(slog.LevelDebug, format, v...) }
+func (a *logAdapter) Warnf(format string, v ...any)   { a.log(slog.LevelWarn, format, v...) }
+func (a *logAdapter) Fatalf(format string, v ...any)  { a.log(slog.LevelError, format, v...) }
+func (a *logAdapter) Errorf(format string, v ...any)  { a.log(slog.LevelError, format, v...) }
+func (a *logAdapter) Debugf(format string, v ...any)  { a.log(slog.LevelDebug, format, v...) }
+func (a *logAdapter) Tracef(format string, v ...any)  {}

@@ -1,0 +1,56 @@
+package jsbus
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/embedded"
+)
+
+// A retried attempt whose first try was stored finds its own message even
+// though the server answers "wrong last sequence" before de-duplication.
+func TestFindStoredAfterLostAck(t *testing.T) {
+	ctx := context.Background()
+	srv, err := embedded.Start(ctx, embedded.Config{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureStream(ctx, js, StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPublisher(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e, err := events.New(events.TypeSessionRevoked, events.Source("t"), "S1", now, events.SessionRevoked{SessionID: "S1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := &Expect{Subject: events.SessionSubjects("S1")}
+	seq, err := p.Publish(ctx, e, expect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := p.findStored(ctx, expect, e.ID)
+	if !ok || got != seq {
+		t.Fatalf("findStored = %d %v, want %d", got, ok, seq)
+	}
+	if _, ok := p.findStored(ctx, expect, "other-id"); ok {
+		t.Fatal("found a message that was never published")
+	}
+}

@@ -1,0 +1,92 @@
+package jsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionbus/sessionbus/events"
+)
+
+// StreamConfig configures AUTH_EVENTS.
+type StreamConfig struct {
+	// Replicas is the number of copies in a cluster: 1 for the embedded
+	// server, 3 in production clusters. Default 1.
+	Replicas int
+	// MaxAge is how long facts are kept. 0 keeps them forever (the
+	// default: audit needs the whole history). It may not be shorter than
+	// MinMaxAge.
+	MaxAge time.Duration
+	// MinMaxAge is the shortest MaxAge allowed: the longest a session can
+	// live plus the access-token lifetime, because the stream is what
+	// session views are rebuilt from.
+	MinMaxAge time.Duration
+	// Duplicates is the de-duplication window for Nats-Msg-Id (default 2m).
+	Duplicates time.Duration
+}
+
+// Validate reports every problem with c, joined, each wrapping
+// ErrInvalidConfig.
+func (c StreamConfig) Validate() error {
+	var errs []error
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas))
+	}
+	if c.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative max age", ErrInvalidConfig))
+	}
+	if c.MaxAge > 0 && c.MaxAge < c.MinMaxAge {
+		errs = append(errs, fmt.Errorf("%w: max age %s is shorter than the session lifetime %s: views could not be rebuilt", ErrInvalidConfig, c.MaxAge, c.MinMaxAge))
+	}
+	if c.Duplicates < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative duplicate window", ErrInvalidConfig))
+	}
+	return errors.Join(errs...)
+}
+
+func (c StreamConfig) withDefaults() StreamConfig {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 2 * time.Minute
+	}
+	return c
+}
+
+// JetStreamConfig returns the JetStream configuration of AUTH_EVENTS:
+// file storage, deletes and purges denied so history cannot be rewritten,
+// direct gets allowed for fast reads.
+func (c StreamConfig) JetStreamConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        events.StreamName,
+		Description: "sessionbus facts: sessions, users, tokens, keys (CloudEvents)",
+		Subjects:    []string{events.SubjectAll},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.MaxAge,
+		MaxMsgSize:  events.MaxEventSize,
+		Replicas:    c.Replicas,
+		Duplicates:  c.Duplicates,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+}
+
+// EnsureStream creates AUTH_EVENTS, or updates it to cfg if it exists.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := js.CreateOrUpdateStream(ctx, cfg.JetStreamConfig())
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", events.StreamName, err)
+	}
+	return s, nil
+}
