@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +21,17 @@ const (
 	SubjectRevoke   = "auth.cmd.revoke"   // admin
 	SubjectSessions = "auth.cmd.sessions" // admin
 	SubjectJWKS     = "auth.cmd.jwks"
+
+	// Operator commands beyond the contract (manager role only), used by
+	// `sessionbus users` and `sessionbus keys` while the server runs.
+	SubjectUsersAdd     = "auth.cmd.users.add"
+	SubjectUsersList    = "auth.cmd.users.list"
+	SubjectUsersDisable = "auth.cmd.users.disable"
+	SubjectUsersEnable  = "auth.cmd.users.enable"
+	SubjectUsersPasswd  = "auth.cmd.users.passwd"
+	SubjectKeysList     = "auth.cmd.keys.list"
+	SubjectKeysRotate   = "auth.cmd.keys.rotate"
+	SubjectKeysRevoke   = "auth.cmd.keys.revoke"
 
 	// ServiceName is the micro service name, discoverable with $SRV.PING.
 	ServiceName = "sessionbus"
@@ -55,7 +67,28 @@ func CommandType(subject string) Type {
 	case SubjectJWKS:
 		return TypeJWKSRequested
 	}
+	if rest, ok := strings.CutPrefix(subject, "auth.cmd."); ok && strings.Count(rest, ".") == 1 {
+		switch subject {
+		case SubjectUsersAdd, SubjectUsersList, SubjectUsersDisable, SubjectUsersEnable, SubjectUsersPasswd,
+			SubjectKeysList, SubjectKeysRotate, SubjectKeysRevoke:
+			return Type("io.sessionbus." + rest + ".requested.v1")
+		}
+	}
 	return ""
+}
+
+// UserRequest is the data of the users commands: the user by id or name,
+// and the password for add and passwd (a secret, never stored).
+type UserRequest struct {
+	User     string `json:"user,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// KeyRequest is the data of the keys commands.
+type KeyRequest struct {
+	KID string `json:"kid,omitempty"`
+	Alg string `json:"alg,omitempty"`
 }
 
 // LoginRequest is the data of a login command. It carries a secret and is

@@ -91,3 +91,16 @@ func (e Event) DataAs(v any) error {
 	}
 	return nil
 }
+
+// Stored is one message read back from the stream.
+type Stored struct {
+	Seq     uint64    // stream sequence
+	Subject string    // NATS subject
+	Time    time.Time // when the stream stored it
+	// Event is the decoded CloudEvent when Err is nil. Its Type may still
+	// be unknown to this version (check Type.Known).
+	Event Event
+	// Err says why the message is not a readable CloudEvent
+	// (ErrMalformed, ErrTooLarge).
+	Err error
+}

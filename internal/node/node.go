@@ -1,0 +1,308 @@
+// Package node wires one session manager together: the event stream and
+// key-value buckets on a NATS connection, the Badger view following the
+// stream, the keyring following the key bucket, the sweeper, the NATS
+// service and the HTTP listeners. It is the composition root shared by
+// cmd/sessionbus and the end-to-end tests.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/badgerstore"
+	"github.com/sessionbus/sessionbus/session/httpapi"
+	"github.com/sessionbus/sessionbus/session/kvstore"
+	"github.com/sessionbus/sessionbus/session/natsapi"
+	"github.com/sessionbus/sessionbus/session/tokens"
+)
+
+// Config of a node.
+type Config struct {
+	Session session.Config
+	// ViewDir holds the Badger view. Required.
+	ViewDir string
+	// RebuildView deletes the view first, so it is rebuilt from the stream.
+	RebuildView bool
+	// Stream configures AUTH_EVENTS; MinMaxAge is set from Session.
+	Stream jsbus.StreamConfig
+	// KVReplicas of the manager buckets (default 1).
+	KVReplicas int
+	// HTTPAddr and AdminAddr to listen on; "" serves no HTTP.
+	HTTPAddr, AdminAddr string
+	// NoService skips the NATS service (offline operator commands).
+	NoService bool
+	// Version reported by the NATS service.
+	Version string
+	Logger  *slog.Logger
+	// Registry collects metrics (default: a new registry with Go and
+	// process collectors).
+	Registry *prometheus.Registry
+}
+
+// Node is a running manager.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	mgr     *session.Manager
+	view    *badgerstore.Store
+	keyring *tokens.Keyring
+	svc     micro.Service
+	servers []*http.Server
+	addrs   []string
+	ready   atomic.Bool
+	readyCh chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+	closed sync.Once
+}
+
+// Start starts a node on nc, which must have the manager's permissions.
+// It returns once the node serves; Ready turns true when the view has
+// caught up with the stream as it was at start.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) {
+	if cfg.ViewDir == "" {
+		return nil, errors.New("node: ViewDir is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Registry = reg
+	}
+	if err := cfg.Session.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Stream.MinMaxAge = cfg.Session.SessionLifetime()
+	stream, err := jsbus.EnsureStream(ctx, js, cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream info: %w", err)
+	}
+	kv, err := kvstore.Open(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas})
+	if err != nil {
+		return nil, err
+	}
+	secret, err := kv.AccountSecret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RebuildView {
+		log.Info("deleting the view to rebuild it from the stream", "dir", cfg.ViewDir)
+		if err := os.RemoveAll(cfg.ViewDir); err != nil {
+			return nil, fmt.Errorf("rebuild view: %w", err)
+		}
+	}
+	view, err := badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			view.Close()
+		}
+	}()
+	keyring := tokens.NewKeyring(tokens.Config{
+		Issuer: cfg.Session.Issuer, Audience: cfg.Session.Audience,
+		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: 5 * time.Second,
+	})
+	pub, err := jsbus.NewPublisher(js)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := session.New(cfg.Session, session.Deps{
+		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
+		Grace: kv, AccountSecret: secret, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "sessionbus", Name: "view_applied_sequence", Help: "Last stream sequence applied to the view."},
+			func() float64 { return float64(view.AppliedSeq()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "sessionbus", Name: "view_skipped_total", Help: "Stream messages the view skipped as unreadable or unknown."},
+			func() float64 { return float64(view.Skipped()) }),
+	)
+
+	rctx, cancel := context.WithCancel(context.Background())
+	n = &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
+		errc: make(chan error, 4), readyCh: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			n.stopBackground()
+		}
+	}()
+
+	// The view follows the stream from where it stopped.
+	n.goRun("view", func() error {
+		return jsbus.Follow(rctx, js, jsbus.FollowConfig{StartSeq: view.AppliedSeq() + 1}, view.Apply)
+	})
+	// The keyring follows the key bucket.
+	loadKeys := func(active string, keys []session.SigningKey) {
+		if err := keyring.Set(active, keys); err != nil {
+			log.Error("signing keys", "err", err)
+		}
+	}
+	active, keys, err := kv.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	loadKeys(active, keys)
+	n.goRun("keys", func() error { return kv.WatchKeys(rctx, loadKeys) })
+
+	if err := mgr.EnsureKey(ctx); err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if active, keys, err = kv.Keys(ctx); err != nil {
+		return nil, err
+	}
+	loadKeys(active, keys)
+
+	target := info.State.LastSeq
+	n.goRun("ready", func() error {
+		if err := view.WaitApplied(rctx, target); err != nil {
+			return nil
+		}
+		n.ready.Store(true)
+		close(n.readyCh)
+		log.Info("view caught up with the stream", "seq", view.AppliedSeq())
+		return nil
+	})
+	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
+
+	if !cfg.NoService {
+		if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	handlers := httpapi.New(mgr, httpapi.Config{
+		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Registerer: reg, Logger: log,
+	})
+	for _, l := range []struct {
+		addr string
+		h    http.Handler
+		name string
+	}{{cfg.HTTPAddr, handlers.Public(), "http"}, {cfg.AdminAddr, handlers.Admin(), "admin"}} {
+		if l.addr == "" {
+			n.addrs = append(n.addrs, "")
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s listener: %w", l.name, err)
+		}
+		srv := &http.Server{Handler: l.h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+		n.servers = append(n.servers, srv)
+		n.addrs = append(n.addrs, ln.Addr().String())
+		n.goRun(l.name, func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		log.Info("listening", "api", l.name, "addr", ln.Addr().String())
+	}
+	return n, nil
+}
+
+// goRun runs fn in a goroutine owned by the node; an error is reported on
+// Err.
+func (n *Node) goRun(name string, fn func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := fn(); err != nil {
+			select {
+			case n.errc <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// Manager returns the session manager.
+func (n *Node) Manager() *session.Manager { return n.mgr }
+
+// View returns the Badger view.
+func (n *Node) View() *badgerstore.Store { return n.view }
+
+// Ready reports whether the view has caught up with the stream as it was
+// at start.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// WaitReady blocks until Ready or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	select {
+	case <-n.readyCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-n.errc:
+		return err
+	}
+}
+
+// HTTPAddr and AdminAddr are the bound addresses ("" if not serving).
+func (n *Node) HTTPAddr() string  { return n.addrs[0] }
+func (n *Node) AdminAddr() string { return n.addrs[1] }
+
+// Err delivers the failure of a background part (the view could not
+// write, a listener died); the node should then be closed.
+func (n *Node) Err() <-chan error { return n.errc }
+
+// Close stops the node gracefully: the NATS service drains its requests,
+// HTTP servers finish theirs (up to ctx), background loops stop, the view
+// closes.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	n.closed.Do(func() {
+		if n.svc != nil {
+			errs = append(errs, n.svc.Stop())
+		}
+		for _, s := range n.servers {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+		n.stopBackground()
+		errs = append(errs, n.view.Close())
+	})
+	return errors.Join(errs...)
+}
+
+func (n *Node) stopBackground() {
+	n.cancel()
+	for _, s := range n.servers {
+		_ = s.Close()
+	}
+	n.wg.Wait()
+}

@@ -1,0 +1,78 @@
+// Package nodetest starts real session managers for tests: an embedded
+// NATS server with JetStream, a Badger view in t.TempDir(), real keys and
+// hashing (with the cheapest argon2id parameters OWASP allows).
+package nodetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/node"
+	"github.com/sessionbus/sessionbus/session"
+)
+
+// Manager is a running manager and its connection.
+type Manager struct {
+	*node.Node
+	NC  *nats.Conn
+	Cfg node.Config
+}
+
+// Option changes a node's configuration before it starts.
+type Option func(*node.Config)
+
+// Config returns the test defaults: instance "test", fast sweeps, no HTTP.
+func Config(t testing.TB) node.Config {
+	c := session.DefaultConfig()
+	c.Instance = "test"
+	c.SweepInterval = 50 * time.Millisecond
+	return node.Config{Session: c, ViewDir: t.TempDir()}
+}
+
+// Start starts a manager on srv; it is closed at the end of the test. It
+// waits until the manager is ready.
+func Start(t testing.TB, srv *natstest.Server, opts ...Option) *Manager {
+	t.Helper()
+	cfg := Config(t)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return StartConfig(t, srv, cfg)
+}
+
+// StartConfig starts a manager with cfg.
+func StartConfig(t testing.TB, srv *natstest.Server, cfg node.Config) *Manager {
+	t.Helper()
+	nc := srv.Connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, nc, cfg)
+	if err != nil {
+		t.Fatalf("start manager: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Close(ctx); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatalf("manager not ready: %v", err)
+	}
+	return &Manager{Node: n, NC: nc, Cfg: cfg}
+}
+
+// AddUser creates a user and returns its id.
+func (m *Manager) AddUser(t testing.TB, name, password string) string {
+	t.Helper()
+	u, err := m.Manager().AddUser(context.Background(), name, password)
+	if err != nil {
+		t.Fatalf("add user %s: %v", name, err)
+	}
+	return u.ID
+}

@@ -1,0 +1,263 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sessionbus/sessionbus/events"
+)
+
+// UserInfo describes a user without the hash.
+type UserInfo struct {
+	ID        string `json:"id"`
+	Username  string `json:"username"`
+	Disabled  bool   `json:"disabled"`
+	CreatedAt string `json:"created_at"`
+}
+
+func (u User) info() UserInfo {
+	return UserInfo{ID: u.ID, Username: u.Username, Disabled: u.Disabled, CreatedAt: u.CreatedAt.Format("2006-01-02T15:04:05Z07:00")}
+}
+
+// AddUser creates a user with a password of MinPasswordLen to
+// MaxPasswordLen bytes. It returns ErrInvalidInput or ErrExists.
+func (m *Manager) AddUser(ctx context.Context, username, password string) (UserInfo, error) {
+	name, err := m.NormalizeUsername(username)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	if err := m.checkPassword(password, MinPasswordLen); err != nil {
+		return UserInfo{}, err
+	}
+	h, err := m.hash(ctx, password)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	now := m.now().UTC()
+	u := User{ID: events.NewID(), Username: username, PasswordHash: h, CreatedAt: now, UpdatedAt: now}
+	if err := m.d.Users.Create(ctx, name, u); err != nil {
+		return UserInfo{}, err
+	}
+	return u.info(), nil
+}
+
+func (m *Manager) hash(ctx context.Context, password string) (string, error) {
+	release, err := m.limiter.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return HashPassword([]byte(password), m.cfg.Password)
+}
+
+// FindUser returns a user by id or, failing that, by username. It returns
+// ErrNotFound.
+func (m *Manager) FindUser(ctx context.Context, idOrName string) (User, error) {
+	if events.ValidID(idOrName) {
+		if u, err := m.d.Users.ByID(ctx, idOrName); err == nil || !errors.Is(err, ErrNotFound) {
+			return u, err
+		}
+	}
+	name, err := m.NormalizeUsername(idOrName)
+	if err != nil {
+		return User{}, ErrNotFound
+	}
+	return m.d.Users.ByName(ctx, name)
+}
+
+// SetPassword replaces a user's password and revokes the user's sessions
+// (a password change ends every other session).
+func (m *Manager) SetPassword(ctx context.Context, idOrName, password string) error {
+	if err := m.checkPassword(password, MinPasswordLen); err != nil {
+		return err
+	}
+	u, err := m.FindUser(ctx, idOrName)
+	if err != nil {
+		return err
+	}
+	if u.PasswordHash, err = m.hash(ctx, password); err != nil {
+		return err
+	}
+	u.UpdatedAt = m.now().UTC()
+	if err := m.d.Users.Update(ctx, u); err != nil {
+		return err
+	}
+	return m.RevokeUser(ctx, u.ID, "password_changed")
+}
+
+// SetDisabled disables or enables a user. Disabling revokes every session
+// of the user (reason user_disabled).
+func (m *Manager) SetDisabled(ctx context.Context, idOrName string, disabled bool) (UserInfo, error) {
+	u, err := m.FindUser(ctx, idOrName)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	u.Disabled = disabled
+	u.UpdatedAt = m.now().UTC()
+	if err := m.d.Users.Update(ctx, u); err != nil {
+		return UserInfo{}, err
+	}
+	if disabled {
+		if err := m.RevokeUser(ctx, u.ID, events.ReasonUserDisabled); err != nil {
+			return UserInfo{}, err
+		}
+	}
+	return u.info(), nil
+}
+
+// ListUsers returns every user, without hashes.
+func (m *Manager) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	us, err := m.d.Users.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UserInfo, 0, len(us))
+	for _, u := range us {
+		out = append(out, u.info())
+	}
+	return out, nil
+}
+
+// KeyInfo describes a signing key without its private part.
+type KeyInfo struct {
+	KID         string `json:"kid"`
+	Alg         string `json:"alg"`
+	Status      string `json:"status"` // active, retired or revoked
+	CreatedAt   string `json:"created_at"`
+	ActivatedAt string `json:"activated_at,omitempty"`
+	RetiredAt   string `json:"retired_at,omitempty"`
+	RevokedAt   string `json:"revoked_at,omitempty"`
+}
+
+// EnsureKey makes a signing key of the configured algorithm active if
+// there is none (first start). Concurrent managers create one key between
+// them.
+func (m *Manager) EnsureKey(ctx context.Context) error {
+	active, _, err := m.d.Keys.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	if active != "" {
+		return nil
+	}
+	_, err = m.rotateKey(ctx, "", true)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// RotateKey makes a new key of alg (default: the configured one) active, retires the previous one (it
+// stays in the JWKS until no token it signed can be valid) and publishes
+// key.rotated.
+func (m *Manager) RotateKey(ctx context.Context, alg string) (KeyInfo, error) {
+	return m.rotateKey(ctx, alg, false)
+}
+
+func (m *Manager) rotateKey(ctx context.Context, alg string, onlyIfNone bool) (KeyInfo, error) {
+	if alg == "" {
+		alg = m.cfg.SigningAlg
+	}
+	k, err := m.d.NewKey(alg)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	now := m.now().UTC()
+	k.CreatedAt, k.ActivatedAt = now, now
+	prev, err := m.d.Keys.Activate(ctx, k, onlyIfNone)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	data := events.KeyRotated{KeyID: k.KID, Algorithm: k.Alg, ActivatedAt: now}
+	if prev != nil {
+		retires := now.Add(m.cfg.AccessTTL + m.cfg.ClockLeeway)
+		data.PreviousKeyID, data.PreviousRetiresAt = prev.KID, &retires
+	}
+	seq, err := m.publish(ctx, events.TypeKeyRotated, k.KID, now, data, nil)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	m.settle(ctx, seq)
+	return keyInfo(k, k.KID), nil
+}
+
+// RevokeKey withdraws a signing key: it leaves the JWKS, and key.revoked
+// tells services to deny every token it signed. Revoking the active key
+// first rotates to a new key of the same algorithm.
+func (m *Manager) RevokeKey(ctx context.Context, kid string) error {
+	if !events.ValidID(kid) {
+		return fmt.Errorf("%w: bad kid", ErrInvalidInput)
+	}
+	active, keys, err := m.d.Keys.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	var alg string
+	for _, k := range keys {
+		if k.KID == kid {
+			alg = k.Alg
+		}
+	}
+	if alg == "" {
+		return ErrNotFound
+	}
+	if kid == active {
+		if _, err := m.RotateKey(ctx, alg); err != nil {
+			return err
+		}
+	}
+	now := m.now().UTC()
+	if err := m.d.Keys.Revoke(ctx, kid, now); err != nil {
+		return err
+	}
+	ks, err := m.d.View.Key(ctx, kid)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	data := events.KeyRevoked{KeyID: kid, Reason: events.ReasonKeyCompromised, RevokedAt: now,
+		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), ks.MaxAccessExp).Add(m.cfg.ClockLeeway)}
+	seq, err := m.publish(ctx, events.TypeKeyRevoked, kid, now, data, nil)
+	if err != nil {
+		return err
+	}
+	m.m.revocations.WithLabelValues("key", events.ReasonKeyCompromised).Inc()
+	m.settle(ctx, seq)
+	return nil
+}
+
+// ListKeys describes every stored key.
+func (m *Manager) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	active, keys, err := m.d.Keys.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyInfo, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, keyInfo(k, active))
+	}
+	return out, nil
+}
+
+func keyInfo(k SigningKey, active string) KeyInfo {
+	f := func(t interface{ IsZero() bool }, s string) string {
+		if t.IsZero() {
+			return ""
+		}
+		return s
+	}
+	const layout = "2006-01-02T15:04:05Z07:00"
+	info := KeyInfo{KID: k.KID, Alg: k.Alg, CreatedAt: k.CreatedAt.Format(layout),
+		ActivatedAt: f(k.ActivatedAt, k.ActivatedAt.Format(layout)),
+		RetiredAt:   f(k.RetiredAt, k.RetiredAt.Format(layout)),
+		RevokedAt:   f(k.RevokedAt, k.RevokedAt.Format(layout))}
+	switch {
+	case !k.RevokedAt.IsZero():
+		info.Status = "revoked"
+	case k.KID == active:
+		info.Status = "active"
+	default:
+		info.Status = "retired"
+	}
+	return info
+}

@@ -1,0 +1,88 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors of the manager. The API layers map them to stable codes; their
+// messages never tell whether a username exists.
+var (
+	// ErrInvalidInput reports a malformed or oversized request (400).
+	ErrInvalidInput = errors.New("invalid request")
+	// ErrBadCredentials reports a login with an unknown username or a wrong
+	// password; the two are never told apart (401).
+	ErrBadCredentials = errors.New("invalid username or password")
+	// ErrInvalidToken reports a token that is unknown, expired, revoked,
+	// forged or of the wrong kind (401).
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrDisabled reports a correct password for a disabled account (403).
+	ErrDisabled = errors.New("account disabled")
+	// ErrNotFound reports an admin request about something that does not
+	// exist (404). Never returned for credentials.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports a request that lost a race it cannot win by
+	// retrying itself, such as a refresh token presented concurrently with
+	// the refresh that rotated it (409).
+	ErrConflict = errors.New("conflict: the token was rotated by a concurrent request")
+	// ErrThrottled reports a login refused because of recent failures for
+	// this account from this address (429). Returned as *RetryError.
+	ErrThrottled = errors.New("too many failed logins, try later")
+	// ErrOverloaded reports a request refused because the manager is at
+	// its bound of concurrent password hashes or cannot reach the stream
+	// (503). Returned as *RetryError when a retry time is known.
+	ErrOverloaded = errors.New("overloaded, try later")
+	// ErrExists reports a username that is already taken (409, admin only).
+	ErrExists = errors.New("already exists")
+)
+
+// RetryError is ErrThrottled or ErrOverloaded with the time after which a
+// retry may succeed.
+type RetryError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After.Round(time.Second))
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryAfter returns the retry delay of a *RetryError in err's chain, at
+// least one second, or 0.
+func RetryAfter(err error) time.Duration {
+	var re *RetryError
+	if !errors.As(err, &re) {
+		return 0
+	}
+	return max(re.After, time.Second)
+}
+
+// StatusCode maps an error of the manager to its stable code, in HTTP
+// terms, and a message that leaks nothing. The NATS and HTTP APIs both
+// use it, so the two agree.
+func StatusCode(err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrInvalidInput):
+		return 400, err.Error()
+	case errors.Is(err, ErrBadCredentials):
+		return 401, ErrBadCredentials.Error()
+	case errors.Is(err, ErrInvalidToken):
+		return 401, ErrInvalidToken.Error()
+	case errors.Is(err, ErrDisabled):
+		return 403, ErrDisabled.Error()
+	case errors.Is(err, ErrNotFound):
+		return 404, ErrNotFound.Error()
+	case errors.Is(err, ErrConflict):
+		return 409, ErrConflict.Error()
+	case errors.Is(err, ErrExists):
+		return 409, ErrExists.Error()
+	case errors.Is(err, ErrThrottled):
+		return 429, ErrThrottled.Error()
+	case errors.Is(err, ErrOverloaded):
+		return 503, ErrOverloaded.Error()
+	}
+	return 500, "internal error"
+}

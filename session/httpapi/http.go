@@ -1,0 +1,443 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/session"
+)
+
+// MaxBodySize caps request bodies.
+const MaxBodySize = 64 << 10
+
+// Config of the handlers.
+type Config struct {
+	// Ready reports whether the manager has caught up with the stream.
+	Ready func() bool
+	// Metrics serves /metrics (nil: 404).
+	Metrics http.Handler
+	// Registerer receives the HTTP request counter (nil: none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Handlers builds the public and the admin handler.
+type Handlers struct {
+	m        *session.Manager
+	cfg      Config
+	requests *prometheus.CounterVec
+}
+
+// New returns the handlers of m.
+func New(m *session.Manager, cfg Config) *Handlers {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	h := &Handlers{m: m, cfg: cfg, requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "sessionbus", Name: "http_requests_total", Help: "HTTP requests by route and status code.",
+	}, []string{"route", "code"})}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(h.requests)
+	}
+	return h
+}
+
+// Public returns the public API.
+func (h *Handlers) Public() http.Handler {
+	mux := http.NewServeMux()
+	h.handle(mux, "POST /login", h.login)
+	h.handle(mux, "POST /refresh", h.refresh)
+	h.handle(mux, "POST /logout", h.logout)
+	h.handle(mux, "POST /revoke", h.revokeToken)
+	h.handle(mux, "POST /introspect", h.introspect)
+	h.common(mux)
+	return mux
+}
+
+// Admin returns the admin API, for its own listener only.
+func (h *Handlers) Admin() http.Handler {
+	mux := http.NewServeMux()
+	h.handle(mux, "POST /admin/revoke", h.adminRevoke)
+	h.handle(mux, "GET /admin/sessions", h.adminSessions)
+	h.handle(mux, "GET /admin/users", h.adminUsers)
+	h.handle(mux, "POST /admin/users", h.adminAddUser)
+	h.handle(mux, "POST /admin/users/{user}/disable", h.adminDisable(true))
+	h.handle(mux, "POST /admin/users/{user}/enable", h.adminDisable(false))
+	h.handle(mux, "PUT /admin/users/{user}/password", h.adminPassword)
+	h.handle(mux, "GET /admin/keys", h.adminKeys)
+	h.handle(mux, "POST /admin/keys/rotate", h.adminRotate)
+	h.handle(mux, "POST /admin/keys/{kid}/revoke", h.adminRevokeKey)
+	h.common(mux)
+	return mux
+}
+
+func (h *Handlers) common(mux *http.ServeMux) {
+	h.handle(mux, "GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		_, err := w.Write(h.m.JWKS())
+		return err
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !h.cfg.Ready() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "catching up"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if h.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", h.cfg.Metrics)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint", 0)
+	})
+}
+
+// handle mounts fn, mapping its error to a status, and counts requests by
+// route.
+func (h *Handlers) handle(mux *http.ServeMux, pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		if err := fn(rec, r); err != nil {
+			h.fail(rec, r, err)
+		}
+		h.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// errTooLarge and errMediaType are HTTP-only input errors.
+var (
+	errTooLarge  = errors.New("request body too large")
+	errMediaType = errors.New("unsupported content type")
+)
+
+var codeNames = map[int]string{
+	400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+	409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
+	429: "too_many_requests", 500: "internal_error", 503: "unavailable",
+}
+
+func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var code int
+	var msg string
+	switch {
+	case errors.Is(err, errTooLarge):
+		code, msg = http.StatusRequestEntityTooLarge, errTooLarge.Error()
+	case errors.Is(err, errMediaType):
+		code, msg = http.StatusUnsupportedMediaType, err.Error()
+	default:
+		code, msg = session.StatusCode(err)
+	}
+	if code == 500 {
+		h.cfg.Logger.Error("request failed", "path", r.URL.Path, "err", err)
+	}
+	writeError(w, code, codeNames[code], msg, session.RetryAfter(err))
+}
+
+func writeError(w http.ResponseWriter, code int, name, msg string, retryAfter time.Duration) {
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	writeJSON(w, code, map[string]string{"error": name, "error_description": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a JSON body strictly into v.
+func readJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return fmt.Errorf("%w: send application/json", errMediaType)
+		}
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge
+		}
+		return fmt.Errorf("%w: read body: %v", session.ErrInvalidInput, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: body is not the expected JSON: %v", session.ErrInvalidInput, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON body", session.ErrInvalidInput)
+	}
+	return nil
+}
+
+// readForm parses an application/x-www-form-urlencoded body (RFC 7009,
+// RFC 7662).
+func readForm(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return fmt.Errorf("%w: send application/x-www-form-urlencoded", errMediaType)
+	}
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge
+		}
+		return fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+	}
+	return nil
+}
+
+// tokenReply is the HTTP shape of a token reply (contract).
+type tokenReply struct {
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+	TokenType    string `json:"tokenType"`
+	ExpiresIn    int    `json:"expiresIn"`
+	SessionID    string `json:"sessionId"`
+}
+
+func fromReply(r events.TokenReply) tokenReply {
+	return tokenReply{r.AccessToken, r.RefreshToken, r.TokenType, r.ExpiresIn, r.SessionID}
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		ClientID string `json:"clientId,omitempty"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	ua := r.UserAgent()
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	rep, err := h.m.Login(r.Context(), events.LoginRequest{
+		Username: req.Username, Password: req.Password, ClientID: req.ClientID,
+		IP: clientIP(r), UserAgent: ua,
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, fromReply(rep))
+	return nil
+}
+
+type tokenBody struct {
+	Token string `json:"token"`
+}
+
+func (h *Handlers) refresh(w http.ResponseWriter, r *http.Request) error {
+	var req tokenBody
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	rep, err := h.m.Refresh(r.Context(), req.Token)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, fromReply(rep))
+	return nil
+}
+
+func (h *Handlers) logout(w http.ResponseWriter, r *http.Request) error {
+	var req tokenBody
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return fmt.Errorf("%w: token is required", session.ErrInvalidInput)
+	}
+	lr := events.LogoutRequest{AccessToken: req.Token}
+	if session.IsRefreshToken(req.Token) {
+		lr = events.LogoutRequest{RefreshToken: req.Token}
+	}
+	if err := h.m.Logout(r.Context(), lr); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// revokeToken is RFC 7009: 200 for any token, valid or not.
+func (h *Handlers) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(r); err != nil {
+		return err
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return fmt.Errorf("%w: token is required", session.ErrInvalidInput)
+	}
+	if err := h.m.RevokeToken(r.Context(), token, r.PostForm.Get("token_type_hint")); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// introspect is RFC 7662.
+func (h *Handlers) introspect(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(r); err != nil {
+		return err
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return fmt.Errorf("%w: token is required", session.ErrInvalidInput)
+	}
+	res, err := h.m.Introspect(r.Context(), token)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (h *Handlers) adminRevoke(w http.ResponseWriter, r *http.Request) error {
+	var req events.RevokeRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := h.m.Revoke(r.Context(), req); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+func (h *Handlers) adminSessions(w http.ResponseWriter, r *http.Request) error {
+	ss, err := h.m.Sessions(r.Context(), r.URL.Query().Get("user_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, events.SessionsReply{Sessions: ss})
+	return nil
+}
+
+func (h *Handlers) adminUsers(w http.ResponseWriter, r *http.Request) error {
+	us, err := h.m.ListUsers(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": us})
+	return nil
+}
+
+func (h *Handlers) adminAddUser(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	u, err := h.m.AddUser(r.Context(), req.Username, req.Password)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+func (h *Handlers) adminDisable(disabled bool) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		u, err := h.m.SetDisabled(r.Context(), r.PathValue("user"), disabled)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, u)
+		return nil
+	}
+}
+
+func (h *Handlers) adminPassword(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Password string `json:"password"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := h.m.SetPassword(r.Context(), r.PathValue("user"), req.Password); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handlers) adminKeys(w http.ResponseWriter, r *http.Request) error {
+	ks, err := h.m.ListKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": ks})
+	return nil
+}
+
+func (h *Handlers) adminRotate(w http.ResponseWriter, r *http.Request) error {
+	var req events.KeyRequest
+	if r.ContentLength != 0 {
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+	}
+	k, err := h.m.RotateKey(r.Context(), req.Alg)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+func (h *Handlers) adminRevokeKey(w http.ResponseWriter, r *http.Request) error {
+	if err := h.m.RevokeKey(r.Context(), r.PathValue("kid")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}

@@ -1,0 +1,255 @@
+package natsapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/session"
+)
+
+// Config of the service.
+type Config struct {
+	// Version is the service version reported by $SRV.INFO.
+	Version string
+	// Timeout bounds one command (default 10s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Start registers the service on nc. Stop it with Service.Stop, which
+// drains in-flight requests.
+func Start(nc *nats.Conn, m *session.Manager, cfg Config) (micro.Service, error) {
+	if cfg.Version == "" {
+		cfg.Version = "0.0.0"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        events.ServiceName,
+		Version:     cfg.Version,
+		Description: "sessionbus session manager: login, refresh, logout, revocation, JWKS",
+		QueueGroup:  events.QueueGroup,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start micro service: %w", err)
+	}
+	a := &api{m: m, cfg: cfg}
+	for _, ep := range []struct {
+		name, subject string
+		h             func(context.Context, events.Event) (any, error)
+	}{
+		{"login", events.SubjectLogin, a.login},
+		{"refresh", events.SubjectRefresh, a.refresh},
+		{"logout", events.SubjectLogout, a.logout},
+		{"revoke", events.SubjectRevoke, a.revoke},
+		{"sessions", events.SubjectSessions, a.sessions},
+		{"jwks", events.SubjectJWKS, nil},
+		{"users-add", events.SubjectUsersAdd, a.usersAdd},
+		{"users-list", events.SubjectUsersList, a.usersList},
+		{"users-disable", events.SubjectUsersDisable, a.usersDisable(true)},
+		{"users-enable", events.SubjectUsersEnable, a.usersDisable(false)},
+		{"users-passwd", events.SubjectUsersPasswd, a.usersPasswd},
+		{"keys-list", events.SubjectKeysList, a.keysList},
+		{"keys-rotate", events.SubjectKeysRotate, a.keysRotate},
+		{"keys-revoke", events.SubjectKeysRevoke, a.keysRevoke},
+	} {
+		var h micro.Handler
+		if ep.subject == events.SubjectJWKS {
+			h = micro.HandlerFunc(a.jwks)
+		} else {
+			h = a.handler(ep.subject, ep.h)
+		}
+		if err := svc.AddEndpoint(ep.name, h, micro.WithEndpointSubject(ep.subject)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("add endpoint %s: %w", ep.subject, err)
+		}
+	}
+	return svc, nil
+}
+
+type api struct {
+	m   *session.Manager
+	cfg Config
+}
+
+// handler decodes the CloudEvent, checks its type, runs h and replies.
+func (a *api) handler(subject string, h func(context.Context, events.Event) (any, error)) micro.Handler {
+	want := events.CommandType(subject)
+	return micro.HandlerFunc(func(r micro.Request) {
+		e, err := decode(r)
+		if err == nil && e.Type != want {
+			err = fmt.Errorf("%w: type %q does not fit %s (want %s)", session.ErrInvalidInput, e.Type, subject, want)
+		}
+		if err != nil {
+			a.fail(r, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
+		defer cancel()
+		out, err := h(ctx, e)
+		if err != nil {
+			a.fail(r, err)
+			return
+		}
+		if err := r.RespondJSON(out); err != nil {
+			a.cfg.Logger.Warn("reply failed", "subject", subject, "err", err)
+		}
+	})
+}
+
+func decode(r micro.Request) (events.Event, error) {
+	e, err := events.FromMsg(&nats.Msg{Subject: r.Subject(), Header: nats.Header(r.Headers()), Data: r.Data()})
+	if err != nil {
+		return events.Event{}, fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+	}
+	return e, nil
+}
+
+// data decodes the event's data strictly into v.
+func data(e events.Event, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: data: %v", session.ErrInvalidInput, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: data: trailing bytes", session.ErrInvalidInput)
+	}
+	return nil
+}
+
+func (a *api) fail(r micro.Request, err error) {
+	code, msg := session.StatusCode(err)
+	if code == 500 {
+		a.cfg.Logger.Error("command failed", "subject", r.Subject(), "err", err)
+	}
+	body := events.ErrorData{Error: msg, Code: code}
+	if ra := session.RetryAfter(err); ra > 0 {
+		body.RetryAfterSeconds = int((ra + time.Second - 1) / time.Second)
+	}
+	b, _ := json.Marshal(body)
+	if rerr := r.Error(strconv.Itoa(code), msg, b); rerr != nil {
+		a.cfg.Logger.Warn("error reply failed", "subject", r.Subject(), "err", rerr)
+	}
+}
+
+func (a *api) login(ctx context.Context, e events.Event) (any, error) {
+	var req events.LoginRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return a.m.Login(ctx, req)
+}
+
+func (a *api) refresh(ctx context.Context, e events.Event) (any, error) {
+	var req events.RefreshRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return a.m.Refresh(ctx, req.RefreshToken)
+}
+
+func (a *api) logout(ctx context.Context, e events.Event) (any, error) {
+	var req events.LogoutRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.m.Logout(ctx, req)
+}
+
+func (a *api) revoke(ctx context.Context, e events.Event) (any, error) {
+	var req events.RevokeRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.m.Revoke(ctx, req)
+}
+
+func (a *api) sessions(ctx context.Context, e events.Event) (any, error) {
+	var req events.SessionsRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	ss, err := a.m.Sessions(ctx, req.UserID)
+	return events.SessionsReply{Sessions: ss}, err
+}
+
+// jwks answers an empty request or a jwks.requested CloudEvent.
+func (a *api) jwks(r micro.Request) {
+	if len(r.Data()) > 0 || len(r.Headers()) > 0 {
+		e, err := decode(r)
+		if err == nil && e.Type != events.TypeJWKSRequested {
+			err = fmt.Errorf("%w: type %q does not fit %s", session.ErrInvalidInput, e.Type, events.SubjectJWKS)
+		}
+		if err != nil {
+			a.fail(r, err)
+			return
+		}
+	}
+	_ = r.Respond(a.m.JWKS(), micro.WithHeaders(micro.Headers{"Content-Type": []string{"application/jwk-set+json"}}))
+}
+
+func (a *api) usersAdd(ctx context.Context, e events.Event) (any, error) {
+	var req events.UserRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return a.m.AddUser(ctx, req.Username, req.Password)
+}
+
+func (a *api) usersList(ctx context.Context, e events.Event) (any, error) {
+	users, err := a.m.ListUsers(ctx)
+	return map[string]any{"users": users}, err
+}
+
+func (a *api) usersDisable(disabled bool) func(context.Context, events.Event) (any, error) {
+	return func(ctx context.Context, e events.Event) (any, error) {
+		var req events.UserRequest
+		if err := data(e, &req); err != nil {
+			return nil, err
+		}
+		return a.m.SetDisabled(ctx, req.User, disabled)
+	}
+}
+
+func (a *api) usersPasswd(ctx context.Context, e events.Event) (any, error) {
+	var req events.UserRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.m.SetPassword(ctx, req.User, req.Password)
+}
+
+func (a *api) keysList(ctx context.Context, e events.Event) (any, error) {
+	keys, err := a.m.ListKeys(ctx)
+	return map[string]any{"keys": keys}, err
+}
+
+func (a *api) keysRotate(ctx context.Context, e events.Event) (any, error) {
+	var req events.KeyRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return a.m.RotateKey(ctx, req.Alg)
+}
+
+func (a *api) keysRevoke(ctx context.Context, e events.Event) (any, error) {
+	var req events.KeyRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.m.RevokeKey(ctx, req.KID)
+}

@@ -1,0 +1,13 @@
+// Package natsapi serves the manager's commands over NATS request/reply
+// with nats.go/micro: service "sessionbus", queue group "sessionbus", one
+// endpoint per subject of the contract (auth.cmd.login, refresh, logout,
+// revoke, sessions, jwks) and the operator extensions (auth.cmd.users.*,
+// auth.cmd.keys.*).
+//
+// A request is a CloudEvent, binary or structured mode, whose type must be
+// the one its subject expects (jwks also takes an empty body); its data is
+// decoded strictly (unknown fields are refused). Errors use the micro
+// error headers with a code in HTTP terms and a message that leaks
+// nothing; a JSON body repeats them, with retry_after_seconds for 429 and
+// 503. Who may send the admin commands is decided by NATS permissions.
+package natsapi
