@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Config of the embedded server. The zero value is not usable: StoreDir is
@@ -88,8 +89,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		opts.SyncInterval = 2 * time.Minute // unused when SyncAlways
 	}
 	if cfg.ManagerPassword != "" {
+		// The server keeps only a bcrypt hash of the password.
+		hash, err := bcrypt.GenerateFromPassword([]byte(cfg.ManagerPassword), bcrypt.DefaultCost)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: %w", err)
+		}
 		opts.Users = []*server.User{
-			{Username: ManagerUser, Password: cfg.ManagerPassword},
+			{Username: ManagerUser, Password: string(hash)},
 			{Username: ServiceUser, Password: "", Permissions: ServicePermissions()},
 		}
 		opts.NoAuthUser = ServiceUser

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sessionbus/sessionbus/events/embedded"
+	"github.com/sessionbus/sessionbus/internal/node"
+	"github.com/sessionbus/sessionbus/session"
+)
+
+func init() { register(newServeCmd) }
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+// managerFlags configure a session manager: serve, and the offline
+// operator commands that run one in-process.
+type managerFlags struct {
+	nats         natsFlags
+	natsListen   string
+	syncInterval time.Duration
+	noNATSAuth   bool
+	instance     string
+	sess         session.Config
+	audience     []string
+	argonMemory  uint32
+	argonTime    uint32
+	argonThreads uint8
+	streamRepl   int
+	streamMaxAge time.Duration
+	kvRepl       int
+}
+
+func (f *managerFlags) add(fs *pflag.FlagSet) {
+	f.sess = session.DefaultConfig()
+	f.nats.add(fs)
+	host, _ := os.Hostname()
+	fs.StringVar(&f.natsListen, "nats-listen", defaultNATSListen, "address of the embedded NATS server (ignored with --nats-url)")
+	fs.DurationVar(&f.syncInterval, "sync-interval", 0, "embedded JetStream fsync interval; 0 syncs every write before its ack (safe); e.g. 1s trades durability on power loss for speed")
+	fs.BoolVar(&f.noNATSAuth, "no-nats-auth", false, "run the embedded NATS server without the manager/service roles (anyone local may read users and keys: tests only)")
+	fs.StringVar(&f.instance, "instance", host, "name of this manager in the ce-source of its events (/sessionbus/<instance>)")
+	fs.StringVar(&f.sess.Issuer, "issuer", f.sess.Issuer, "iss claim of access tokens")
+	fs.StringSliceVar(&f.audience, "audience", nil, "aud claim(s) of access tokens, comma separated")
+	fs.DurationVar(&f.sess.AccessTTL, "access-ttl", f.sess.AccessTTL, "access token lifetime")
+	fs.BoolVar(&f.sess.RefreshRotation, "refresh-rotation", f.sess.RefreshRotation, "issue a new refresh token on every refresh (false: clients keep their first one)")
+	fs.DurationVar(&f.sess.RefreshGrace, "refresh-grace", f.sess.RefreshGrace, "how long a just-rotated refresh token may be retried and get the same successor (0: never)")
+	fs.DurationVar(&f.sess.IdleTimeout, "idle-timeout", f.sess.IdleTimeout, "end sessions not refreshed for this long")
+	fs.DurationVar(&f.sess.AbsoluteTimeout, "absolute-timeout", f.sess.AbsoluteTimeout, "end sessions this long after login")
+	fs.StringVar(&f.sess.SigningAlg, "signing-alg", f.sess.SigningAlg, "algorithm of new signing keys: ES256, EdDSA or RS256")
+	fs.Uint32Var(&f.argonMemory, "argon2-memory", f.sess.Password.Memory, "argon2id memory per hash in KiB (OWASP minimum 19456)")
+	fs.Uint32Var(&f.argonTime, "argon2-time", f.sess.Password.Time, "argon2id passes")
+	fs.Uint8Var(&f.argonThreads, "argon2-threads", f.sess.Password.Threads, "argon2id parallelism")
+	fs.IntVar(&f.sess.MaxConcurrentHashes, "max-concurrent-hashes", f.sess.MaxConcurrentHashes, "password hashes computed at once (each takes --argon2-memory)")
+	fs.IntVar(&f.sess.HashQueue, "hash-queue", f.sess.HashQueue, "logins that may wait for a hash slot before more are refused with 503")
+	fs.DurationVar(&f.sess.SweepInterval, "sweep-interval", f.sess.SweepInterval, "how often timed-out sessions are ended")
+	fs.IntVar(&f.streamRepl, "stream-replicas", 1, "replicas of the AUTH_EVENTS stream and the manager buckets (3 in a cluster)")
+	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "how long AUTH_EVENTS keeps events; 0 keeps them forever; never shorter than --absolute-timeout + --access-ttl")
+}
+
+func (f *managerFlags) sessionConfig() session.Config {
+	c := f.sess
+	c.Instance = f.instance
+	c.Audience = f.audience
+	c.Password.Memory, c.Password.Time, c.Password.Threads = f.argonMemory, f.argonTime, f.argonThreads
+	return c
+}
+
+func (f *managerFlags) nodeConfig(viewDir string) node.Config {
+	c := node.Config{Session: f.sessionConfig(), ViewDir: viewDir, KVReplicas: f.streamRepl, Version: version, Logger: slog.Default()}
+	c.Stream.Replicas = f.streamRepl
+	c.Stream.MaxAge = f.streamMaxAge
+	return c
+}
+
+func newServeCmd() *cobra.Command {
+	var f managerFlags
+	var httpAddr, adminAddr string
+	var rebuild bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the session manager (embedded NATS JetStream by default)",
+		Long: `Run the session manager.
+
+By default it embeds a NATS server with JetStream on --nats-listen, keeping
+its files in --data-dir, with every write synced to disk before it is
+acknowledged. With --nats-url it joins an existing NATS cluster instead,
+which is how several managers share the load.
+
+The view of sessions (Badger, under <data-dir>/view) catches up with the
+stream before /readyz turns ready; delete it, or pass --rebuild-view, to
+rebuild it from the stream.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), &f, httpAddr, adminAddr, rebuild)
+		},
+	}
+	f.add(cmd.Flags())
+	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
+	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
+	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the stream")
+	return cmd
+}
+
+func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, rebuild bool) error {
+	log := slog.Default()
+	if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	unlock, err := lockDataDir(f.nats.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	nc, shutdownNATS, err := f.openNATS(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer shutdownNATS()
+
+	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView = httpAddr, adminAddr, rebuild
+	n, err := node.Start(ctx, nc, cfg)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := n.WaitReady(ctx); err == nil {
+			log.Info("sessionbus ready", "http", n.HTTPAddr(), "admin", n.AdminAddr(), "nats", nc.ConnectedUrlRedacted(), "version", version)
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-n.Err():
+		log.Error("manager failed", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.Close(sctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	return runErr
+}
+
+// openNATS connects to --nats-url, or starts the embedded server on the
+// data dir (listening on --nats-listen, or in-process only when
+// inProcess) and connects to it as the manager.
+func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn, func(), error) {
+	log := slog.Default()
+	connOpts := []nats.Option{
+		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if f.nats.url != "" {
+		nc, err := f.nats.connect(ctx, "sessionbus-manager", connOpts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nc, func() { _ = nc.Drain() }, nil
+	}
+	host, portStr, err := net.SplitHostPort(f.natsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nats-listen: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nats-listen port: %w", err)
+	}
+	password := ""
+	if !f.noNATSAuth {
+		if password, err = managerPassword(f.nats.dataDir); err != nil {
+			return nil, nil, err
+		}
+	}
+	srv, err := embedded.Start(ctx, embedded.Config{
+		StoreDir: filepath.Join(f.nats.dataDir, "nats"), Host: host, Port: port, DontListen: inProcess,
+		SyncInterval: f.syncInterval, ManagerPassword: password, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := srv.Connect(append(connOpts, nats.Name("sessionbus-manager"))...)
+	if err != nil {
+		srv.Shutdown()
+		return nil, nil, err
+	}
+	if !inProcess {
+		durability := "fsync before every ack"
+		if f.syncInterval > 0 {
+			durability = "fsync every " + f.syncInterval.String()
+		}
+		log.Info("embedded NATS JetStream started", "url", srv.ClientURL(), "store", filepath.Join(f.nats.dataDir, "nats"), "durability", durability, "auth", !f.noNATSAuth)
+	}
+	return nc, func() { _ = nc.Drain(); waitClosed(nc); srv.Shutdown() }, nil
+}
+
+func waitClosed(nc *nats.Conn) {
+	for i := 0; i < 100 && !nc.IsClosed(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// managerPassword returns the embedded server's manager password, making
+// one (256 bits, 0600) on first start.
+func managerPassword(dataDir string) (string, error) {
+	pw, err := readManagerPassword(dataDir)
+	if err == nil && pw != "" {
+		return pw, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("manager password: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	pw = base64.RawURLEncoding.EncodeToString(b)
+	path := filepath.Join(dataDir, managerPasswordFile)
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("manager password: %w", err)
+	}
+	return pw, nil
+}
+
+// errLocked reports a data dir in use by a running server.
+var errLocked = errors.New("data dir is in use by a running sessionbus")
+
+// lockDataDir takes an exclusive lock on the data dir, so two processes
+// never open one JetStream store or view.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (%s)", errLocked, dir)
+		}
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
