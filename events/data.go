@@ -16,7 +16,27 @@ const (
 	ReasonTokenRevocation = "token_revocation" // RFC 7009 revocation by the token's holder
 	ReasonUserDisabled    = "user_disabled"    // the account was disabled
 	ReasonKeyCompromised  = "key_compromised"  // a signing key was withdrawn
+	ReasonPasswordChanged = "password_changed" // the user's password was replaced
 )
+
+// Revocation reasons are open: an operator may give their own, as
+// lower-case words joined by underscores (ValidReason); the constants
+// above are the ones sessionbus itself uses.
+
+// ValidReason reports whether r can be a revocation reason: 1 to 64
+// characters of [a-z0-9_], starting with a letter.
+func ValidReason(r string) bool {
+	if r == "" || len(r) > 64 || r[0] < 'a' || r[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // Reasons a login failed.
 const (

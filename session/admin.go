@@ -83,7 +83,7 @@ func (m *Manager) SetPassword(ctx context.Context, idOrName, password string) er
 	if err := m.d.Users.Update(ctx, u); err != nil {
 		return err
 	}
-	return m.RevokeUser(ctx, u.ID, "password_changed")
+	return m.RevokeUser(ctx, u.ID, events.ReasonPasswordChanged)
 }
 
 // SetDisabled disables or enables a user. Disabling revokes every session

@@ -205,6 +205,56 @@ func (m *Manager) settle(ctx context.Context, seq uint64) {
 	}
 }
 
+// caughtUp makes the view apply everything the stream acknowledged before
+// now. A manager calls it before answering "unknown" for a token or id
+// that another manager may have just created.
+func (m *Manager) caughtUp(ctx context.Context) error {
+	seq, err := m.d.Publisher.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	if err := m.d.View.WaitApplied(ctx, seq); err != nil {
+		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	return nil
+}
+
+// sessionByDigest is View.SessionByDigest with a read barrier on a miss.
+func (m *Manager) sessionByDigest(ctx context.Context, digest string) (Session, uint64, error) {
+	s, gen, err := m.d.View.SessionByDigest(ctx, digest)
+	if !errors.Is(err, ErrNotFound) {
+		return s, gen, err
+	}
+	if err := m.caughtUp(ctx); err != nil {
+		return Session{}, 0, err
+	}
+	return m.d.View.SessionByDigest(ctx, digest)
+}
+
+// session is View.Session with a read barrier on a miss.
+func (m *Manager) session(ctx context.Context, id string) (Session, error) {
+	s, err := m.d.View.Session(ctx, id)
+	if !errors.Is(err, ErrNotFound) {
+		return s, err
+	}
+	if err := m.caughtUp(ctx); err != nil {
+		return Session{}, err
+	}
+	return m.d.View.Session(ctx, id)
+}
+
+// token is View.Token with a read barrier on a miss.
+func (m *Manager) token(ctx context.Context, jti string) (TokenInfo, error) {
+	t, err := m.d.View.Token(ctx, jti)
+	if !errors.Is(err, ErrNotFound) {
+		return t, err
+	}
+	if err := m.caughtUp(ctx); err != nil {
+		return TokenInfo{}, err
+	}
+	return m.d.View.Token(ctx, jti)
+}
+
 // conflictRetries bounds how often one request re-decides after losing a
 // conditional write.
 const conflictRetries = 8
@@ -413,7 +463,7 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 	}
 	digest := Digest(token)
 	for range conflictRetries {
-		s, gen, err := m.d.View.SessionByDigest(ctx, digest)
+		s, gen, err := m.sessionByDigest(ctx, digest)
 		if errors.Is(err, ErrNotFound) {
 			return events.TokenReply{}, "invalid", ErrInvalidToken
 		}
@@ -595,12 +645,12 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 	if reason == "" {
 		reason = events.ReasonAdmin
 	}
-	if err := checkOptional("reason", reason, 64); err != nil {
-		return err
+	if !events.ValidReason(reason) {
+		return fmt.Errorf("%w: reason must be 1 to 64 characters of [a-z0-9_], starting with a letter", ErrInvalidInput)
 	}
 	switch {
 	case req.SessionID != "":
-		s, err := m.d.View.Session(ctx, req.SessionID)
+		s, err := m.session(ctx, req.SessionID)
 		if err != nil {
 			return err
 		}
@@ -608,7 +658,7 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 	case req.UserID != "":
 		return m.RevokeUser(ctx, req.UserID, reason)
 	default:
-		t, err := m.d.View.Token(ctx, req.JTI)
+		t, err := m.token(ctx, req.JTI)
 		if err != nil {
 			return err
 		}
@@ -672,7 +722,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 		if !IsRefreshToken(req.RefreshToken) {
 			return ErrInvalidToken
 		}
-		s, _, err := m.d.View.SessionByDigest(ctx, Digest(req.RefreshToken))
+		s, _, err := m.sessionByDigest(ctx, Digest(req.RefreshToken))
 		if errors.Is(err, ErrNotFound) {
 			return ErrInvalidToken
 		}
@@ -685,7 +735,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 		if err != nil {
 			return ErrInvalidToken
 		}
-		s, err := m.d.View.Session(ctx, c.SessionID)
+		s, err := m.session(ctx, c.SessionID)
 		if errors.Is(err, ErrNotFound) {
 			return ErrInvalidToken
 		}
@@ -703,7 +753,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 // ErrOverloaded is returned.
 func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
 	if IsRefreshToken(token) {
-		s, _, err := m.d.View.SessionByDigest(ctx, Digest(token))
+		s, _, err := m.sessionByDigest(ctx, Digest(token))
 		if err != nil {
 			return ignoreNotFound(err)
 		}
@@ -713,7 +763,7 @@ func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
 	if err != nil {
 		return nil
 	}
-	t, err := m.d.View.Token(ctx, c.JTI)
+	t, err := m.token(ctx, c.JTI)
 	if errors.Is(err, ErrNotFound) {
 		t = TokenInfo{JTI: c.JTI, SessionID: c.SessionID, UserID: c.Subject, KeyID: c.KeyID, ExpiresAt: c.ExpiresAt}
 	} else if err != nil {
@@ -755,7 +805,7 @@ type Introspection struct {
 func (m *Manager) Introspect(ctx context.Context, token string) (Introspection, error) {
 	now := m.now()
 	if IsRefreshToken(token) {
-		s, gen, err := m.d.View.SessionByDigest(ctx, Digest(token))
+		s, gen, err := m.sessionByDigest(ctx, Digest(token))
 		if err != nil {
 			return Introspection{}, ignoreNotFound(err)
 		}
@@ -785,7 +835,7 @@ func (m *Manager) Introspect(ctx context.Context, token string) (Introspection, 
 
 // denied checks a verified access token against the view's revocations.
 func (m *Manager) denied(ctx context.Context, c AccessClaims) (bool, error) {
-	s, err := m.d.View.Session(ctx, c.SessionID)
+	s, err := m.session(ctx, c.SessionID)
 	if errors.Is(err, ErrNotFound) {
 		return true, nil
 	}

@@ -21,7 +21,8 @@ type Session struct {
 	Generation    uint64 `json:"generation"`
 	RefreshDigest string `json:"refresh_digest"`
 	// PreviousDigest is the refresh token rotated into this generation,
-	// RotatedAt when that happened (zero at generation 1).
+	// RotatedAt when the stream stored that rotation (zero at generation
+	// 1).
 	PreviousDigest  string    `json:"previous_digest,omitempty"`
 	RotatedAt       time.Time `json:"rotated_at,omitzero"`
 	CreatedAt       time.Time `json:"created_at"`
@@ -147,6 +148,9 @@ type View interface {
 // jsbus.ErrConflict when another writer moved the subjects first.
 type Publisher interface {
 	Publish(ctx context.Context, e events.Event, expect *jsbus.Expect) (uint64, error)
+	// LastSeq returns the stream's last sequence, the read barrier for a
+	// view that may lag behind another manager's writes.
+	LastSeq(ctx context.Context) (uint64, error)
 }
 
 var _ Publisher = (*jsbus.Publisher)(nil)

@@ -434,7 +434,12 @@ func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRef
 	sess.PreviousDigest = d.PreviousRefreshDigest
 	sess.RefreshDigest = d.RefreshDigest
 	sess.Generation = d.Generation
-	sess.RotatedAt = d.RefreshedAt
+	// The rotation counts from when the stream stored it: a request that
+	// arrived before then could not have known of it.
+	sess.RotatedAt = st.Time
+	if sess.RotatedAt.IsZero() {
+		sess.RotatedAt = d.RefreshedAt
+	}
 	sess.LastRefreshedAt = d.RefreshedAt
 	sess.IdleExpiresAt = d.IdleExpiresAt
 	sess.MaxAccessExp = later(sess.MaxAccessExp, d.AccessExpiresAt)
