@@ -196,6 +196,10 @@ func NewCommand(subject, source string, data any) (*nats.Msg, error) {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
 	e := Event{ID: NewID(), Type: t, Source: source, Time: time.Now().UTC(), Data: b}
+	switch subject {
+	case SubjectLogin, SubjectRefresh, SubjectLogout, SubjectRevoke, SubjectSessions, SubjectJWKS:
+		e.DataSchema = SchemaBase + "commands/" + strings.TrimPrefix(string(t), "io.sessionbus.") + ".json"
+	}
 	m, err := ToMsg(subject, e)
 	if err != nil {
 		return nil, err

@@ -50,7 +50,8 @@ type SessionCreated struct {
 	SessionID string `json:"session_id"`
 	UserID    string `json:"user_id"`
 	// AccountKey is a keyed digest of the normalised username, the key of
-	// login throttling (see LoginFailed.AccountKey).
+	// login throttling: unpadded base64url of HMAC-SHA-256 (43 characters;
+	// see LoginFailed.AccountKey).
 	AccountKey string `json:"account_key"`
 	ClientID   string `json:"client_id,omitempty"`
 	IP         string `json:"ip,omitempty"`

@@ -1,55 +1,447 @@
 package session_test
 
 import (
-	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
 )
 
-func TestLoginRefreshLogout(t *testing.T) {
-	ctx := context.Background()
-	srv := natstest.Start(t)
-	m := nodetest.Start(t, srv)
-	mgr := m.Manager()
-	uid := m.AddUser(t, "Alice", "correct horse battery")
+const pw = "correct horse battery"
 
-	rep, err := mgr.Login(ctx, session.LoginRequest{Username: "alice", Password: "correct horse battery", IP: "192.0.2.1"})
+func login(t testing.TB, m *nodetest.Manager, user string) events.TokenReply {
+	t.Helper()
+	rep, err := m.Manager().Login(bg, session.LoginRequest{Username: user, Password: pw, IP: "192.0.2.1"})
+	if err != nil {
+		t.Fatalf("login %s: %v", user, err)
+	}
+	return rep
+}
+
+func active(t testing.TB, m *nodetest.Manager, token string) bool {
+	t.Helper()
+	in, err := m.Manager().Introspect(bg, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.TokenType != "Bearer" || rep.ExpiresIn != 300 || !session.IsRefreshToken(rep.RefreshToken) || rep.SessionID == "" {
-		t.Fatalf("reply %+v", rep)
+	return in.Active
+}
+
+// Every flow end to end, the facts each publishes, schema-valid and free
+// of every secret used.
+func TestEveryFlowPublishesItsFacts(t *testing.T) {
+	_, m := start(t)
+	mgr := m.Manager()
+	uid := m.AddUser(t, "Alice", pw)
+	bobID := m.AddUser(t, "bob", pw)
+	var secrets []string
+	keep := func(r events.TokenReply) events.TokenReply {
+		secrets = append(secrets, r.AccessToken, r.RefreshToken, r.AccessToken[strings.LastIndexByte(r.AccessToken, '.')+1:])
+		return r
 	}
-	in, err := mgr.Introspect(ctx, rep.AccessToken)
-	if err != nil || !in.Active || in.Subject != uid || in.SessionID != rep.SessionID {
-		t.Fatalf("introspect %+v %v", in, err)
+	secrets = append(secrets, pw, "wrong password!")
+
+	// Login (name is case-insensitive), refresh with rotation.
+	a := keep(login(t, m, "ALICE"))
+	a2 := keep(must(mgr.Refresh(bg, a.RefreshToken)))
+	if a2.RefreshToken == a.RefreshToken || !active(t, m, a2.AccessToken) {
+		t.Fatal("refresh did not rotate")
 	}
-	rep2, err := mgr.Refresh(ctx, rep.RefreshToken)
+	// Failed logins: wrong password and unknown user look the same.
+	_, err1 := mgr.Login(bg, session.LoginRequest{Username: "alice", Password: "wrong password!"})
+	_, err2 := mgr.Login(bg, session.LoginRequest{Username: "nobody", Password: "wrong password!"})
+	if !errors.Is(err1, session.ErrBadCredentials) || !errors.Is(err2, session.ErrBadCredentials) || err1.Error() != err2.Error() {
+		t.Fatalf("failed logins differ: %v / %v", err1, err2)
+	}
+	// Reuse of a rotated refresh token revokes the session.
+	if _, err := mgr.Refresh(bg, a.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+		t.Fatalf("reuse: %v", err)
+	}
+	if _, err := mgr.Refresh(bg, a2.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+		t.Fatalf("successor survived reuse: %v", err)
+	}
+	if active(t, m, a2.AccessToken) {
+		t.Fatal("access token of a reused session still active")
+	}
+	// Logout by refresh token and by access token.
+	b := keep(login(t, m, "alice"))
+	if err := mgr.Logout(bg, session.LogoutRequest{RefreshToken: b.RefreshToken}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Logout(bg, session.LogoutRequest{RefreshToken: b.RefreshToken}); err != nil {
+		t.Fatalf("second logout: %v", err)
+	}
+	c := keep(login(t, m, "alice"))
+	if err := mgr.Logout(bg, session.LogoutRequest{AccessToken: c.AccessToken}); err != nil {
+		t.Fatal(err)
+	}
+	// Admin: by session, by jti, by user.
+	d := keep(login(t, m, "bob"))
+	if err := mgr.Revoke(bg, session.RevokeRequest{SessionID: d.SessionID, Reason: "suspicious"}); err != nil {
+		t.Fatal(err)
+	}
+	e := keep(login(t, m, "bob"))
+	e2 := keep(must(mgr.Refresh(bg, e.RefreshToken)))
+	jti := claims(t, m, e.AccessToken).JTI
+	if err := mgr.Revoke(bg, session.RevokeRequest{JTI: jti}); err != nil {
+		t.Fatal(err)
+	}
+	if active(t, m, e.AccessToken) || !active(t, m, e2.AccessToken) {
+		t.Fatal("jti revocation must deny exactly that token")
+	}
+	if err := mgr.Revoke(bg, session.RevokeRequest{UserID: bobID}); err != nil {
+		t.Fatal(err)
+	}
+	if active(t, m, e2.AccessToken) {
+		t.Fatal("user revocation left a token active")
+	}
+	if _, err := mgr.Refresh(bg, e2.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+		t.Fatalf("refresh after user revocation: %v", err)
+	}
+	f := keep(login(t, m, "bob")) // a new login after the revocation works
+	if !active(t, m, f.AccessToken) {
+		t.Fatal("login after user revocation is not active")
+	}
+	// RFC 7009 by the holder: access token alone, then refresh token.
+	if err := mgr.RevokeToken(bg, f.AccessToken, "access_token"); err != nil {
+		t.Fatal(err)
+	}
+	if active(t, m, f.AccessToken) {
+		t.Fatal("RFC 7009 access token revocation")
+	}
+	if err := mgr.RevokeToken(bg, f.RefreshToken, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mgr.Refresh(bg, f.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+		t.Fatal("RFC 7009 refresh token revocation")
+	}
+	// Keys: rotate keeps old tokens valid; revoke denies them.
+	g := keep(login(t, m, "alice"))
+	oldKID := kidOf(t, g.AccessToken)
+	if _, err := mgr.RotateKey(bg, session.AlgEdDSA); err != nil {
+		t.Fatal(err)
+	}
+	h := keep(must(mgr.Refresh(bg, g.RefreshToken)))
+	if kidOf(t, h.AccessToken) == oldKID || !active(t, m, g.AccessToken) {
+		t.Fatal("rotation: new tokens must use the new key and old ones stay valid")
+	}
+	if !strings.Contains(string(mgr.JWKS()), oldKID) {
+		t.Fatal("retired key left the JWKS too early")
+	}
+	if err := mgr.RevokeKey(bg, oldKID); err != nil {
+		t.Fatal(err)
+	}
+	if active(t, m, g.AccessToken) || strings.Contains(string(mgr.JWKS()), oldKID) {
+		t.Fatal("revoked key still trusted")
+	}
+	// Disabling a user revokes its sessions and refuses logins.
+	if _, err := mgr.SetDisabled(bg, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mgr.Login(bg, session.LoginRequest{Username: "alice", Password: pw}); !errors.Is(err, session.ErrDisabled) {
+		t.Fatalf("disabled login: %v", err)
+	}
+	if active(t, m, h.AccessToken) {
+		t.Fatal("disabled user's token active")
+	}
+
+	msgs := checkStream(t, m.NC, secrets...)
+	count := map[events.Type]int{}
+	for _, s := range msgs {
+		count[s.Event.Type]++
+	}
+	for _, typ := range events.Types() {
+		if count[typ] == 0 {
+			t.Errorf("no %s on the stream", typ)
+		}
+	}
+	reasons := map[string]bool{}
+	for _, r := range ofType[events.SessionRevoked](t, msgs, events.TypeSessionRevoked) {
+		reasons[r.Reason] = true
+		if !r.DenyUntil.After(r.RevokedAt) {
+			t.Errorf("deny_until %s not after revoked_at %s", r.DenyUntil, r.RevokedAt)
+		}
+	}
+	for _, want := range []string{events.ReasonRefreshReuse, events.ReasonLogout, "suspicious", events.ReasonTokenRevocation} {
+		if !reasons[want] {
+			t.Errorf("no session.revoked with reason %s (have %v)", want, reasons)
+		}
+	}
+	fails := ofType[events.LoginFailed](t, msgs, events.TypeLoginFailed)
+	var unknown, known int
+	for _, f := range fails {
+		if f.UserID == "" {
+			unknown++
+		} else if f.UserID == uid {
+			known++
+		}
+	}
+	if unknown != 1 || known < 1 {
+		t.Errorf("login.failed: %d unknown, %d alice", unknown, known)
+	}
+	users := ofType[events.UserRevoked](t, msgs, events.TypeUserRevoked)
+	if len(users) != 2 || users[0].UserID != bobID || users[1].Reason != events.ReasonUserDisabled {
+		t.Errorf("user.revoked facts: %+v", users)
+	}
+}
+
+func must(r events.TokenReply, err error) events.TokenReply {
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func claims(t testing.TB, m *nodetest.Manager, token string) session.Introspection {
+	t.Helper()
+	in, err := m.Manager().Introspect(bg, token)
+	if err != nil || !in.Active {
+		t.Fatalf("introspect: %+v %v", in, err)
+	}
+	return in
+}
+
+// A restart keeps every session; deleting the view and restarting rebuilds
+// the same state.
+func TestRestartAndRebuild(t *testing.T) {
+	srv, m := start(t)
+	mgr := m.Manager()
+	m.AddUser(t, "alice", pw)
+	var live []events.TokenReply
+	for i := range 4 {
+		r := login(t, m, "alice")
+		if i%2 == 0 {
+			r = must(mgr.Refresh(bg, r.RefreshToken))
+		}
+		live = append(live, r)
+	}
+	dead := login(t, m, "alice")
+	if err := mgr.Logout(bg, session.LogoutRequest{RefreshToken: dead.RefreshToken}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = mgr.Login(bg, session.LoginRequest{Username: "alice", Password: "nope", IP: "198.51.100.7"})
+	before, err := m.View().Dump()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep2.RefreshToken == rep.RefreshToken || rep2.SessionID != rep.SessionID {
-		t.Fatalf("refresh did not rotate: %+v", rep2)
-	}
-	if err := mgr.Logout(ctx, session.LogoutRequest{RefreshToken: rep2.RefreshToken}); err != nil {
+	viewDir := m.Cfg.ViewDir
+	if err := m.Close(bg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mgr.Refresh(ctx, rep2.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
-		t.Fatalf("refresh after logout: %v", err)
+
+	// Restart on the same view: it resumes from its sequence.
+	cfg := nodetest.Config(t)
+	cfg.ViewDir = viewDir
+	m2 := nodetest.StartConfig(t, srv, cfg)
+	after, err := m2.View().Dump()
+	if err != nil {
+		t.Fatal(err)
 	}
-	in, err = mgr.Introspect(ctx, rep2.AccessToken)
-	if err != nil || in.Active {
-		t.Fatalf("access token of a logged-out session is active: %+v %v", in, err)
+	compareDumps(t, "restart", before, after)
+	if err := m2.Close(bg); err != nil {
+		t.Fatal(err)
 	}
-	ss, err := mgr.Sessions(ctx, uid)
-	if err != nil || len(ss) != 1 || ss[0].Status != session.StatusRevoked || ss[0].RevokeReason != events.ReasonLogout {
-		t.Fatalf("sessions %+v %v", ss, err)
+
+	// Rebuild: the view is deleted and replayed from the stream.
+	cfg.RebuildView = true
+	m3 := nodetest.StartConfig(t, srv, cfg)
+	rebuilt, err := m3.View().Dump()
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = time.Second
+	compareDumps(t, "rebuild", before, rebuilt)
+	// And a brand-new view in another directory, as a second manager would.
+	m4 := nodetest.Start(t, srv)
+	fresh, err := m4.View().Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareDumps(t, "fresh view", before, fresh)
+
+	for _, r := range live {
+		if !active(t, m3, r.AccessToken) {
+			t.Fatal("session lost over restart")
+		}
+		if _, err := m3.Manager().Refresh(bg, r.RefreshToken); err != nil {
+			t.Fatalf("refresh after rebuild: %v", err)
+		}
+	}
+	if _, err := m3.Manager().Refresh(bg, dead.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+		t.Fatalf("logged-out session came back: %v", err)
+	}
+}
+
+func compareDumps(t testing.TB, what string, want, got map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: key %q = %q, want %q", what, k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: extra key %q", what, k)
+		}
+	}
+}
+
+// 50 concurrent refreshes with one refresh token yield exactly one live
+// successor.
+func TestConcurrentRefreshesOneSuccessor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+	}{{"grace 5s", 5 * time.Second}, {"no grace", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, m := start(t, withSession(func(c *session.Config) { c.RefreshGrace = tc.grace }))
+			m.AddUser(t, "alice", pw)
+			r := login(t, m, "alice")
+			replies, errs := refreshConcurrently(m, r.RefreshToken, 50)
+			checkOneSuccessor(t, []*nodetest.Manager{m}, r, replies, errs, tc.grace > 0)
+		})
+	}
+}
+
+// Two managers sharing one NATS server stay correct under concurrent
+// refreshes of the same session.
+func TestTwoManagersConcurrentRefreshes(t *testing.T) {
+	for _, grace := range []time.Duration{5 * time.Second, 0} {
+		t.Run(grace.String(), func(t *testing.T) {
+			opt := withSession(func(c *session.Config) { c.RefreshGrace = grace })
+			srv, a := start(t, opt)
+			b := nodetest.Start(t, srv, opt)
+			a.AddUser(t, "alice", pw)
+			r := login(t, a, "alice")
+			// The login at a must be usable at b at once (read barrier).
+			if !active(t, b, r.AccessToken) {
+				t.Fatal("b does not see a's session")
+			}
+			var mu sync.Mutex
+			var replies []events.TokenReply
+			var errs []error
+			var wg sync.WaitGroup
+			gate := make(chan struct{})
+			for i := range 40 {
+				mgr := a
+				if i%2 == 1 {
+					mgr = b
+				}
+				wg.Go(func() {
+					<-gate
+					rep, err := mgr.Manager().Refresh(bg, r.RefreshToken)
+					mu.Lock()
+					defer mu.Unlock()
+					replies, errs = append(replies, rep), append(errs, err)
+				})
+			}
+			close(gate)
+			wg.Wait()
+			checkOneSuccessor(t, []*nodetest.Manager{a, b}, r, replies, errs, grace > 0)
+
+			// A chain of refreshes alternating managers never breaks.
+			if grace > 0 {
+				tok := replies[0].RefreshToken
+				for i := range 10 {
+					mgr := []*nodetest.Manager{a, b}[i%2]
+					rep, err := mgr.Manager().Refresh(bg, tok)
+					if err != nil {
+						t.Fatalf("alternating refresh %d: %v", i, err)
+					}
+					tok = rep.RefreshToken
+				}
+			}
+		})
+	}
+}
+
+func refreshConcurrently(m *nodetest.Manager, token string, n int) ([]events.TokenReply, []error) {
+	replies := make([]events.TokenReply, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-gate
+			replies[i], errs[i] = m.Manager().Refresh(bg, token)
+		})
+	}
+	close(gate)
+	wg.Wait()
+	return replies, errs
+}
+
+// checkOneSuccessor: at most one successor token was ever issued; with
+// grace every caller got it and it is live; without, the others got a
+// conflict (or, if one arrived after the rotation was stored, the reuse
+// revoked the session: then nothing is live).
+func checkOneSuccessor(t *testing.T, ms []*nodetest.Manager, orig events.TokenReply, replies []events.TokenReply, errs []error, grace bool) {
+	t.Helper()
+	successors := map[string]bool{}
+	var conflicts, invalid int
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			successors[replies[i].RefreshToken] = true
+		case errors.Is(err, session.ErrConflict):
+			conflicts++
+		case errors.Is(err, session.ErrInvalidToken):
+			invalid++
+		default:
+			t.Fatalf("refresh: unexpected error %v", err)
+		}
+	}
+	if len(successors) != 1 {
+		t.Fatalf("%d distinct successors, want 1 (conflicts %d, invalid %d)", len(successors), conflicts, invalid)
+	}
+	msgs := streamAll(t, ms[0].NC)
+	if n := len(ofType[events.SessionRefreshed](t, msgs, events.TypeSessionRefreshed)); n != 1 {
+		t.Fatalf("%d refreshed facts, want 1", n)
+	}
+	var succ string
+	for s := range successors {
+		succ = s
+	}
+	revoked := len(ofType[events.SessionRevoked](t, msgs, events.TypeSessionRevoked))
+	if grace {
+		if conflicts+invalid != 0 || revoked != 0 {
+			t.Fatalf("with grace every caller gets the successor: conflicts %d invalid %d revoked %d", conflicts, invalid, revoked)
+		}
+	}
+	for _, m := range ms {
+		m.Manager() // each view must agree
+		in, err := m.Manager().Introspect(bg, succ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Active != (revoked == 0) {
+			t.Fatalf("successor active=%v with %d revocations", in.Active, revoked)
+		}
+	}
+	if revoked == 0 && invalid != 0 {
+		t.Fatalf("%d callers told invalid without a revocation", invalid)
+	}
+	_ = orig
+}
+
+func kidOf(t testing.TB, token string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr.Kid
 }

@@ -412,6 +412,15 @@ func (m *Manager) issueAccess(userID, sid, clientID string, authTime, now time.T
 }
 
 func (m *Manager) startSession(ctx context.Context, userID, acct, ip string, req LoginRequest, now time.Time) (events.TokenReply, error) {
+	// A login in the second a user revocation rounded up to starts at its
+	// revoked_before, so that its tokens are not denied.
+	u, err := m.d.View.User(ctx, userID)
+	if err != nil {
+		return events.TokenReply{}, fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	if now.Before(u.RevokedBefore) {
+		now = u.RevokedBefore
+	}
 	sid := events.NewID()
 	refresh, err := newRefreshToken()
 	if err != nil {
@@ -677,8 +686,14 @@ func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) error {
 		return fmt.Errorf("%w: %v", ErrOverloaded, err)
 	}
 	now := m.now().UTC()
+	// Token times are whole seconds (iat, auth_time): round up, so that a
+	// token issued in the same second as the revocation is denied too.
+	before := now.Truncate(time.Second)
+	if before.Before(now) {
+		before = before.Add(time.Second)
+	}
 	data := events.UserRevoked{
-		UserID: userID, Reason: reason, RevokedBefore: now,
+		UserID: userID, Reason: reason, RevokedBefore: before,
 		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), u.MaxAccessExp).Add(m.cfg.ClockLeeway),
 	}
 	seq, err := m.publish(ctx, events.TypeUserRevoked, userID, now, data, nil)
