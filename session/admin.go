@@ -143,7 +143,7 @@ func (m *Manager) EnsureKey(ctx context.Context) error {
 	}
 	_, err = m.rotateKey(ctx, "", true)
 	if errors.Is(err, ErrExists) {
-		return nil
+		return m.reloadKeys(ctx) // another manager made the first key
 	}
 	return err
 }
@@ -167,6 +167,9 @@ func (m *Manager) rotateKey(ctx context.Context, alg string, onlyIfNone bool) (K
 	k.CreatedAt, k.ActivatedAt = now, now
 	prev, err := m.d.Keys.Activate(ctx, k, onlyIfNone)
 	if err != nil {
+		return KeyInfo{}, err
+	}
+	if err := m.reloadKeys(ctx); err != nil {
 		return KeyInfo{}, err
 	}
 	data := events.KeyRotated{KeyID: k.KID, Algorithm: k.Alg, ActivatedAt: now}
@@ -209,6 +212,9 @@ func (m *Manager) RevokeKey(ctx context.Context, kid string) error {
 	}
 	now := m.now().UTC()
 	if err := m.d.Keys.Revoke(ctx, kid, now); err != nil {
+		return err
+	}
+	if err := m.reloadKeys(ctx); err != nil {
 		return err
 	}
 	ks, err := m.d.View.Key(ctx, kid)
@@ -260,4 +266,14 @@ func keyInfo(k SigningKey, active string) KeyInfo {
 		info.Status = "retired"
 	}
 	return info
+}
+
+func (m *Manager) reloadKeys(ctx context.Context) error {
+	if m.d.ReloadKeys == nil {
+		return nil
+	}
+	if err := m.d.ReloadKeys(ctx); err != nil {
+		return fmt.Errorf("reload keys: %w", err)
+	}
+	return nil
 }

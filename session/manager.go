@@ -31,6 +31,11 @@ type Deps struct {
 	Keys      KeyStore
 	NewKey    KeyGenerator
 	Grace     GraceStore
+	// ReloadKeys, if set, makes Tokens take the key store's current keys;
+	// the manager calls it after rotating or revoking a key so that its
+	// own next token uses the new key at once (other managers follow the
+	// key store's changes on their own).
+	ReloadKeys func(ctx context.Context) error
 	// AccountSecret keys the account digests of login throttling; shared
 	// by all managers, never published.
 	AccountSecret []byte

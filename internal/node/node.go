@@ -139,9 +139,22 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	if err != nil {
 		return nil, err
 	}
+	loadKeys := func(active string, keys []session.SigningKey) {
+		if err := keyring.Set(active, keys); err != nil {
+			log.Error("signing keys", "err", err)
+		}
+	}
+	reloadKeys := func(ctx context.Context) error {
+		active, keys, err := kv.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		loadKeys(active, keys)
+		return nil
+	}
 	mgr, err := session.New(cfg.Session, session.Deps{
 		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
-		Grace: kv, AccountSecret: secret, Logger: log, Registerer: reg,
+		Grace: kv, AccountSecret: secret, ReloadKeys: reloadKeys, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -167,25 +180,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 		return jsbus.Follow(rctx, js, jsbus.FollowConfig{StartSeq: view.AppliedSeq() + 1}, view.Apply)
 	})
 	// The keyring follows the key bucket.
-	loadKeys := func(active string, keys []session.SigningKey) {
-		if err := keyring.Set(active, keys); err != nil {
-			log.Error("signing keys", "err", err)
-		}
-	}
-	active, keys, err := kv.Keys(ctx)
-	if err != nil {
+	if err := reloadKeys(ctx); err != nil {
 		return nil, err
 	}
-	loadKeys(active, keys)
 	n.goRun("keys", func() error { return kv.WatchKeys(rctx, loadKeys) })
-
 	if err := mgr.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	if active, keys, err = kv.Keys(ctx); err != nil {
-		return nil, err
-	}
-	loadKeys(active, keys)
 
 	target := info.State.LastSeq
 	n.goRun("ready", func() error {
