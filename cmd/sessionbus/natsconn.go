@@ -40,7 +40,7 @@ func (f *natsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (JWT and nkey)")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")
-	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory of the local server, for its manager credentials")
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory: JetStream store, session view and the embedded server's manager credentials")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the server")
 }
 
