@@ -73,7 +73,7 @@ func (fl *fileLines) close() {
 
 // compareStream reads the stream over the range of the verified files
 // with the chain's filter and matches message and line one by one.
-func compareStream(ctx context.Context, js jetstream.JetStream, files []chainFile, head *Head, rep *Report) error {
+func compareStream(ctx context.Context, js jetstream.JetStream, files []chainFile, head *Head, rep *Report, complete bool) error {
 	stream, err := js.Stream(ctx, head.Stream)
 	if err != nil {
 		return fmt.Errorf("against stream: %w", err)
@@ -83,11 +83,16 @@ func compareStream(ctx context.Context, js jetstream.JetStream, files []chainFil
 		return fmt.Errorf("against stream: %w", err)
 	}
 	streamFirst := info.State.FirstSeq
+	end := rep.LastSeq
 	if info.State.LastSeq > rep.LastSeq {
 		rep.StreamNewer = info.State.LastSeq - rep.LastSeq
-		rep.Notes = append(rep.Notes, fmt.Sprintf("the stream has %d sequences after the files' last line (%d): not copied yet", rep.StreamNewer, rep.LastSeq))
+		if complete {
+			end = info.State.LastSeq
+		} else {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("the stream has sequences %d to %d after the files' last line: not in the files (yet)", rep.LastSeq+1, info.State.LastSeq))
+		}
 	}
-	if rep.LastSeq == 0 {
+	if end == 0 {
 		return nil
 	}
 	r := &Replayer{js: js, cfg: ReplayConfig{Filter: head.Filter, Stream: head.Stream}}
@@ -101,7 +106,7 @@ func compareStream(ctx context.Context, js jetstream.JetStream, files []chainFil
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(batches)
-		rerr = r.read(rctx, stream, rep.LastSeq, batches)
+		rerr = r.read(rctx, stream, end, batches)
 	})
 	defer wg.Wait()
 	defer func() {

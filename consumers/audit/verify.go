@@ -27,6 +27,11 @@ type VerifyConfig struct {
 	// the stream holds in the files' range must be in them, byte for byte
 	// as the stream has it.
 	Against jetstream.JetStream
+	// Complete, with Against, counts the stream's events after the files'
+	// last line as missing too: for a copy that should hold everything
+	// (a finished replay, a stopped follow). Without it they are only
+	// reported (Report.StreamNewer), since a live copy always lags a bit.
+	Complete bool
 }
 
 // FileReport describes one verified file.
@@ -158,7 +163,7 @@ func Verify(ctx context.Context, paths []string, cfg VerifyConfig) (*Report, err
 		}
 	}
 	if cfg.Against != nil {
-		if err := compareStream(ctx, cfg.Against, files, head, rep); err != nil {
+		if err := compareStream(ctx, cfg.Against, files, head, rep, cfg.Complete); err != nil {
 			return rep, err
 		}
 	}
@@ -209,6 +214,9 @@ type verifier struct {
 	started bool // a line has been checked
 	prev    string
 	prevSeq uint64
+	// where the previous line is
+	prevPath string
+	prevLine int64
 }
 
 func (v *verifier) file(ctx context.Context, cf chainFile, last bool) error {
@@ -259,6 +267,7 @@ func (v *verifier) file(ctx context.Context, cf chainFile, last bool) error {
 		if err := v.link(cf, n, l, lr); err != nil {
 			return err
 		}
+		v.prevPath, v.prevLine = cf.path, n
 		if err := v.fits(l); err != nil {
 			return lerr(l.Seq, ErrInserted, "%v", err)
 		}
@@ -301,6 +310,11 @@ func (v *verifier) link(cf chainFile, n int64, l *Line, lr *lineReader) error {
 	}
 	if v.filter.Contiguous() && l.FirstSeq != v.prevSeq+1 {
 		if l.FirstSeq > v.prevSeq+1 {
+			for i, a := range v.readAhead(lr, lookahead) {
+				if a.FirstSeq == v.prevSeq+1 {
+					return lerr(ErrReordered, "sequence %d follows %d; sequence %d is at line %d (the chain was recomputed)", l.FirstSeq, v.prevSeq, a.FirstSeq, n+1+int64(i))
+				}
+			}
 			return lerr(ErrRemoved, "sequences %d to %d are missing (the chain was recomputed over the hole)", v.prevSeq+1, l.FirstSeq-1)
 		}
 		return lerr(ErrReordered, "sequence %d follows %d (the chain was recomputed)", l.FirstSeq, v.prevSeq)
@@ -327,7 +341,7 @@ func (v *verifier) broken(cf chainFile, n int64, l *Line, lr *lineReader) error 
 			continue
 		}
 		// Line n+1+i is the one that continues the chain.
-		for _, b := range ahead[:i+1] {
+		for _, b := range ahead {
 			if b.ChainHash == l.PrevHash {
 				return lerr(ErrReordered, "it does not follow %s; line %d does: lines were moved", where, n+1+int64(i))
 			}
@@ -342,8 +356,13 @@ func (v *verifier) broken(cf chainFile, n int64, l *Line, lr *lineReader) error 
 		return lerr(ErrRemoved, "lines were removed before it: sequences %d to %d are missing", v.prevSeq+1, l.FirstSeq-1)
 	case l.FirstSeq <= v.prevSeq:
 		return lerr(ErrReordered, "sequence %d comes after %d: a line was moved or repeated", l.FirstSeq, v.prevSeq)
+	case v.filter.Contiguous():
+		// The sequence goes on but the link does not: the line before was
+		// changed and its own chainhash recomputed.
+		return &LineError{Path: v.prevPath, Line: v.prevLine, Seq: v.prevSeq, Err: ErrEdited,
+			Detail: fmt.Sprintf("its chainhash was recomputed after a change: %s:%d (sequence %d) does not link to it", cf.path, n, l.Seq)}
 	}
-	return lerr(ErrRemoved, "it does not follow %s: the line it follows was removed or replaced", where)
+	return lerr(ErrRemoved, "it does not follow %s: the line it follows was removed, or changed and rehashed", where)
 }
 
 // readAhead parses up to n further lines, stopping at the first that is
