@@ -139,3 +139,12 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func jsTestStream(t testing.TB, m *nodetest.Manager) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(m.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
