@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/sessionbus/sessionbus/events"
+)
+
+func init() { register(newBenchCmd) }
+
+// benchFlags are shared by the bench sub-commands.
+type benchFlags struct {
+	nats     natsFlags
+	workers  int
+	duration time.Duration
+	asJSON   bool
+}
+
+// benchCommands lets bench sub-commands live in their own files.
+var benchCommands []func(*benchFlags) *cobra.Command
+
+func newBenchCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load a running sessionbus and measure it (login, refresh, revoke, propagation)",
+		Long: `Load a running sessionbus over NATS, in the spirit of nats bench, and
+print throughput and latency percentiles. Point it at the server with
+--nats-url (default: the local embedded server, using the manager password
+in --data-dir to create its bench user).`,
+	}
+	f.nats.add(cmd.PersistentFlags())
+	cmd.PersistentFlags().IntVar(&f.workers, "workers", 32, "concurrent clients")
+	cmd.PersistentFlags().DurationVar(&f.duration, "duration", 10*time.Second, "how long to run")
+	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f))
+	for _, c := range benchCommands {
+		cmd.AddCommand(c(&f))
+	}
+	return cmd
+}
+
+// benchResult summarises one run.
+type benchResult struct {
+	Name     string         `json:"name"`
+	Ops      int            `json:"ops"`
+	Seconds  float64        `json:"seconds"`
+	Rate     float64        `json:"ops_per_second"`
+	P50      time.Duration  `json:"p50_ns"`
+	P99      time.Duration  `json:"p99_ns"`
+	Max      time.Duration  `json:"max_ns"`
+	Errors   map[string]int `json:"errors,omitempty"`
+	Workers  int            `json:"workers"`
+	Comments string         `json:"comments,omitempty"`
+}
+
+func (r benchResult) print(w io.Writer, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	fmt.Fprintf(w, "%s: %d ops in %.1fs = %.0f/s with %d workers  p50 %s  p99 %s  max %s\n",
+		r.Name, r.Ops, r.Seconds, r.Rate, r.Workers, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "  errors: %v\n", r.Errors)
+	}
+	if r.Comments != "" {
+		fmt.Fprintf(w, "  %s\n", r.Comments)
+	}
+	return nil
+}
+
+// percentile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+// summarise builds a result from per-operation latencies.
+func summarise(name string, workers int, elapsed time.Duration, lat []time.Duration, errs map[string]int) benchResult {
+	slices.Sort(lat)
+	r := benchResult{Name: name, Ops: len(lat), Seconds: elapsed.Seconds(), Workers: workers, Errors: errs}
+	if elapsed > 0 {
+		r.Rate = float64(len(lat)) / elapsed.Seconds()
+	}
+	r.P50, r.P99 = percentile(lat, 0.50), percentile(lat, 0.99)
+	if len(lat) > 0 {
+		r.Max = lat[len(lat)-1]
+	}
+	return r
+}
+
+// runLoad runs op in f.workers goroutines for f.duration; setup prepares
+// each worker's state before the clock starts. Only successful operations
+// count; failures are counted by error code.
+func runLoad[S any](ctx context.Context, f *benchFlags, name string, setup func(ctx context.Context, worker int) (S, error), op func(ctx context.Context, state *S) error) (benchResult, error) {
+	states := make([]S, f.workers)
+	for i := range states {
+		s, err := setup(ctx, i)
+		if err != nil {
+			return benchResult{}, fmt.Errorf("setup worker %d: %w", i, err)
+		}
+		states[i] = s
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.duration)
+	defer cancel()
+	var mu sync.Mutex
+	var all []time.Duration
+	errs := map[string]int{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range f.workers {
+		wg.Go(func() {
+			var lat []time.Duration
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				err := op(ctx, &states[i])
+				if err != nil {
+					if ctx.Err() != nil || errors.Is(err, errBenchDone) {
+						break
+					}
+					key := err.Error()
+					if code := events.ErrorCode(err); code != 0 {
+						key = fmt.Sprint(code)
+					}
+					mu.Lock()
+					errs[key]++
+					mu.Unlock()
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return summarise(name, f.workers, time.Since(start), all, errs), nil
+}
+
+// errBenchDone stops a worker that has nothing left to do.
+var errBenchDone = errors.New("done")
+
+// benchUser creates a throwaway user for the run (manager role needed).
+func benchUser(ctx context.Context, nc *nats.Conn) (string, string, error) {
+	name := "bench-" + events.NewID()
+	password := "bench-" + events.NewID()
+	err := events.Request(ctx, nc, events.SubjectUsersAdd, "/sessionbus/bench", events.UserRequest{Username: name, Password: password}, &struct{}{})
+	return name, password, err
+}
+
+func benchLogin(ctx context.Context, nc *nats.Conn, user, password string) (events.TokenReply, error) {
+	var r events.TokenReply
+	for {
+		err := events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password}, &r)
+		var ce *events.CommandError
+		if errors.As(err, &ce) && ce.Code == 503 {
+			time.Sleep(max(ce.RetryAfter, 100*time.Millisecond))
+			continue
+		}
+		return r, err
+	}
+}
+
+func newBenchLogin(f *benchFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Logins per second (each an argon2id hash and a session.created fact)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			user, password, err := benchUser(ctx, nc)
+			if err != nil {
+				return fmt.Errorf("create bench user: %w", err)
+			}
+			res, err := runLoad(ctx, f, "login",
+				func(context.Context, int) (struct{}, error) { return struct{}{}, nil },
+				func(ctx context.Context, _ *struct{}) error {
+					return events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password}, nil)
+				})
+			if err != nil {
+				return err
+			}
+			res.Comments = "503s are the bound of concurrent hashes at work (--max-concurrent-hashes, --hash-queue)"
+			return res.print(cmd.OutOrStdout(), f.asJSON)
+		},
+	}
+	return cmd
+}
+
+func newBenchRefresh(f *benchFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "refresh",
+		Short: "Refreshes per second (each rotates a refresh token: one conditional session.refreshed fact)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			user, password, err := benchUser(ctx, nc)
+			if err != nil {
+				return fmt.Errorf("create bench user: %w", err)
+			}
+			res, err := runLoad(ctx, f, "refresh",
+				func(ctx context.Context, _ int) (string, error) {
+					r, err := benchLogin(ctx, nc, user, password)
+					return r.RefreshToken, err
+				},
+				func(ctx context.Context, tok *string) error {
+					var r events.TokenReply
+					if err := events.Request(ctx, nc, events.SubjectRefresh, "/sessionbus/bench", events.RefreshRequest{RefreshToken: *tok}, &r); err != nil {
+						return err
+					}
+					*tok = r.RefreshToken
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			return res.print(cmd.OutOrStdout(), f.asJSON)
+		},
+	}
+}
+
+func newBenchRevoke(f *benchFlags) *cobra.Command {
+	var kind string
+	var sessions int
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revocations per second (admin revoke of users or sessions)",
+		Long: `Revocations per second through auth.cmd.revoke. --kind user revokes
+random user ids (one user.revoked fact each, no setup); --kind session
+first logs in --sessions sessions (each costs a password hash) and then
+revokes them as fast as it can (a conditional session.revoked fact each).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			revoke := func(ctx context.Context, req events.RevokeRequest) error {
+				return events.Request(ctx, nc, events.SubjectRevoke, "/sessionbus/bench", req, nil)
+			}
+			switch kind {
+			case "user":
+				res, err := runLoad(ctx, f, "revoke user",
+					func(context.Context, int) (struct{}, error) { return struct{}{}, nil },
+					func(ctx context.Context, _ *struct{}) error {
+						return revoke(ctx, events.RevokeRequest{UserID: events.NewID(), Reason: "bench"})
+					})
+				if err != nil {
+					return err
+				}
+				return res.print(cmd.OutOrStdout(), f.asJSON)
+			case "session":
+				user, password, err := benchUser(ctx, nc)
+				if err != nil {
+					return fmt.Errorf("create bench user: %w", err)
+				}
+				ids := make(chan string, sessions)
+				fmt.Fprintf(cmd.ErrOrStderr(), "logging in %d sessions…\n", sessions)
+				var made atomic.Int64
+				var wg sync.WaitGroup
+				for range min(f.workers, 8) {
+					wg.Go(func() {
+						for made.Add(1) <= int64(sessions) {
+							r, err := benchLogin(ctx, nc, user, password)
+							if err != nil {
+								return
+							}
+							ids <- r.SessionID
+						}
+					})
+				}
+				wg.Wait()
+				close(ids)
+				res, err := runLoad(ctx, f, "revoke session",
+					func(context.Context, int) (struct{}, error) { return struct{}{}, nil },
+					func(ctx context.Context, _ *struct{}) error {
+						id, ok := <-ids
+						if !ok {
+							return errBenchDone
+						}
+						return revoke(ctx, events.RevokeRequest{SessionID: id, Reason: "bench"})
+					})
+				if err != nil {
+					return err
+				}
+				return res.print(cmd.OutOrStdout(), f.asJSON)
+			}
+			return fmt.Errorf("--kind %q is neither user nor session", kind)
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "user", "what to revoke: user or session")
+	cmd.Flags().IntVar(&sessions, "sessions", 2000, "sessions to create first with --kind session")
+	return cmd
+}
+
