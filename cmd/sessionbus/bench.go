@@ -319,4 +319,3 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 	cmd.Flags().IntVar(&sessions, "sessions", 2000, "sessions to create first with --kind session")
 	return cmd
 }
-
