@@ -36,37 +36,43 @@ type VerifyConfig struct {
 
 // FileReport describes one verified file.
 type FileReport struct {
-	Path              string
-	Part              uint64
-	Lines             int64
-	FirstSeq, LastSeq uint64
+	Path     string `json:"path"`
+	Part     uint64 `json:"part"`
+	Lines    int64  `json:"lines"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
 	// Incomplete is the length of an incomplete last line that was
 	// ignored (a write in progress or a crash; follow removes it).
-	Incomplete int
+	Incomplete int `json:"incomplete_bytes,omitempty"`
 }
 
 // Report is what Verify found.
 type Report struct {
-	Files  []FileReport // in chain order
-	Stream string
-	Filter string // the auditfilter of the chain
+	Files  []FileReport `json:"files"` // in chain order
+	Stream string       `json:"stream"`
+	Filter string       `json:"filter"` // the auditfilter of the chain
 	// Lines counts every line; Unreadable and Foreign the lines of
 	// messages that were not facts of this version.
-	Lines, Unreadable, Foreign int64
+	Lines      int64 `json:"lines"`
+	Unreadable int64 `json:"unreadable"`
+	Foreign    int64 `json:"foreign"`
 	// Gaps are the ranges of sequences the chain says had no message.
-	Gaps []GapData
+	Gaps []GapData `json:"gaps,omitempty"`
 	// FirstSeq and LastSeq are the sequences the files cover.
-	FirstSeq, LastSeq uint64
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
 	// FirstPrevHash is the first line's prevhash (Genesis when the
 	// chain starts in these files); LastHash the last line's chainhash.
-	FirstPrevHash, LastHash string
+	FirstPrevHash string `json:"first_prevhash"`
+	LastHash      string `json:"last_chainhash"`
 	// Notes are facts worth a look that are not failures.
-	Notes []string
+	Notes []string `json:"notes,omitempty"`
 	// With VerifyConfig.Against: lines compared with their stream
 	// message, lines whose message is no longer on the stream (aged out),
 	// and stream sequences after the files' last line.
-	StreamChecked, StreamAgedOut int64
-	StreamNewer                  uint64
+	StreamChecked int64  `json:"stream_checked,omitempty"`
+	StreamAgedOut int64  `json:"stream_aged_out,omitempty"`
+	StreamNewer   uint64 `json:"stream_newer,omitempty"`
 }
 
 // lookahead is how many lines Verify reads past a broken link to tell an
