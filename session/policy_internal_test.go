@@ -1,0 +1,115 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestThrottleRules(t *testing.T) {
+	c := DefaultThrottleConfig()
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	var th Throttle
+	for i := 1; i <= 4; i++ {
+		if _, starts := c.StartsThrottle(th, at); starts {
+			t.Fatalf("failure %d starts a throttle", i)
+		}
+		th = ApplyFailure(th, at)
+	}
+	until, starts := c.StartsThrottle(th, at)
+	if !starts || until != at.Add(time.Second) {
+		t.Fatalf("5th failure: %v %s", starts, until)
+	}
+	th = ApplyFailure(th, at)
+	if w := c.RetryAfter(th, at); w != time.Second {
+		t.Fatalf("wait %s", w)
+	}
+	for range 20 {
+		th = ApplyFailure(th, at)
+	}
+	if w := c.RetryAfter(th, at); w != c.MaxDelay {
+		t.Fatalf("delay not capped: %s", w)
+	}
+	// A quiet day forgets the failures; a success forgets them at once.
+	if w := c.RetryAfter(th, at.Add(FailureMemory+time.Second)); w != 0 {
+		t.Fatalf("wait after a quiet day: %s", w)
+	}
+	ok := ApplySuccess(th, at)
+	if ok.Failures != 0 || c.RetryAfter(ok, at) != 0 {
+		t.Fatalf("success did not reset: %+v", ok)
+	}
+	// Account-wide: a known address is exempt, an unknown one waits.
+	var acct Throttle
+	for range c.PerAccount {
+		acct = ApplyFailure(Throttle{AccountFailures: acct.AccountFailures}, at)
+	}
+	unknown := Throttle{AccountFailures: acct.AccountFailures}
+	known := Throttle{AccountFailures: acct.AccountFailures, KnownAt: at.Add(-time.Hour)}
+	if c.RetryAfter(unknown, at) != c.Window || c.RetryAfter(known, at) != 0 {
+		t.Fatalf("account rule: unknown %s known %s", c.RetryAfter(unknown, at), c.RetryAfter(known, at))
+	}
+	if got := appendRecent(nil, at); len(got) != 1 {
+		t.Fatal(got)
+	}
+}
+
+func TestPasswordHashes(t *testing.T) {
+	p := DefaultPasswordParams()
+	h, err := HashPassword([]byte("s3cret-pass"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %s", h)
+	}
+	ok, got, err := VerifyPassword([]byte("s3cret-pass"), h)
+	if !ok || err != nil || got != p {
+		t.Fatalf("verify: %v %+v %v", ok, got, err)
+	}
+	if ok, _, _ := VerifyPassword([]byte("s3cret-pasS"), h); ok {
+		t.Fatal("wrong password accepted")
+	}
+	for _, bad := range []string{"", "$argon2i$v=19$m=1,t=1,p=1$AA$AA", "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"$argon2id$v=19$m=19456,t=2$c2FsdA$aGFzaA", "$argon2id$v=19$m=19456,t=2,p=1$!!$!!"} {
+		if _, _, err := VerifyPassword([]byte("x"), bad); !errors.Is(err, errBadHash) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if err := (PasswordParams{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}).Validate(); err == nil {
+		t.Fatal("weak parameters accepted")
+	}
+}
+
+func TestHashLimiter(t *testing.T) {
+	l := newHashLimiter(1, 1, 50*time.Millisecond)
+	release, err := l.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := l.acquire(context.Background()); !errors.Is(err, ErrOverloaded) || time.Since(start) < 40*time.Millisecond {
+		t.Fatalf("second acquire: %v after %s", err, time.Since(start))
+	}
+	release()
+	r2, err := l.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2()
+}
+
+func TestConfigValidateReportsEverything(t *testing.T) {
+	c := DefaultConfig()
+	c.Instance = ""
+	c.AccessTTL = 0
+	c.SigningAlg = "HS256"
+	c.Throttle.PerAccount = 1000
+	err := c.Validate()
+	for _, want := range []string{"instance", "access TTL", "HS256", "per-account"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
