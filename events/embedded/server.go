@@ -94,9 +94,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded: %w", err)
 		}
+		// Nobody knows the service user's password: it is only reached as
+		// the no-auth user.
+		unknowable, err := bcrypt.GenerateFromPassword([]byte(nats.NewInbox()), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: %w", err)
+		}
 		opts.Users = []*server.User{
 			{Username: ManagerUser, Password: string(hash)},
-			{Username: ServiceUser, Password: "", Permissions: ServicePermissions()},
+			{Username: ServiceUser, Password: string(unknowable), Permissions: ServicePermissions()},
 		}
 		opts.NoAuthUser = ServiceUser
 	}
