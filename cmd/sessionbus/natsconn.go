@@ -32,6 +32,7 @@ type natsFlags struct {
 	user     string
 	password string
 	dataDir  string
+	listen   string
 	timeout  time.Duration
 }
 
@@ -40,6 +41,7 @@ func (f *natsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (JWT and nkey)")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")
+	fs.StringVar(&f.listen, "nats-listen", defaultNATSListen, "address of the local embedded NATS server (serve listens there; other commands connect there unless --nats-url is set)")
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory: JetStream store, session view and the embedded server's manager credentials")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the server")
 }
@@ -49,7 +51,7 @@ func (f *natsFlags) effectiveURL() string {
 	if f.url != "" {
 		return f.url
 	}
-	return "nats://" + defaultNATSListen
+	return "nats://" + f.listen
 }
 
 // options returns the connection options: explicit credentials, or, when

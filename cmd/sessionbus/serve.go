@@ -32,7 +32,6 @@ var version = "0.1.0-dev"
 // operator commands that run one in-process.
 type managerFlags struct {
 	nats         natsFlags
-	natsListen   string
 	syncInterval time.Duration
 	noNATSAuth   bool
 	instance     string
@@ -50,7 +49,6 @@ func (f *managerFlags) add(fs *pflag.FlagSet) {
 	f.sess = session.DefaultConfig()
 	f.nats.add(fs)
 	host, _ := os.Hostname()
-	fs.StringVar(&f.natsListen, "nats-listen", defaultNATSListen, "address of the embedded NATS server (ignored with --nats-url)")
 	fs.DurationVar(&f.syncInterval, "sync-interval", 0, "embedded JetStream fsync interval; 0 syncs every write before its ack (safe); e.g. 1s trades durability on power loss for speed")
 	fs.BoolVar(&f.noNATSAuth, "no-nats-auth", false, "run the embedded NATS server without the manager/service roles (anyone local may read users and keys: tests only)")
 	fs.StringVar(&f.instance, "instance", host, "name of this manager in the ce-source of its events (/sessionbus/<instance>)")
@@ -180,7 +178,7 @@ func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn
 		}
 		return nc, func() { _ = nc.Drain() }, nil
 	}
-	host, portStr, err := net.SplitHostPort(f.natsListen)
+	host, portStr, err := net.SplitHostPort(f.nats.listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--nats-listen: %w", err)
 	}
