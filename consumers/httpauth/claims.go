@@ -1,0 +1,39 @@
+package httpauth
+
+import (
+	"context"
+	"time"
+)
+
+// Claims are the verified claims of an access token (contract: header alg
+// and kid; claims iss, sub, sid, jti, iat, nbf, exp, aud when configured,
+// auth_time). The middleware shares one *Claims between the requests that
+// present the same token: treat it as read-only.
+type Claims struct {
+	Issuer    string    // iss
+	Subject   string    // sub: the user id
+	Audience  []string  // aud
+	SessionID string    // sid
+	ID        string    // jti
+	ClientID  string    // client_id, when the login named one
+	IssuedAt  time.Time // iat
+	NotBefore time.Time // nbf, zero when absent
+	ExpiresAt time.Time // exp
+	AuthTime  time.Time // auth_time: when the session began
+	KeyID     string    // kid header
+	Algorithm string    // alg header
+}
+
+type claimsKey struct{}
+
+// ClaimsFrom returns the claims the middleware verified for this request.
+func ClaimsFrom(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
+	return c, ok && c != nil
+}
+
+// ContextWithClaims returns ctx carrying c, as the middleware passes it on
+// (handlers' tests use it).
+func ContextWithClaims(ctx context.Context, c *Claims) context.Context {
+	return context.WithValue(ctx, claimsKey{}, c)
+}

@@ -1,0 +1,58 @@
+// Package httpauth is net/http middleware that lets a request through only
+// with a valid, unrevoked sessionbus access token.
+//
+// # Verification
+//
+// Tokens are verified locally with golang-jwt against the manager's JWK
+// Set, which a KeySet fetches over NATS (a request to auth.cmd.jwks,
+// NATSSource) or HTTP (GET <base>/.well-known/jwks.json, HTTPSource). The
+// set is fetched on first need, refreshed by KeySet.Run every 15m and at
+// once on each key.rotated or key.revoked fact (auth.events.key.>), and
+// refreshed when a token names an unknown kid — at most once per
+// KeySetConfig.MinRefreshInterval (default 5s), concurrent requests
+// sharing one fetch. Only public signature keys are kept: ES256 (EC
+// P-256), EdDSA (OKP Ed25519) and RS256 (RSA of at least 2048 bits); a
+// key's alg, when given, must fit its type, and a token's alg must be its
+// key's.
+//
+// The checks, with the defaults of Config:
+//
+//   - the token is at most 8 KiB (MaxTokenBytes), checked before parsing;
+//     the Authorization header is one "Bearer <b64token>" (RFC 6750);
+//   - alg is on a fixed allow-list (ES256, EdDSA, RS256): never none,
+//     never HMAC, so a token "signed" with the public key as an HMAC
+//     secret fails; a crit header is refused (no extension is understood);
+//     kid is required;
+//   - exp is required, nbf and iat are checked, all with a leeway of 30s
+//     (Leeway, at most 5m) for clock skew;
+//   - iss must be Config.Issuer; aud must hold Config.Audience when set;
+//   - sub, sid, jti, iat and auth_time are required (the contract);
+//   - the deny-list (consumers/denylist) must not deny the sid, jti, kid,
+//     or the user at iat/auth_time.
+//
+// # Answers
+//
+// A request without bearer credentials gets 401 with a bare
+// "WWW-Authenticate: Bearer" (RFC 6750 §3.1); any token that fails gets
+// 401 with `Bearer error="invalid_token"`. The body only repeats the
+// status. When the deny-list may not be relied on — not yet caught up, or
+// stale past its bound under the fail-closed policy, which is the default
+// (see denylist.Config.StalePolicy) — a valid token gets 503 with
+// Retry-After: refusing is the deny-list's policy, and 401 would send
+// clients to log in again for nothing. With denylist.FailOpen the
+// middleware keeps serving from the last known list.
+//
+// # Cache
+//
+// A verified token is cached by the SHA-256 digest of its text until its
+// exp plus the leeway, so a repeated token costs a digest, a map lookup
+// and the deny-list check instead of a signature verification. The cache
+// holds at most CacheSize entries (default 100,000, about 40 MB at most):
+// 16 shards of two generations each; a full generation replaces the
+// older one, so eviction costs nothing per request. Revocations apply to
+// cached tokens too (the deny-list is checked on every request), and a
+// token whose key left the key set is verified again.
+//
+// Verified claims reach the handler through ClaimsFrom(r.Context()).
+// Tokens never appear in logs, errors or metric labels.
+package httpauth
