@@ -236,3 +236,7 @@ func startDenyList(t testing.TB, srv *natstest.Server, cfg denylist.Config) *den
 	}
 	return l
 }
+
+func natstestStart(tb testing.TB) *natstest.Server { return natstest.Start(tb) }
+
+func denylistConfig() denylist.Config { return denylist.Config{} }
