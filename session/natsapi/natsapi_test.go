@@ -362,6 +362,11 @@ func (f *fixture) badCases(t testing.TB, cmds []command, i int) []badCase {
 			m.Header = nil
 			return m
 		}()},
+		{name: "plain JSON data without ce- headers", msg: func() *nats.Msg {
+			m := &nats.Msg{Subject: c.subject, Header: nats.Header{}, Data: c.valid}
+			m.Header[events.HeaderContentType] = []string{events.ContentTypeJSON}
+			return m
+		}()},
 		{name: "binary with ce-specversion 0.3", msg: func() *nats.Msg {
 			m := binaryMsg(c.subject, c.typ, c.valid)
 			m.Header[events.HeaderSpecVersion] = []string{"0.3"}
@@ -778,9 +783,17 @@ func TestRevokeBadInput(t *testing.T) {
 	})
 }
 
-// TestSessionsBadInput: a user id that is not subject-safe is 400.
-func TestSessionsBadInput(t *testing.T) {
+// TestReadCommands covers the commands that change nothing, on one
+// manager: sessions, jwks and the micro service's discovery.
+func TestReadCommands(t *testing.T) {
 	f := newFixture(t)
+	t.Run("sessions", func(t *testing.T) { testSessionsBadInput(t, f) })
+	t.Run("jwks", func(t *testing.T) { testJWKS(t, f) })
+	t.Run("discovery", func(t *testing.T) { testServiceDiscovery(t, f) })
+}
+
+// testSessionsBadInput: a user id that is not subject-safe is 400.
+func testSessionsBadInput(t *testing.T, f *fixture) {
 	for _, id := range []string{"", "a.b", ">", "*", strings.Repeat("u", 129)} {
 		m, err := events.NewCommand(events.SubjectSessions, clientSource, events.SessionsRequest{UserID: id})
 		if err != nil {
@@ -806,10 +819,9 @@ func TestSessionsBadInput(t *testing.T) {
 	}
 }
 
-// TestJWKS: an empty request and a jwks.requested CloudEvent get the key
+// testJWKS: an empty request and a jwks.requested CloudEvent get the key
 // set; another type gets 400.
-func TestJWKS(t *testing.T) {
-	f := newFixture(t)
+func testJWKS(t *testing.T, f *fixture) {
 	type jwks struct {
 		Keys []map[string]any `json:"keys"`
 	}
@@ -840,11 +852,10 @@ func TestJWKS(t *testing.T) {
 	}
 }
 
-// TestServiceDiscovery: the micro service answers $SRV.PING and
+// testServiceDiscovery: the micro service answers $SRV.PING and
 // $SRV.INFO under its contract name with every command endpoint, and a
 // subject that is not a command has no responder.
-func TestServiceDiscovery(t *testing.T) {
-	f := newFixture(t)
+func testServiceDiscovery(t *testing.T, f *fixture) {
 	ping, err := micro.ControlSubject(micro.PingVerb, events.ServiceName, "")
 	if err != nil {
 		t.Fatal(err)
