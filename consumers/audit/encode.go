@@ -99,7 +99,7 @@ func (enc *encoder) appendBody(dst []byte, m *stored) ([]byte, kind, string) {
 	dst = enc.appendStreamAttrs(dst, m)
 	if len(e.Data) > 0 {
 		dst = append(dst, `,"data":`...)
-		if bytes.ContainsAny(e.Data, "\r\n") {
+		if bytes.IndexByte(e.Data, '\n') >= 0 || bytes.IndexByte(e.Data, '\r') >= 0 {
 			// Whitespace only (JSON strings cannot hold raw newlines):
 			// compact it so that the line stays one line.
 			enc.scratch.Reset()

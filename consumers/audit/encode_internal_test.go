@@ -1,0 +1,80 @@
+package audit
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sessionbus/sessionbus/events"
+)
+
+// sampleMsgs returns stored messages of realistic facts.
+func sampleMsgs(tb testing.TB) []stored {
+	tb.Helper()
+	at := time.Date(2026, 11, 28, 10, 0, 0, 123456789, time.UTC)
+	var out []stored
+	for i, typ := range events.Types() {
+		id := fmt.Sprintf("01JDZ8Q4N7R2M0XK3E5V6T%04d", i)
+		data := map[string]any{"session_id": id, "user_id": "01JDZ8Q4N7R2M0XK3E5V6TUSER", "reason": "logout",
+			"account_key": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ", "refresh_digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36", "ip": "203.0.113.9", "generation": 3,
+			"access_expires_at": at, "created_at": at, "idle_expires_at": at, "expires_at": at, "kid": "k1", "access_jti": id}
+		e, err := events.New(typ, events.Source("vm"), id, at, data)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		m, err := events.ToMsg(e.NATSSubject(), e)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, stored{Seq: uint64(i + 1), Time: at, Subject: m.Subject, Header: m.Header, Data: m.Data})
+	}
+	return out
+}
+
+// BenchmarkEncodeLine measures the per-event work of replay once the
+// message has arrived: decode, encode, hash.
+func BenchmarkEncodeLine(b *testing.B) {
+	msgs := sampleMsgs(b)
+	enc := newEncoder(events.StreamName)
+	var body, line []byte
+	prev := Genesis
+	i := 0
+	for b.Loop() {
+		m := &msgs[i%len(msgs)]
+		i++
+		body, _, _ = enc.appendBody(body[:0], m)
+		line, prev = completeLine(line[:0], body, events.StreamName, nil, "from=1", prev)
+	}
+	b.SetBytes(int64(len(line)))
+}
+
+func BenchmarkDecodeFast(b *testing.B) {
+	msgs := sampleMsgs(b)
+	enc := newEncoder(events.StreamName)
+	for _, m := range msgs {
+		enc.appendBody(nil, &m)
+	}
+	i := 0
+	for b.Loop() {
+		m := &msgs[i%len(msgs)]
+		i++
+		if _, ok := enc.decodeFast(m.Header, m.Data); !ok {
+			b.Fatal("slow path")
+		}
+	}
+}
+
+func BenchmarkFromMsg(b *testing.B) {
+	msgs := sampleMsgs(b)
+	i := 0
+	for b.Loop() {
+		m := &msgs[i%len(msgs)]
+		i++
+		if _, err := events.FromMsg(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
