@@ -161,3 +161,17 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrConnectionReconnecting)
 }
+
+// LastSeq returns the stream's last sequence: everything acknowledged
+// before the call is at or below it.
+func (p *Publisher) LastSeq(ctx context.Context) (uint64, error) {
+	s, err := p.js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return 0, fmt.Errorf("stream: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
