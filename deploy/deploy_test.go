@@ -1,0 +1,1532 @@
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sessionbus/sessionbus/consumers/audit"
+	"github.com/sessionbus/sessionbus/consumers/denylist"
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/embedded"
+	"github.com/sessionbus/sessionbus/internal/node"
+	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/kvstore"
+)
+
+// Roles of deploy/nats/auth.conf and the environment variables holding
+// their passwords (bcrypt hashes) on the NATS servers.
+var roles = map[string]string{
+	"manager": "NATS_MANAGER_PASSWORD_HASH",
+	"service": "NATS_SERVICE_PASSWORD_HASH",
+	"audit":   "NATS_AUDIT_PASSWORD_HASH",
+	"admin":   "NATS_ADMIN_PASSWORD_HASH",
+	"sys":     "NATS_SYS_PASSWORD_HASH",
+}
+
+// placeholderHash stands for a bcrypt hash in the example files: NATS
+// parses it as one, and no password matches it.
+const placeholderHash = "$2a$10$REPLACE_ME"
+
+var natsNodes = []string{"nats/nats-1.conf", "nats/nats-2.conf", "nats/nats-3.conf"}
+
+// setPasswords makes a password per role, puts its bcrypt hash in the
+// servers' environment and returns the plain passwords.
+func setPasswords(t *testing.T) map[string]string {
+	t.Helper()
+	pw := map[string]string{}
+	for role, env := range roles {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		pw[role] = hex.EncodeToString(b)
+		hash, err := bcrypt.GenerateFromPassword([]byte(pw[role]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(env, string(hash))
+	}
+	return pw
+}
+
+func parseNATS(t *testing.T, file string) *server.Options {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return opts
+}
+
+func userOf(t *testing.T, opts *server.Options, name string) *server.User {
+	t.Helper()
+	for _, u := range opts.Users {
+		if u.Username == name {
+			return u
+		}
+	}
+	t.Fatalf("no user %q", name)
+	return nil
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// managerOnly are subjects the other roles may not publish: the buckets
+// holding password hashes and signing keys, and stream management (the
+// manager may not delete or purge either; checkRoles checks that).
+var managerOnly = []string{
+	"$KV.>",
+	"$KV.sessionbus_users.>",
+	"$JS.API.STREAM.INFO.KV_sessionbus_users",
+	"$JS.API.STREAM.MSG.GET.KV_sessionbus_keys",
+	"$JS.API.DIRECT.GET.KV_sessionbus_users.>",
+	"$JS.API.DIRECT.GET.KV_sessionbus_keys.>",
+	"$JS.API.CONSUMER.CREATE.KV_sessionbus_keys.>",
+	"$JS.API.STREAM.DELETE.AUTH_EVENTS",
+	"$JS.API.STREAM.PURGE.AUTH_EVENTS",
+	"$JS.API.STREAM.UPDATE.AUTH_EVENTS",
+	"$JS.API.STREAM.CREATE.AUTH_EVENTS",
+	"$JS.API.STREAM.MSG.DELETE.AUTH_EVENTS",
+}
+
+// allowsAny reports the first allowed subject that collides with one of
+// subjects.
+func allowsAny(p *server.SubjectPermission, subjects ...string) (string, bool) {
+	if p == nil {
+		return "", false
+	}
+	for _, a := range p.Allow {
+		for _, s := range subjects {
+			if server.SubjectsCollide(strings.Fields(a)[0], s) {
+				return a + " (matches " + s + ")", true
+			}
+		}
+	}
+	return "", false
+}
+
+func TestNATSConfig(t *testing.T) {
+	setPasswords(t)
+	want := embedded.ServicePermissions()
+	for _, file := range natsNodes {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			opts := parseNATS(t, file)
+			if !opts.JetStream || !opts.SyncAlways {
+				t.Errorf("jetstream %v, sync_interval always %v: want both", opts.JetStream, opts.SyncAlways)
+			}
+			if opts.StoreDir == "" {
+				t.Error("no jetstream store_dir")
+			}
+			wantName := strings.TrimSuffix(filepath.Base(file), ".conf")
+			if opts.ServerName != wantName {
+				t.Errorf("server_name %q, want %q", opts.ServerName, wantName)
+			}
+			if opts.Cluster.Name == "" || opts.Cluster.Port == 0 || len(opts.Routes) != 3 {
+				t.Errorf("cluster %q port %d with %d routes, want a named cluster with 3 routes", opts.Cluster.Name, opts.Cluster.Port, len(opts.Routes))
+			}
+			if opts.NoAuthUser != "" {
+				t.Errorf("no_auth_user %q: every connection must authenticate", opts.NoAuthUser)
+			}
+			checkRoles(t, opts, want)
+		})
+	}
+	// A server missing a password refuses to start rather than let the
+	// user in without one.
+	t.Setenv(roles["audit"], "")
+	os.Unsetenv(roles["audit"])
+	if _, err := server.ProcessConfigFile(natsNodes[0]); err == nil || !strings.Contains(err.Error(), roles["audit"]) {
+		t.Errorf("without %s: %v, want an error naming it", roles["audit"], err)
+	}
+}
+
+// checkRoles checks the users of a parsed config against the roles.
+func checkRoles(t *testing.T, opts *server.Options, want *server.Permissions) {
+	t.Helper()
+	for role := range roles {
+		u := userOf(t, opts, role)
+		if u.Password == "" || !strings.HasPrefix(u.Password, "$2") {
+			t.Errorf("%s: password is not the bcrypt hash from the environment", role)
+		}
+		wantAcc := "SESSIONBUS"
+		if role == "sys" {
+			wantAcc = "SYS"
+		}
+		if u.Account == nil || u.Account.Name != wantAcc {
+			t.Errorf("%s: account %v, want %s", role, u.Account, wantAcc)
+		}
+	}
+	if opts.SystemAccount != "SYS" {
+		t.Errorf("system_account %q, want SYS", opts.SystemAccount)
+	}
+
+	svc := userOf(t, opts, "service").Permissions
+	if svc == nil || svc.Publish == nil || svc.Subscribe == nil {
+		t.Fatal("service: no publish/subscribe permissions")
+	}
+	if got, w := sorted(svc.Publish.Allow), sorted(want.Publish.Allow); !slices.Equal(got, w) {
+		t.Errorf("service publish allow differs from embedded.ServicePermissions:\n got %q\nwant %q", got, w)
+	}
+	if got, w := sorted(svc.Subscribe.Allow), sorted(want.Subscribe.Allow); !slices.Equal(got, w) {
+		t.Errorf("service subscribe allow differs from embedded.ServicePermissions:\n got %q\nwant %q", got, w)
+	}
+	if len(svc.Publish.Deny) != 0 || len(svc.Subscribe.Deny) != 0 || svc.Response != nil {
+		t.Errorf("service has deny lists or allow_responses the embedded role has not")
+	}
+
+	for _, role := range []string{"service", "audit", "admin"} {
+		p := userOf(t, opts, role).Permissions
+		if p == nil {
+			t.Fatalf("%s: no permissions (may do anything)", role)
+		}
+		if s, ok := allowsAny(p.Publish, managerOnly...); ok {
+			t.Errorf("%s may publish %s", role, s)
+		}
+		if s, ok := allowsAny(p.Subscribe, "$KV.sessionbus_users.x", "auth.cmd.login", "auth.cmd.>"); ok {
+			t.Errorf("%s may subscribe %s", role, s)
+		}
+		if s, ok := allowsAny(p.Publish, "auth.events.session.revoked.x"); ok {
+			t.Errorf("%s may publish facts: %s", role, s)
+		}
+	}
+	if s, ok := allowsAny(userOf(t, opts, "audit").Permissions.Publish, "auth.cmd.login", "auth.cmd.revoke", "auth.cmd.jwks"); ok {
+		t.Errorf("audit may publish %s", s)
+	}
+	if s, ok := allowsAny(svc.Publish, "auth.cmd.revoke", "auth.cmd.sessions", "auth.cmd.users.add", "auth.cmd.keys.rotate"); ok {
+		t.Errorf("service may send admin commands: %s", s)
+	}
+
+	admin := userOf(t, opts, "admin").Permissions
+	for _, s := range want.Publish.Allow {
+		if !slices.Contains(admin.Publish.Allow, s) {
+			t.Errorf("admin lacks the service permission to publish %s", s)
+		}
+	}
+	for _, s := range []string{events.SubjectRevoke, events.SubjectSessions, events.SubjectUsersAdd, events.SubjectUsersDisable,
+		events.SubjectUsersList, events.SubjectUsersEnable, events.SubjectUsersPasswd, events.SubjectKeysList, events.SubjectKeysRotate, events.SubjectKeysRevoke} {
+		if _, ok := allowsAny(admin.Publish, s); !ok {
+			t.Errorf("admin may not send %s", s)
+		}
+	}
+
+	mgr := userOf(t, opts, "manager").Permissions
+	for _, s := range []string{"auth.events.session.created.x", "$KV.sessionbus_users.x", "$KV.sessionbus_keys.x", "$KV.sessionbus_grace.x",
+		"$JS.API.STREAM.CREATE.AUTH_EVENTS", "$JS.API.STREAM.CREATE.KV_sessionbus_users", "$JS.API.STREAM.CREATE.KV_sessionbus_keys", "$JS.API.STREAM.CREATE.KV_sessionbus_grace"} {
+		if _, ok := allowsAny(mgr.Publish, s); !ok {
+			t.Errorf("manager may not publish %s", s)
+		}
+	}
+	if s, ok := allowsAny(mgr.Publish, "$JS.API.STREAM.DELETE.AUTH_EVENTS", "$JS.API.STREAM.PURGE.AUTH_EVENTS"); ok {
+		t.Errorf("manager may delete or purge the stream: %s", s)
+	}
+	if !slices.Contains(mgr.Subscribe.Allow, "auth.cmd.> "+events.QueueGroup) {
+		t.Errorf("manager does not serve auth.cmd.> in queue group %q: %q", events.QueueGroup, mgr.Subscribe.Allow)
+	}
+}
+
+// cluster is three nats-servers started from the node configs, on
+// loopback with random ports and stores in temp dirs.
+type cluster struct {
+	servers []*server.Server
+}
+
+func startCluster(t *testing.T, files []string) *cluster {
+	t.Helper()
+	// JetStream needs routes from the start, so the route ports are picked
+	// before the servers start.
+	var routes []*url.URL
+	for range files {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: l.Addr().String()})
+		l.Close()
+	}
+	c := &cluster{}
+	for i, file := range files {
+		opts := parseNATS(t, file)
+		opts.Host, opts.Port = "127.0.0.1", -1
+		opts.HTTPHost, opts.HTTPPort = "", 0
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", atoi(t, routes[i].Port())
+		opts.Routes = routes
+		opts.StoreDir = t.TempDir()
+		opts.NoSigs, opts.NoLog = true, true
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		s.Start()
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		c.servers = append(c.servers, s)
+	}
+	for i, s := range c.servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("%s: not ready", files[i])
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		routed, leader := true, false
+		for _, s := range c.servers {
+			routed = routed && s.NumRoutes() >= len(files)-1 && s.JetStreamIsCurrent()
+			leader = leader || s.JetStreamIsLeader()
+		}
+		if routed && leader {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster did not form (routes %v, meta leader %v)", routed, leader)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// errs collects a connection's asynchronous errors (permission violations).
+type errs struct {
+	mu   sync.Mutex
+	list []error
+}
+
+func (e *errs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, err)
+}
+
+// waitViolation waits for a permission violation naming subject.
+func (e *errs) waitViolation(t *testing.T, who, op, subject string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		for _, err := range e.list {
+			msg := strings.ToLower(err.Error())
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(msg, op) && strings.Contains(err.Error(), subject) {
+				e.mu.Unlock()
+				return
+			}
+		}
+		e.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("%s: no permission violation for %s %s", who, op, subject)
+}
+
+func (c *cluster) connect(t *testing.T, i int, user, password string) (*nats.Conn, *errs) {
+	t.Helper()
+	e := &errs{}
+	nc, err := nats.Connect(c.servers[i].ClientURL(), nats.UserInfo(user, password), nats.Name("deploy-test-"+user),
+		nats.ErrorHandler(e.handler), nats.PermissionErrOnSubscribe(true))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, e
+}
+
+// TestNATSClusterRoles starts the 3-node cluster from deploy/nats, runs a
+// real session manager on it as the manager user (AUTH_EVENTS and the
+// buckets at 3 replicas), and proves what each role can and cannot do.
+func TestNATSClusterRoles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node NATS cluster")
+	}
+	pw := setPasswords(t)
+	c := startCluster(t, natsNodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+
+	// A wrong password is refused.
+	if nc, err := nats.Connect(c.servers[0].ClientURL(), nats.UserInfo("service", "wrong")); err == nil {
+		nc.Close()
+		t.Error("service connected with a wrong password")
+	}
+	if nc, err := nats.Connect(c.servers[0].ClientURL()); err == nil {
+		nc.Close()
+		t.Error("connected without credentials")
+	}
+
+	mnc, _ := c.connect(t, 0, "manager", pw["manager"])
+	cfg := node.Config{Session: session.DefaultConfig(), ViewDir: t.TempDir(), KVReplicas: 3}
+	cfg.Session.Instance = "deploy-test"
+	cfg.Stream.Replicas = 3
+	var err error
+	// A fresh cluster may answer 503 while its meta group settles; the
+	// manager does not retry that itself (it exits, and is restarted).
+	var n *node.Node
+	for attempt := 1; ; attempt++ {
+		n, err = node.Start(ctx, mnc, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || attempt == 5 || !errors.As(err, &apiErr) || apiErr.Code != 503 {
+			break
+		}
+		t.Logf("manager start, attempt %d: %v", attempt, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("manager: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Close(ctx)
+	})
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatalf("manager not ready: %v", err)
+	}
+
+	anc, aerrs := c.connect(t, 1, "admin", pw["admin"])
+	var user map[string]any
+	if err := events.Request(ctx, anc, events.SubjectUsersAdd, "/deploy-test", events.UserRequest{Username: "alice", Password: "correct horse battery"}, &user); err != nil {
+		t.Fatalf("admin: users add: %v", err)
+	}
+
+	snc, serrs := c.connect(t, 2, "service", pw["service"])
+	var tok events.TokenReply
+	if err := events.Request(ctx, snc, events.SubjectLogin, "/deploy-test", events.LoginRequest{Username: "alice", Password: "correct horse battery"}, &tok); err != nil {
+		t.Fatalf("service: login: %v", err)
+	}
+	if tok.SessionID == "" || tok.AccessToken == "" {
+		t.Fatalf("service: login reply %+v", tok)
+	}
+
+	// The service reads the stream with an ordered consumer, and sees that
+	// it has 3 replicas.
+	sjs, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := sjs.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatalf("service: stream info: %v", err)
+	}
+	if r := stream.CachedInfo().Config.Replicas; r != 3 {
+		t.Errorf("AUTH_EVENTS has %d replicas, want 3", r)
+	}
+	oc, err := sjs.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectPrefix + "session.created.>"}})
+	if err != nil {
+		t.Fatalf("service: ordered consumer: %v", err)
+	}
+	msg, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatalf("service: read AUTH_EVENTS: %v", err)
+	}
+	if !strings.HasSuffix(msg.Subject(), tok.SessionID) {
+		t.Errorf("service read %s, want the session.created of %s", msg.Subject(), tok.SessionID)
+	}
+
+	// The service's deny-list (consumers/denylist) follows the stream.
+	deny, err := denylist.New(denylist.Config{JetStream: sjs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithCancel(ctx)
+	derr := make(chan error, 1)
+	go func() { derr <- deny.Run(dctx) }()
+	t.Cleanup(func() { dcancel(); <-derr })
+	if err := deny.WaitReady(ctx); err != nil {
+		t.Fatalf("service: deny-list: %v", err)
+	}
+
+	// The service cannot publish facts, read the buckets or send admin
+	// commands.
+	forged := events.SubjectPrefix + "session.revoked.forged"
+	if err := snc.Publish(forged, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	_ = snc.Flush()
+	serrs.waitViolation(t, "service", "publish", forged)
+	// Denied requests get no answer: wait briefly, then look for the
+	// permission violation.
+	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 500*time.Millisecond) }
+	sctx, scancel := short()
+	if _, err := sjs.KeyValue(sctx, kvstore.UsersBucket); err == nil {
+		t.Error("service opened the users bucket")
+	}
+	scancel()
+	direct := "$JS.API.DIRECT.GET.KV_" + kvstore.UsersBucket
+	if _, err := snc.Request(direct, []byte(`{"last_by_subj":"$KV.sessionbus_users.x"}`), 500*time.Millisecond); err == nil {
+		t.Error("service read the users bucket with a direct get")
+	}
+	serrs.waitViolation(t, "service", "publish", direct)
+	if _, err := snc.SubscribeSync("$KV." + kvstore.KeysBucket + ".>"); err != nil {
+		t.Fatal(err)
+	}
+	serrs.waitViolation(t, "service", "subscription", "$KV."+kvstore.KeysBucket+".>")
+	if _, err := snc.QueueSubscribeSync(events.SubjectLogin, events.QueueGroup); err != nil {
+		t.Fatal(err)
+	}
+	serrs.waitViolation(t, "service", "subscription", events.SubjectLogin)
+	sctx, scancel = short()
+	if err := events.Request(sctx, snc, events.SubjectRevoke, "/deploy-test", events.RevokeRequest{SessionID: tok.SessionID, Reason: "test"}, nil); err == nil {
+		t.Error("service revoked a session")
+	}
+	scancel()
+	serrs.waitViolation(t, "service", "publish", events.SubjectRevoke)
+
+	// The manager can read the buckets (it wrote alice there).
+	mjs, err := jetstream.New(mnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := mjs.KeyValue(ctx, kvstore.UsersBucket)
+	if err != nil {
+		t.Fatalf("manager: users bucket: %v", err)
+	}
+	if st, err := kv.Status(ctx); err != nil || st.Values() == 0 {
+		t.Errorf("manager: users bucket status %v, %v", st, err)
+	}
+	if _, err := mjs.Stream(ctx, events.StreamName); err != nil {
+		t.Errorf("manager: %v", err)
+	}
+
+	// Audit: the real audit code replays the stream, follows it through a
+	// durable consumer (deleting a stale durable of the same name to
+	// reposition it) and verifies the copy against the stream; it may
+	// send no command.
+	unc, uerrs := c.connect(t, 0, "audit", pw["audit"])
+	ujs, err := jetstream.New(unc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayFile := filepath.Join(t.TempDir(), "replay.jsonl")
+	rep, err := audit.NewReplayer(ujs, audit.ReplayConfig{Out: replayFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rstats, err := rep.Run(ctx)
+	if err != nil || rstats.Lines < 2 {
+		t.Fatalf("audit: replay: %d lines, %v", rstats.Lines, err)
+	}
+	if r, err := audit.Verify(ctx, []string{replayFile}, audit.VerifyConfig{Against: ujs}); err != nil || r.StreamChecked != rstats.Lines {
+		t.Errorf("audit: verify against the stream: %v (%d of %d lines checked)", err, r.StreamChecked, rstats.Lines)
+	}
+	if _, err := ujs.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+		Durable: "audit-test", FilterSubject: events.SubjectRevocations, AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatalf("audit: durable consumer: %v", err)
+	}
+	fol, err := audit.NewFollower(ujs, audit.FollowConfig{Durable: "audit-test", Out: filepath.Join(t.TempDir(), "follow.jsonl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithCancel(ctx)
+	ferr := make(chan error, 1)
+	go func() { ferr <- fol.Run(fctx) }()
+	for fol.Stats().Lines < rstats.Lines && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	fcancel()
+	if err := <-ferr; err != nil || fol.Stats().LastSeq != rstats.LastSeq {
+		t.Errorf("audit: follow: %v, at sequence %d, want %d", err, fol.Stats().LastSeq, rstats.LastSeq)
+	}
+	sctx, scancel = short()
+	if err := events.Request(sctx, unc, events.SubjectJWKS, "/deploy-test", struct{}{}, nil); err == nil {
+		t.Error("audit sent a command")
+	}
+	scancel()
+	uerrs.waitViolation(t, "audit", "publish", events.SubjectJWKS)
+
+	// Admin revokes the session; the manager may not subscribe to
+	// commands outside its queue group.
+	if err := events.Request(ctx, anc, events.SubjectRevoke, "/deploy-test", events.RevokeRequest{SessionID: tok.SessionID, Reason: "test"}, nil); err != nil {
+		t.Errorf("admin: revoke: %v", err)
+	}
+	for denied, _ := deny.Denied(denylist.Token{SessionID: tok.SessionID}); !denied; denied, _ = deny.Denied(denylist.Token{SessionID: tok.SessionID}) {
+		if ctx.Err() != nil {
+			t.Fatal("service: the revoked session never reached the deny-list")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := anc.SubscribeSync(events.SubjectLogin); err != nil {
+		t.Fatal(err)
+	}
+	aerrs.waitViolation(t, "admin", "subscription", events.SubjectLogin)
+	mnc2, merrs := c.connect(t, 1, "manager", pw["manager"])
+	if _, err := mnc2.SubscribeSync(events.SubjectLogin); err != nil {
+		t.Fatal(err)
+	}
+	merrs.waitViolation(t, "manager", "subscription", events.SubjectLogin)
+
+	// No one but the manager published: the forged fact is not stored.
+	if _, err := stream.GetLastMsgForSubject(ctx, forged); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("forged fact: %v, want not found", err)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestMain lets the test binary stand in for htpasswd (gen-env.sh's hash
+// tool) when it is started under that name.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "htpasswd" {
+		os.Exit(fakeHtpasswd(os.Args[1:]))
+	}
+	// Build the binaries while the first tests run.
+	go helpOnce.Do(loadFlags)
+	code := m.Run()
+	helpOnce.Do(func() {}) // wait for the build
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// fakeHtpasswd implements `htpasswd -bnBC COST USER PASSWORD` with bcrypt.
+// It insists on a cost of at least 10 but hashes with the minimum, to be
+// fast under -race.
+func fakeHtpasswd(args []string) int {
+	if len(args) != 4 || args[0] != "-bnBC" {
+		fmt.Fprintln(os.Stderr, "fake htpasswd: want -bnBC COST USER PASSWORD, got", args)
+		return 2
+	}
+	if cost, err := strconv.Atoi(args[1]); err != nil || cost < 10 {
+		fmt.Fprintln(os.Stderr, "fake htpasswd: cost", args[1], "is below 10")
+		return 2
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(args[3]), bcrypt.MinCost)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// htpasswd prints "user:hash" and a blank line.
+	fmt.Printf("%s:%s\n\n", args[2], strings.Replace(string(hash), "$2a$", "$2y$", 1))
+	return 0
+}
+
+// cliFlags are the flags of a program's command, from its --help.
+type cliFlags struct {
+	flags map[string]bool // without dashes
+	env   map[string]bool // SESSIONBUS_* variables (sessionbus only)
+}
+
+func (f cliFlags) sortedFlags() []string {
+	var s []string
+	for k := range f.flags {
+		s = append(s, k)
+	}
+	slices.Sort(s)
+	return s
+}
+
+var (
+	helpOnce   sync.Once
+	serveFlags cliFlags
+	exampleFl  cliFlags
+	helpErr    error
+)
+
+var (
+	flagRe = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?--?([a-z0-9][a-z0-9-]*)\b`)
+	envRe  = regexp.MustCompile(`\(env (SESSIONBUS_[A-Z0-9_]+)\)`)
+)
+
+func goTool() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("go tool not found")
+	}
+	return p, nil
+}
+
+// buildBinary builds a command of this module into dir.
+func buildBinary(dir, pkg string) (string, error) {
+	gobin, err := goTool()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command(gobin, "build", "-o", out, "github.com/sessionbus/sessionbus/"+pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+func helpFlags(bin string, args ...string) (cliFlags, error) {
+	out, _ := exec.Command(bin, args...).CombinedOutput() // flag's -help exits 0 or 2
+	f := cliFlags{flags: map[string]bool{}, env: map[string]bool{}}
+	for _, m := range flagRe.FindAllStringSubmatch(string(out), -1) {
+		f.flags[m[1]] = true
+	}
+	for _, m := range envRe.FindAllStringSubmatch(string(out), -1) {
+		f.env[m[1]] = true
+	}
+	if len(f.flags) == 0 {
+		return f, fmt.Errorf("%s %v: no flags in its help:\n%s", bin, args, out)
+	}
+	return f, nil
+}
+
+var binDir string
+
+// loadFlags builds the binaries into binDir and reads their flags.
+func loadFlags() {
+	binDir, helpErr = os.MkdirTemp("", "deploy-test-bin")
+	if helpErr != nil {
+		return
+	}
+	var bin string
+	if bin, helpErr = buildBinary(binDir, "cmd/sessionbus"); helpErr != nil {
+		return
+	}
+	if serveFlags, helpErr = helpFlags(bin, "serve", "--help"); helpErr != nil {
+		return
+	}
+	// example-service is specified by the contract; once it is built,
+	// its own help is the truth.
+	exampleFl = cliFlags{flags: map[string]bool{"nats-url": true, "listen": true}}
+	if _, err := os.Stat("../cmd/example-service"); err == nil {
+		ebin, err := buildBinary(binDir, "cmd/example-service")
+		if err == nil {
+			if f, err := helpFlags(ebin, "--help"); err == nil {
+				exampleFl = f
+			}
+		}
+	}
+}
+
+// flags builds sessionbus (and example-service, once it exists) and
+// returns the flags of `sessionbus serve` and of example-service.
+func flags(t *testing.T) (serve, example cliFlags) {
+	t.Helper()
+	helpOnce.Do(loadFlags)
+	if helpErr != nil {
+		t.Fatal(helpErr)
+	}
+	if !serveFlags.env["SESSIONBUS_STREAM_REPLICAS"] || !serveFlags.flags["nats-url"] {
+		t.Fatalf("sessionbus serve --help lacks --nats-url or SESSIONBUS_STREAM_REPLICAS: %v", serveFlags.sortedFlags())
+	}
+	return serveFlags, exampleFl
+}
+
+func sessionbusBinary(t *testing.T) string {
+	t.Helper()
+	flags(t)
+	return filepath.Join(binDir, "sessionbus")
+}
+
+// checkArgs checks that every --flag of args is a flag of the program.
+func checkArgs(t *testing.T, where string, args []string, f cliFlags) {
+	t.Helper()
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !f.flags[name] {
+			t.Errorf("%s: unknown flag %s (known: %v)", where, a, f.sortedFlags())
+		}
+	}
+}
+
+// checkEnv checks that every SESSIONBUS_* name is a variable of serve.
+func checkEnv(t *testing.T, where string, names []string, f cliFlags) {
+	t.Helper()
+	for _, n := range names {
+		if strings.HasPrefix(n, "SESSIONBUS_") && !f.env[n] {
+			t.Errorf("%s: %s is not a variable of sessionbus serve", where, n)
+		}
+	}
+}
+
+// loopback reports whether a host:port listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// yamlDocs decodes every document of a YAML file.
+func yamlDocs(t *testing.T, file string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var docs []map[string]any
+	for {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+}
+
+// get walks a decoded YAML tree by map keys and list indexes.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func str(v any, path ...any) string {
+	s, _ := get(v, path...).(string)
+	return s
+}
+
+func list(v any, path ...any) []any {
+	l, _ := get(v, path...).([]any)
+	return l
+}
+
+func strs(v any, path ...any) []string {
+	var out []string
+	for _, x := range list(v, path...) {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	serve, example := flags(t)
+	setPasswords(t)
+	files, err := filepath.Glob("kubernetes/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests: %v", err)
+	}
+	byKind := map[string][]map[string]any{}
+	for _, file := range files {
+		for i, d := range yamlDocs(t, file) {
+			where := fmt.Sprintf("%s[%d]", file, i)
+			if str(d, "apiVersion") == "" || str(d, "kind") == "" || str(d, "metadata", "name") == "" {
+				t.Errorf("%s: apiVersion %q, kind %q, metadata.name %q: all required", where, str(d, "apiVersion"), str(d, "kind"), str(d, "metadata", "name"))
+			}
+			d["_file"] = where
+			byKind[str(d, "kind")] = append(byKind[str(d, "kind")], d)
+		}
+	}
+	find := func(kind, name string) map[string]any {
+		t.Helper()
+		for _, d := range byKind[kind] {
+			if str(d, "metadata", "name") == name {
+				return d
+			}
+		}
+		t.Fatalf("no %s %s", kind, name)
+		return nil
+	}
+
+	// The kustomization lists every manifest but the Secret templates.
+	kust := find("Kustomization", "sessionbus")
+	for _, file := range files {
+		base := filepath.Base(file)
+		if base == "kustomization.yaml" || base == "secrets.example.yaml" {
+			continue
+		}
+		if !slices.Contains(strs(kust, "resources"), base) {
+			t.Errorf("kustomization.yaml does not list %s", base)
+		}
+	}
+	for _, s := range byKind["Secret"] {
+		for k, v := range get(s, "stringData").(map[string]any) {
+			if vs := fmt.Sprint(v); vs != "REPLACE_ME" && vs != placeholderHash {
+				t.Errorf("%s: %s holds a value, not a placeholder", s["_file"], k)
+			}
+		}
+	}
+
+	// Every container: non-root, read-only root, resources; passwords only
+	// from Secrets.
+	for _, kind := range []string{"Deployment", "StatefulSet"} {
+		for _, d := range byKind[kind] {
+			pod := get(d, "spec", "template", "spec")
+			for _, c := range list(pod, "containers") {
+				where := fmt.Sprintf("%s %s", d["_file"], str(c, "name"))
+				if get(pod, "securityContext", "runAsNonRoot") != true && get(c, "securityContext", "runAsNonRoot") != true {
+					t.Errorf("%s: not runAsNonRoot", where)
+				}
+				if get(c, "securityContext", "readOnlyRootFilesystem") != true || get(c, "securityContext", "allowPrivilegeEscalation") != false {
+					t.Errorf("%s: want readOnlyRootFilesystem and no privilege escalation", where)
+				}
+				if get(c, "resources", "requests") == nil || get(c, "resources", "limits", "memory") == nil {
+					t.Errorf("%s: no resource requests or memory limit", where)
+				}
+				for _, e := range list(c, "env") {
+					if strings.Contains(str(e, "name"), "PASSWORD") && get(e, "valueFrom", "secretKeyRef") == nil {
+						t.Errorf("%s: %s does not come from a Secret", where, str(e, "name"))
+					}
+				}
+			}
+		}
+	}
+
+	// The managers.
+	dep := find("Deployment", "sessionbus")
+	if r, _ := get(dep, "spec", "replicas").(int); r < 2 {
+		t.Errorf("sessionbus: %d replicas, want 2 or more", r)
+	}
+	c := get(dep, "spec", "template", "spec", "containers", 0)
+	args := strs(c, "args")
+	if len(args) == 0 || args[0] != "serve" {
+		t.Errorf("sessionbus args %q: want serve first", args)
+	}
+	checkArgs(t, "sessionbus args", args, serve)
+	env := map[string]string{}
+	var names []string
+	for _, e := range list(c, "env") {
+		names = append(names, str(e, "name"))
+		env[str(e, "name")] = str(e, "value")
+	}
+	checkEnv(t, "sessionbus env", names, serve)
+	for _, n := range names {
+		if !strings.HasPrefix(n, "SESSIONBUS_") {
+			t.Errorf("sessionbus env %s: sessionbus reads only SESSIONBUS_*", n)
+		}
+	}
+	if env["SESSIONBUS_STREAM_REPLICAS"] != "3" || env["SESSIONBUS_NATS_URL"] == "" || env["SESSIONBUS_NATS_USER"] != "manager" {
+		t.Errorf("sessionbus: want --stream-replicas 3 and --nats-url as the manager, got %v", env)
+	}
+	if !loopback(env["SESSIONBUS_ADMIN_ADDR"]) {
+		t.Errorf("sessionbus: admin API on %q, want loopback", env["SESSIONBUS_ADMIN_ADDR"])
+	}
+	_, httpPort, _ := net.SplitHostPort(env["SESSIONBUS_HTTP_ADDR"])
+	var portName string
+	for _, p := range list(c, "ports") {
+		if fmt.Sprint(get(p, "containerPort")) == httpPort {
+			portName = str(p, "name")
+		} else {
+			t.Errorf("sessionbus: container port %v is not the HTTP API", get(p, "containerPort"))
+		}
+	}
+	if portName == "" {
+		t.Fatalf("sessionbus: no container port for SESSIONBUS_HTTP_ADDR %q", env["SESSIONBUS_HTTP_ADDR"])
+	}
+	for probe, path := range map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+		if str(c, probe, "httpGet", "path") != path || fmt.Sprint(get(c, probe, "httpGet", "port")) != portName {
+			t.Errorf("sessionbus %s: %v, want GET %s on port %s", probe, get(c, probe), path, portName)
+		}
+	}
+	svc := find("Service", "sessionbus")
+	for _, p := range list(svc, "spec", "ports") {
+		if tp := fmt.Sprint(get(p, "targetPort")); tp != portName && tp != httpPort {
+			t.Errorf("sessionbus Service exposes %s: only the public API may be", tp)
+		}
+	}
+	find("PodDisruptionBudget", "sessionbus")
+
+	// example-service: flags exist, $(VAR)s are defined.
+	ex := get(find("Deployment", "example-service"), "spec", "template", "spec", "containers", 0)
+	checkArgs(t, "example-service args", strs(ex, "args"), example)
+	defined := map[string]bool{}
+	for _, e := range list(ex, "env") {
+		defined[str(e, "name")] = true
+	}
+	for _, a := range strs(ex, "args") {
+		for _, m := range regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).FindAllStringSubmatch(a, -1) {
+			if !defined[m[1]] {
+				t.Errorf("example-service args use $(%s), which is not in its env", m[1])
+			}
+		}
+	}
+
+	// NATS: 3 replicas, headless Service, config equal to deploy/nats.
+	sts := find("StatefulSet", "nats")
+	if r, _ := get(sts, "spec", "replicas").(int); r != 3 {
+		t.Errorf("nats: %d replicas, want 3", r)
+	}
+	headless := find("Service", str(sts, "spec", "serviceName"))
+	if str(headless, "spec", "clusterIP") != "None" {
+		t.Errorf("nats: serviceName %s is not headless", str(sts, "spec", "serviceName"))
+	}
+	find("PodDisruptionBudget", "nats")
+	cm := find("ConfigMap", "nats-config")
+	auth, err := os.ReadFile("nats/auth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(cm, "data", "auth.conf") != string(auth) {
+		t.Error("the ConfigMap's auth.conf differs from deploy/nats/auth.conf")
+	}
+	dir := t.TempDir()
+	for _, k := range []string{"nats.conf", "auth.conf"} {
+		if err := os.WriteFile(filepath.Join(dir, k), []byte(str(cm, "data", k)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc := get(sts, "spec", "template", "spec", "containers", 0)
+	var natsEnv []string
+	for _, e := range list(nc, "env") {
+		natsEnv = append(natsEnv, str(e, "name"))
+	}
+	for _, v := range roles {
+		if !slices.Contains(natsEnv, v) {
+			t.Errorf("nats: env lacks %s, which auth.conf needs", v)
+		}
+	}
+	t.Setenv("POD_NAME", "nats-1")
+	opts := parseNATS(t, filepath.Join(dir, "nats.conf"))
+	if !opts.SyncAlways || !opts.JetStream || opts.ServerName != "nats-1" {
+		t.Errorf("kubernetes nats.conf: sync always %v, jetstream %v, server_name %q", opts.SyncAlways, opts.JetStream, opts.ServerName)
+	}
+	for i, r := range opts.Routes {
+		if want := fmt.Sprintf("nats-%d.%s:6222", i, str(headless, "metadata", "name")); r.Host != want {
+			t.Errorf("route %d is %s, want %s", i, r.Host, want)
+		}
+	}
+	if len(opts.Routes) != 3 {
+		t.Errorf("%d routes, want 3", len(opts.Routes))
+	}
+	checkRoles(t, opts, embedded.ServicePermissions())
+	if !slices.Contains(strs(nc, "args"), "/etc/nats/nats.conf") {
+		t.Errorf("nats args %q do not load /etc/nats/nats.conf", strs(nc, "args"))
+	}
+
+	// kustomize renders the whole set, where kubectl is installed.
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		if out, err := exec.Command(kubectl, "kustomize", "kubernetes").CombinedOutput(); err != nil {
+			t.Errorf("kubectl kustomize: %v\n%s", err, out)
+		}
+	}
+}
+
+// composeVars are the variables compose.yaml interpolates.
+var composeVarRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}`)
+
+// envFileKeys reads KEY=VALUE lines; commented-out assignments count too
+// when withComments.
+func envFileKeys(t *testing.T, file string, withComments bool) map[string]string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	keys := map[string]string{}
+	assign := regexp.MustCompile(`^#?([A-Z][A-Z0-9_]*)=(.*)$`)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || (strings.HasPrefix(line, "#") && !withComments) {
+			continue
+		}
+		m := assign.FindStringSubmatch(line)
+		if m == nil {
+			if !strings.HasPrefix(line, "#") {
+				t.Errorf("%s: not KEY=VALUE: %q", file, line)
+			}
+			continue
+		}
+		keys[m[1]] = strings.Trim(m[2], `'"`)
+	}
+	return keys
+}
+
+func envNames(v any) []string {
+	var names []string
+	switch e := v.(type) {
+	case map[string]any:
+		for k := range e {
+			names = append(names, k)
+		}
+	case []any:
+		for _, x := range e {
+			k, _, _ := strings.Cut(fmt.Sprint(x), "=")
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func TestCompose(t *testing.T) {
+	serve, example := flags(t)
+	raw, err := os.ReadFile("docker/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := yamlDocs(t, "docker/compose.yaml")
+	if len(docs) != 1 {
+		t.Fatalf("compose.yaml: %d documents", len(docs))
+	}
+	services, _ := get(docs[0], "services").(map[string]any)
+	stages := dockerStages(t)
+	var natsSvcs, managers []string
+	for name, s := range services {
+		if ctx := str(s, "build", "context"); ctx != "" {
+			if _, err := os.Stat(filepath.Join("docker", ctx, str(s, "build", "dockerfile"))); err != nil {
+				t.Errorf("%s: build file: %v", name, err)
+			}
+			if tg := str(s, "build", "target"); !slices.Contains(stages, tg) {
+				t.Errorf("%s: build target %q is not a Dockerfile stage %q", name, tg, stages)
+			}
+		}
+		if deps, ok := get(s, "depends_on").(map[string]any); ok {
+			for d := range deps {
+				if services[d] == nil {
+					t.Errorf("%s depends on unknown service %s", name, d)
+				}
+			}
+		}
+		for _, p := range strs(s, "ports") {
+			parts := strings.Split(p, ":")
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %s beyond loopback", name, p)
+			}
+			if parts[len(parts)-1] == "8081" {
+				t.Errorf("%s publishes the admin API: %s", name, p)
+			}
+		}
+		switch {
+		case strings.HasPrefix(str(s, "image"), "nats:"):
+			natsSvcs = append(natsSvcs, name)
+			args := strs(s, "command")
+			if len(args) != 2 || args[0] != "--config" {
+				t.Errorf("%s: command %q, want --config FILE", name, args)
+				continue
+			}
+			if !slices.Contains(strs(s, "volumes"), "../nats:/etc/nats:ro") {
+				t.Errorf("%s: deploy/nats is not mounted on /etc/nats", name)
+				continue
+			}
+			conf := filepath.Join("nats", strings.TrimPrefix(args[1], "/etc/nats/"))
+			if opts := parseNATSWithEnv(t, conf); opts.ServerName != name {
+				t.Errorf("%s runs %s, whose server_name is %s: the routes use the service names", name, conf, opts.ServerName)
+			}
+			var want []string
+			for _, v := range roles {
+				want = append(want, v)
+			}
+			slices.Sort(want)
+			if got := envNames(get(s, "environment")); !slices.Equal(got, want) {
+				t.Errorf("%s: environment %q, want %q", name, got, want)
+			}
+		case str(s, "build", "target") == "sessionbus":
+			managers = append(managers, name)
+			args := strs(s, "command")
+			if len(args) == 0 || args[0] != "serve" {
+				t.Errorf("%s: command %q, want serve", name, args)
+			}
+			checkArgs(t, name, args, serve)
+			env, _ := get(s, "environment").(map[string]any)
+			names := envNames(env)
+			checkEnv(t, name, names, serve)
+			if fmt.Sprint(env["SESSIONBUS_STREAM_REPLICAS"]) != "3" || env["SESSIONBUS_NATS_USER"] != "manager" || env["SESSIONBUS_INSTANCE"] != name {
+				t.Errorf("%s: want 3 stream replicas, NATS user manager, instance %s: %v", name, name, env)
+			}
+			if !loopback(fmt.Sprint(env["SESSIONBUS_ADMIN_ADDR"])) {
+				t.Errorf("%s: admin API on %v", name, env["SESSIONBUS_ADMIN_ADDR"])
+			}
+			for _, u := range strings.Split(fmt.Sprint(env["SESSIONBUS_NATS_URL"]), ",") {
+				pu, err := url.Parse(u)
+				if err != nil || services[pu.Hostname()] == nil {
+					t.Errorf("%s: NATS URL %s is not a compose service (%v)", name, u, err)
+				}
+			}
+		case str(s, "build", "target") == "example-service":
+			checkArgs(t, name, strs(s, "command"), example)
+		default:
+			t.Errorf("unexpected service %s", name)
+		}
+	}
+	if len(natsSvcs) != 3 || len(managers) != 2 || services["example-service"] == nil {
+		t.Errorf("services: nats %v, managers %v: want 3 NATS nodes, 2 managers and example-service", natsSvcs, managers)
+	}
+
+	// Every interpolated variable has a line in example.env.
+	keys := envFileKeys(t, "docker/example.env", false)
+	for _, m := range composeVarRe.FindAllStringSubmatch(string(raw), -1) {
+		if _, ok := keys[m[1]]; !ok {
+			t.Errorf("compose.yaml uses ${%s}, which docker/example.env lacks", m[1])
+		}
+	}
+}
+
+// parseNATSWithEnv parses a node config with placeholder hashes set.
+func parseNATSWithEnv(t *testing.T, file string) *server.Options {
+	t.Helper()
+	for _, v := range roles {
+		if os.Getenv(v) == "" {
+			t.Setenv(v, placeholderHash)
+		}
+	}
+	return parseNATS(t, file)
+}
+
+// dockerLines returns the Dockerfile's instructions, continuation lines
+// joined, comments dropped.
+func dockerLines(t *testing.T) [][2]string {
+	t.Helper()
+	b, err := os.ReadFile("docker/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][2]string
+	var cur string
+	for _, line := range strings.Split(string(b), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "#") || (trimmed == "" && cur == "") {
+			continue
+		}
+		cur += " " + strings.TrimSuffix(trimmed, `\`)
+		if strings.HasSuffix(trimmed, `\`) {
+			continue
+		}
+		instr, rest, _ := strings.Cut(strings.TrimSpace(cur), " ")
+		out = append(out, [2]string{strings.ToUpper(instr), strings.TrimSpace(rest)})
+		cur = ""
+	}
+	return out
+}
+
+func dockerStages(t *testing.T) []string {
+	t.Helper()
+	var stages []string
+	for _, l := range dockerLines(t) {
+		if l[0] == "FROM" {
+			f := strings.Fields(l[1])
+			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				stages = append(stages, f[2])
+			}
+		}
+	}
+	return stages
+}
+
+func TestDockerfile(t *testing.T) {
+	serve, _ := flags(t)
+	lines := dockerLines(t)
+	type stage struct {
+		name, from, user string
+		env              []string
+	}
+	var stages []*stage
+	var args []string
+	secret := regexp.MustCompile(`(?i)(password|passwd|secret|token|private|creds|api_?key)`)
+	var exposed []string
+	var healthcheck, cmd, entrypoint string
+	for _, l := range lines {
+		instr, rest := l[0], l[1]
+		var cur *stage
+		if len(stages) > 0 {
+			cur = stages[len(stages)-1]
+		}
+		switch instr {
+		case "FROM":
+			f := strings.Fields(rest)
+			s := &stage{from: f[0]}
+			if len(f) == 3 {
+				s.name = f[2]
+			}
+			stages = append(stages, s)
+		case "ARG":
+			args = append(args, rest)
+		case "USER":
+			cur.user = rest
+		case "ENV":
+			for _, kv := range strings.Fields(rest) {
+				k, _, _ := strings.Cut(kv, "=")
+				cur.env = append(cur.env, k)
+			}
+		case "EXPOSE":
+			exposed = append(exposed, strings.Fields(rest)...)
+		case "HEALTHCHECK":
+			healthcheck = rest
+		case "CMD":
+			cmd = rest
+		case "ENTRYPOINT":
+			entrypoint = rest
+		case "COPY", "ADD":
+			if strings.Contains(rest, ".env") || strings.Contains(rest, ".creds") {
+				t.Errorf("Dockerfile copies a secret: %s %s", instr, rest)
+			}
+		}
+		if (instr == "ENV" || instr == "ARG" || instr == "LABEL") && secret.MatchString(rest) {
+			t.Errorf("Dockerfile sets a secret: %s %s", instr, rest)
+		}
+	}
+	if len(stages) < 2 {
+		t.Fatalf("Dockerfile has %d stages, want a builder and a runtime", len(stages))
+	}
+	final := stages[len(stages)-1]
+	if final.name != "sessionbus" {
+		t.Errorf("the last (default) stage is %q, want sessionbus", final.name)
+	}
+	for _, s := range stages {
+		if !strings.Contains(s.from, "distroless") && !strings.Contains(s.from, "scratch") {
+			continue
+		}
+		if s.user == "" || s.user == "root" || strings.HasPrefix(s.user, "0:") || s.user == "0" {
+			t.Errorf("runtime stage %s runs as %q, want a non-root USER", s.name, s.user)
+		}
+	}
+	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(must(os.ReadFile("../go.mod")))
+	if !slices.Contains(args, "GO_VERSION="+string(goVersion[1])) || !strings.HasPrefix(stages[0].from, "golang:") {
+		t.Errorf("builder: FROM %s with ARGs %q, want golang:${GO_VERSION} with GO_VERSION=%s (go.mod)", stages[0].from, args, goVersion[1])
+	}
+	if !slices.Contains(stages[0].env, "CGO_ENABLED") {
+		t.Error("builder does not set CGO_ENABLED=0")
+	}
+	checkEnv(t, "Dockerfile ENV", final.env, serve)
+	for _, p := range []string{"4222", "8080", "8081"} {
+		if !slices.Contains(exposed, p) {
+			t.Errorf("Dockerfile does not EXPOSE %s", p)
+		}
+	}
+	if healthcheck == "" {
+		t.Error("Dockerfile has no HEALTHCHECK instruction (NONE with a note is fine)")
+	}
+	if !strings.Contains(entrypoint, "/sessionbus") || cmd != `["serve"]` {
+		t.Errorf("ENTRYPOINT %s CMD %s, want sessionbus serve", entrypoint, cmd)
+	}
+	ignore := string(must(os.ReadFile("docker/Dockerfile.dockerignore")))
+	for _, p := range []string{".git", ".env", "sessionbus-data"} {
+		if !strings.Contains(ignore, p) {
+			t.Errorf("Dockerfile.dockerignore does not keep out %s", p)
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// unit is a parsed systemd unit: section → key → values (keys repeat).
+type unit map[string]map[string][]string
+
+func parseUnit(t *testing.T, file string) unit {
+	t.Helper()
+	u := unit{}
+	section := ""
+	for i, line := range strings.Split(string(must(os.ReadFile(file))), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = line[1 : len(line)-1]
+			u[section] = map[string][]string{}
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" || strings.TrimSpace(k) == "" {
+				t.Fatalf("%s:%d: not key=value in a section: %q", file, i+1, line)
+			}
+			k = strings.TrimSpace(k)
+			u[section][k] = append(u[section][k], strings.TrimSpace(v))
+		}
+	}
+	return u
+}
+
+func (u unit) get(section, key string) string {
+	v := u[section][key]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+func TestSystemd(t *testing.T) {
+	serve, _ := flags(t)
+	u := parseUnit(t, "systemd/sessionbus.service")
+	for _, s := range []string{"Unit", "Service", "Install"} {
+		if u[s] == nil {
+			t.Errorf("sessionbus.service has no [%s]", s)
+		}
+	}
+	execStart := strings.Fields(u.get("Service", "ExecStart"))
+	if len(execStart) < 2 || filepath.Base(execStart[0]) != "sessionbus" || execStart[1] != "serve" {
+		t.Errorf("ExecStart %q, want sessionbus serve", execStart)
+	}
+	checkArgs(t, "ExecStart", execStart[1:], serve)
+	want := map[string]string{
+		"DynamicUser": "yes", "StateDirectory": "sessionbus", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
+		"PrivateTmp": "yes", "ProtectHome": "yes", "KillSignal": "SIGTERM", "CapabilityBoundingSet": "",
+		"EnvironmentFile": "/etc/sessionbus/sessionbus.env",
+	}
+	for k, v := range want {
+		if _, ok := u["Service"][k]; !ok || u.get("Service", k) != v {
+			t.Errorf("sessionbus.service: %s=%q, want %q", k, u.get("Service", k), v)
+		}
+	}
+	for _, k := range []string{"RestrictAddressFamilies", "TimeoutStopSec", "SystemCallFilter"} {
+		if u.get("Service", k) == "" {
+			t.Errorf("sessionbus.service: no %s", k)
+		}
+	}
+	if d, err := time.ParseDuration(u.get("Service", "TimeoutStopSec")); err != nil || d < 20*time.Second {
+		t.Errorf("TimeoutStopSec %q: the manager needs 15s to close", u.get("Service", "TimeoutStopSec"))
+	}
+	var envs []string
+	for _, e := range u["Service"]["Environment"] {
+		k, v, _ := strings.Cut(e, "=")
+		envs = append(envs, k)
+		if k == "SESSIONBUS_DATA_DIR" && v != "/var/lib/"+u.get("Service", "StateDirectory") {
+			t.Errorf("SESSIONBUS_DATA_DIR=%s is not the StateDirectory", v)
+		}
+	}
+	if !slices.Contains(envs, "SESSIONBUS_DATA_DIR") {
+		t.Error("sessionbus.service does not put the data dir in the StateDirectory")
+	}
+	checkEnv(t, "sessionbus.service", envs, serve)
+	keys := envFileKeys(t, "systemd/sessionbus.env.example", true)
+	var names []string
+	for k := range keys {
+		names = append(names, k)
+		if !strings.HasPrefix(k, "SESSIONBUS_") {
+			t.Errorf("sessionbus.env.example: %s is not a SESSIONBUS_ variable", k)
+		}
+	}
+	checkEnv(t, "sessionbus.env.example", names, serve)
+	if keys["SESSIONBUS_STREAM_REPLICAS"] != "3" || keys["SESSIONBUS_NATS_PASSWORD"] != "REPLACE_ME" {
+		t.Errorf("sessionbus.env.example: want 3 replicas and a placeholder password: %v", keys)
+	}
+
+	n := parseUnit(t, "systemd/nats-server@.service")
+	if !strings.Contains(n.get("Service", "ExecStart"), "/etc/nats/%i.conf") || n.get("Service", "StateDirectory") != "nats" {
+		t.Errorf("nats-server@.service: ExecStart %q StateDirectory %q", n.get("Service", "ExecStart"), n.get("Service", "StateDirectory"))
+	}
+	for _, f := range natsNodes {
+		if opts := parseNATSWithEnv(t, f); !strings.HasPrefix(opts.StoreDir, "/var/lib/nats/") {
+			t.Errorf("%s: store_dir %s is not in the unit's StateDirectory /var/lib/nats", f, opts.StoreDir)
+		}
+	}
+	nkeys := envFileKeys(t, "systemd/nats.env.example", false)
+	for _, v := range roles {
+		if nkeys[v] != placeholderHash {
+			t.Errorf("nats.env.example: %s=%q, want the placeholder", v, nkeys[v])
+		}
+	}
+
+	// systemd's own parser, where it is installed.
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze not installed: skipping verify")
+		return
+	}
+	bin := sessionbusBinary(t)
+	dir := t.TempDir()
+	for file, instance := range map[string]string{"sessionbus.service": "sessionbus.service", "nats-server@.service": "nats-server@nats-1.service"} {
+		b := must(os.ReadFile(filepath.Join("systemd", file)))
+		// verify wants ExecStart to exist; any executable will do.
+		b = regexp.MustCompile(`/usr/local/bin/(sessionbus|nats-server)`).ReplaceAll(b, []byte(bin))
+		if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(analyze, "verify", filepath.Join(dir, instance)).CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", file, err, out)
+		}
+	}
+}
+
+// TestGenEnv runs docker/gen-env.sh with the test binary as htpasswd and
+// checks that every hash matches its password and the NATS configs accept
+// them.
+func TestGenEnv(t *testing.T) {
+	for _, tool := range []string{"sh", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(self, filepath.Join(bin, "htpasswd")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "docker/gen-env.sh")
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gen-env.sh: %v\n%s", err, stderr.Bytes())
+	}
+	envFile := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(envFile, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := envFileKeys(t, envFile, false)
+	want := envFileKeys(t, "docker/example.env", false)
+	if !slices.Equal(sorted(keysOf(got)), sorted(keysOf(want))) {
+		t.Errorf("gen-env.sh makes %v, example.env has %v", sorted(keysOf(got)), sorted(keysOf(want)))
+	}
+	if !bytes.Contains(out, []byte("_PASSWORD_HASH='$2")) {
+		t.Errorf("hashes are not single-quoted:\n%s", out)
+	}
+	for role, hashVar := range roles {
+		pw := got[strings.ToUpper(role)+"_PASSWORD"]
+		if len(pw) != 64 || bcrypt.CompareHashAndPassword([]byte(got[hashVar]), []byte(pw)) != nil {
+			t.Errorf("%s: the hash does not match the password", role)
+		}
+		t.Setenv(hashVar, got[hashVar])
+	}
+	opts := parseNATS(t, natsNodes[0])
+	if u := userOf(t, opts, "manager"); u.Password != got["NATS_MANAGER_PASSWORD_HASH"] {
+		t.Errorf("nats-1.conf: manager password %q, want the generated hash", u.Password)
+	}
+}
+
+func keysOf(m map[string]string) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	return k
+}
