@@ -144,7 +144,7 @@ func FromStructured(b []byte) (Event, error) {
 	}
 	var c ce.Event
 	if err := json.Unmarshal(b, &c); err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Event{}, fmt.Errorf("%w: %v", ErrMalformed, strings.TrimSpace(err.Error()))
 	}
 	return FromCloudEvent(c)
 }

@@ -472,6 +472,9 @@ func (m *Manager) Refresh(ctx context.Context, token string) (events.TokenReply,
 
 func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply, string, error) {
 	arrived := m.now()
+	if token == "" {
+		return events.TokenReply{}, "invalid", fmt.Errorf("%w: refresh_token is required", ErrInvalidInput)
+	}
 	if !IsRefreshToken(token) {
 		return events.TokenReply{}, "invalid", ErrInvalidToken
 	}
@@ -670,6 +673,12 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 		}
 		return m.revokeSession(ctx, s, reason)
 	case req.UserID != "":
+		if _, err := m.d.Users.ByID(ctx, req.UserID); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return err
+			}
+			return fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+		}
 		return m.RevokeUser(ctx, req.UserID, reason)
 	default:
 		t, err := m.token(ctx, req.JTI)

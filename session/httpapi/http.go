@@ -66,7 +66,7 @@ func (h *Handlers) Public() http.Handler {
 	h.handle(mux, "POST /revoke", h.revokeToken)
 	h.handle(mux, "POST /introspect", h.introspect)
 	h.common(mux)
-	return mux
+	return jsonFallback(mux)
 }
 
 // Admin returns the admin API, for its own listener only.
@@ -83,8 +83,38 @@ func (h *Handlers) Admin() http.Handler {
 	h.handle(mux, "POST /admin/keys/rotate", h.adminRotate)
 	h.handle(mux, "POST /admin/keys/{kid}/revoke", h.adminRevokeKey)
 	h.common(mux)
-	return mux
+	return jsonFallback(mux)
 }
+
+// jsonFallback answers what mux does not route (404, and 405 with Allow
+// for a known path with another method) with the JSON error shape.
+func jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}, code: http.StatusNotFound}
+		mux.ServeHTTP(rec, r)
+		if rec.code == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed", 0)
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint", 0)
+	})
+}
+
+// headerRecorder captures the status and headers of the mux's own 404 and
+// 405 answers, dropping their plain-text bodies.
+type headerRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(code int)        { h.code = code }
 
 func (h *Handlers) common(mux *http.ServeMux) {
 	h.handle(mux, "GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) error {
@@ -106,9 +136,6 @@ func (h *Handlers) common(mux *http.ServeMux) {
 	if h.cfg.Metrics != nil {
 		mux.Handle("GET /metrics", h.cfg.Metrics)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint", 0)
-	})
 }
 
 // handle mounts fn, mapping its error to a status, and counts requests by
@@ -142,7 +169,7 @@ var (
 
 var codeNames = map[int]string{
 	400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-	409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
+	405: "method_not_allowed", 409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
 	429: "too_many_requests", 500: "internal_error", 503: "unavailable",
 }
 
