@@ -33,6 +33,7 @@ type natsFlags struct {
 	password string
 	dataDir  string
 	listen   string
+	inbox    string
 	timeout  time.Duration
 }
 
@@ -43,6 +44,7 @@ func (f *natsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")
 	fs.StringVar(&f.listen, "nats-listen", defaultNATSListen, "address of the local embedded NATS server (serve listens there; other commands connect there unless --nats-url is set)")
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory: JetStream store, session view and the embedded server's manager credentials")
+	fs.StringVar(&f.inbox, "nats-inbox-prefix", "", "inbox prefix for replies (a private inbox such as _INBOX_admin, matching the user's subscribe permission; default _INBOX, or "+embedded.ManagerInboxPrefix+" as the local manager)")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the server")
 }
 
@@ -70,8 +72,11 @@ func (f *natsFlags) options(name string) ([]nats.Option, error) {
 			return nil, err
 		}
 		if pw != "" {
-			opts = append(opts, nats.UserInfo(embedded.ManagerUser, pw))
+			opts = append(opts, nats.UserInfo(embedded.ManagerUser, pw), nats.CustomInboxPrefix(embedded.ManagerInboxPrefix))
 		}
+	}
+	if f.inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(f.inbox))
 	}
 	return opts, nil
 }

@@ -11,10 +11,23 @@ const (
 	ServiceUser = "sessionbus-service"
 )
 
+// ManagerInboxPrefix is the inbox prefix of manager-role connections.
+// Replies to them (tokens, user lists) go to _INBOX_sessionbus.…, which
+// the service role may not subscribe to (NATS "private inboxes").
+const ManagerInboxPrefix = "_INBOX_sessionbus"
+
 // ServicePermissions are the permissions of the service role: read the
-// AUTH_EVENTS stream (ephemeral and durable consumers, direct gets), send
-// the public commands, discover the service. They are the same as the
-// "service" role in deploy/nats.
+// AUTH_EVENTS stream with ephemeral (ordered) consumers and direct gets,
+// send the public commands, discover the service. Services can neither
+// create durable consumers nor delete any (an audit's durable is not
+// theirs to remove), neither publish facts nor read the manager's KV
+// buckets.
+//
+// Every connection in this role shares the inbox namespace _INBOX.>, so
+// on the embedded server one anonymous local client could read another's
+// login replies: the embedded server's anonymous role is for programs
+// one trusts on the same host. In a cluster, give each service its own
+// user and private inbox prefix (deploy/nats).
 func ServicePermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
@@ -27,9 +40,7 @@ func ServicePermissions() *server.Permissions {
 			"$JS.API.DIRECT.GET.AUTH_EVENTS.>",
 			"$JS.API.CONSUMER.CREATE.AUTH_EVENTS",
 			"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.>",
-			"$JS.API.CONSUMER.DURABLE.CREATE.AUTH_EVENTS.>",
 			"$JS.API.CONSUMER.INFO.AUTH_EVENTS.>",
-			"$JS.API.CONSUMER.DELETE.AUTH_EVENTS.>",
 			"$JS.API.CONSUMER.LIST.AUTH_EVENTS",
 			"$JS.API.CONSUMER.NAMES.AUTH_EVENTS",
 			"$JS.API.CONSUMER.MSG.NEXT.AUTH_EVENTS.>",

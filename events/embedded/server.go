@@ -135,7 +135,7 @@ func (s *Server) ClientURL() string {
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	all := []nats.Option{nats.Name("sessionbus")}
 	if s.cfg.ManagerPassword != "" {
-		all = append(all, nats.UserInfo(ManagerUser, s.cfg.ManagerPassword))
+		all = append(all, nats.UserInfo(ManagerUser, s.cfg.ManagerPassword), nats.CustomInboxPrefix(ManagerInboxPrefix))
 	}
 	all = append(all, opts...)
 	if s.cfg.DontListen {
