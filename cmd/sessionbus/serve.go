@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -133,7 +134,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, reb
 
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView = httpAddr, adminAddr, rebuild
-	n, err := node.Start(ctx, nc, cfg)
+	n, err := startNode(ctx, nc, cfg)
 	if err != nil {
 		return err
 	}
@@ -155,6 +156,38 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, reb
 		log.Warn("shutdown", "err", err)
 	}
 	return runErr
+}
+
+// startNode starts the manager, retrying while JetStream is not yet
+// available (a cluster still electing its leaders, a server restarting).
+func startNode(ctx context.Context, nc *nats.Conn, cfg node.Config) (*node.Node, error) {
+	wait := 500 * time.Millisecond
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := node.Start(sctx, nc, cfg)
+		cancel()
+		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return n, err
+		}
+		cfg.RebuildView = false // done on the first attempt
+		slog.Warn("JetStream not available yet, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+// transient reports errors worth waiting out at start.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
 }
 
 // openNATS connects to --nats-url, or starts the embedded server on the
