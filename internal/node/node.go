@@ -171,6 +171,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 		errc: make(chan error, 4), readyCh: make(chan struct{})}
 	defer func() {
 		if err != nil {
+			if n.svc != nil {
+				_ = n.svc.Stop()
+			}
 			n.stopBackground()
 		}
 	}()
