@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ func newEventsCmd() *cobra.Command {
 		Long: `Print the events of AUTH_EVENTS as they are published: new ones by
 default, or from --from-seq, --since or --all. --json prints one
 structured-mode CloudEvent per line (with the stream sequence as the
-extension "streamseq").`,
+string extension "streamseq", as in audit files).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			nc, err := nf.connect(cmd.Context(), "sessionbus-tail")
@@ -127,7 +128,8 @@ func tailJSON(st events.Stored) string {
 		return string(b)
 	}
 	ce := st.Event.CloudEvent()
-	ce.SetExtension("streamseq", int32(min(st.Seq, 1<<31-1)))
+	// A string, as in audit files: CloudEvents integers stop at 2^31-1.
+	ce.SetExtension("streamseq", strconv.FormatUint(st.Seq, 10))
 	b, _ := json.Marshal(ce)
 	return string(b)
 }
