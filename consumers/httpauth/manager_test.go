@@ -144,6 +144,10 @@ func newManager(t testing.TB, srv *natstest.Server, keys ...*signer) *manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop() })
+	// The server has the subscription before anyone asks for the keys.
+	if err := m.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	m.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet || r.URL.Path != "/.well-known/jwks.json" {
 			http.NotFound(w, r)
