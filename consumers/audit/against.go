@@ -164,7 +164,7 @@ func compareStream(ctx context.Context, js jetstream.JetStream, files []chainFil
 			if cur.l.Head != nil {
 				part = &cur.l.Head.Part
 			}
-			line, _ = completeLine(line[:0], body, head.Stream, part, head.RawFilter, cur.l.PrevHash)
+			line, _ = completeLine(line[:0], body, head.Stream, part, head.RawFilter, []byte(cur.l.PrevHash))
 			if !bytes.Equal(line[:len(line)-1], cur.l.Raw) {
 				note(&differ, &nDiffer, "%s:%d: sequence %d differs from the stream's message", cur.path, cur.n, rec.seq)
 			} else {

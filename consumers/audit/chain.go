@@ -22,12 +22,23 @@ const (
 
 // chainState is where a chain stands: what the next line continues.
 type chainState struct {
-	prev      string // chainhash of the last line, Genesis before the first
+	prev      [64]byte // chainhash of the last line, Genesis before the first
 	lastSeq   uint64 // streamseq of the last line; 0 before the first
 	part      uint64 // part the next line goes to
 	partLines int64  // lines already in that part
 	filter    string // the auditfilter of the chain
 }
+
+func newChainState(filter string) chainState {
+	st := chainState{filter: filter}
+	st.setPrev(Genesis)
+	return st
+}
+
+func (s *chainState) setPrev(h string) { copy(s.prev[:], h) }
+
+// prevHash is the chainhash of the last line (Genesis before the first).
+func (s *chainState) prevHash() string { return string(s.prev[:]) }
 
 // sink receives whole lines. Parts are numbered from 0.
 type sink interface {
@@ -70,12 +81,12 @@ func (w *chainWriter) writeBody(body []byte, seq uint64) error {
 	if w.st.partLines == 0 {
 		head = &w.st.part
 	}
-	line, hash := completeLine(w.line[:0], body, w.stream, head, w.st.filter, w.st.prev)
+	line, hash := completeLine(w.line[:0], body, w.stream, head, w.st.filter, w.st.prev[:])
 	w.line = line
 	if err := w.out.write(line); err != nil {
 		return err
 	}
-	w.st.prev = hash
+	copy(w.st.prev[:], hash)
 	w.st.lastSeq = seq
 	w.st.partLines++
 	if w.onLine != nil {
@@ -86,8 +97,8 @@ func (w *chainWriter) writeBody(body []byte, seq uint64) error {
 
 // completeLine appends to dst the line made of body, the head attributes
 // when part is not nil, prevhash and chainhash, and a newline; it returns
-// the line and its chainhash.
-func completeLine(dst, body []byte, stream string, part *uint64, filter, prev string) ([]byte, string) {
+// the line and its chainhash (a slice of the line).
+func completeLine(dst, body []byte, stream string, part *uint64, filter string, prev []byte) ([]byte, []byte) {
 	line := append(dst, body...)
 	if part != nil {
 		line = appendHead(line, stream, *part, filter)
@@ -100,8 +111,8 @@ func completeLine(dst, body []byte, stream string, part *uint64, filter, prev st
 	line = append(line, chainHashKey...)
 	n := len(line)
 	line = hex.AppendEncode(line, sum[:])
-	hash := string(line[n:])
-	return append(line, '"', '}', '\n'), hash
+	line = append(line, '"', '}', '\n')
+	return line, line[n : n+64]
 }
 
 func appendHead(dst []byte, stream string, part uint64, filter string) []byte {

@@ -248,7 +248,7 @@ func (enc *encoder) decodeFast(h nats.Header, data []byte) (events.Event, bool) 
 		}
 		e.Time = tm.UTC()
 	}
-	if len(data) > 0 && !json.Valid(data) {
+	if len(data) > 0 && !validJSON(data) {
 		return events.Event{}, false
 	}
 	return e, true

@@ -39,14 +39,16 @@ func sampleMsgs(tb testing.TB) []stored {
 func BenchmarkEncodeLine(b *testing.B) {
 	msgs := sampleMsgs(b)
 	enc := newEncoder(events.StreamName)
-	var body, line []byte
-	prev := Genesis
+	var body, line, hash []byte
+	var prev [64]byte
+	copy(prev[:], Genesis)
 	i := 0
 	for b.Loop() {
 		m := &msgs[i%len(msgs)]
 		i++
 		body, _, _ = enc.appendBody(body[:0], m)
-		line, prev = completeLine(line[:0], body, events.StreamName, nil, "from=1", prev)
+		line, hash = completeLine(line[:0], body, events.StreamName, nil, "from=1", prev[:])
+		copy(prev[:], hash)
 	}
 	b.SetBytes(int64(len(line)))
 }

@@ -138,7 +138,7 @@ func (f *Follower) Run(ctx context.Context) error {
 		st: st, stream: f.cfg.Stream, maxSize: f.cfg.MaxFileSize, out: out,
 		onRot: f.m.rotations.Inc,
 	}
-	f.setStats(func(s *Stats) { s.LastSeq, s.LastHash, s.Part = st.lastSeq, st.prev, st.part })
+	f.setStats(func(s *Stats) { s.LastSeq, s.LastHash, s.Part = st.lastSeq, st.prevHash(), st.part })
 	log.Info("follow starts", "after_seq", st.lastSeq, "part", st.part)
 	err = f.loop(ctx, w, log)
 	if cerr := out.close(); err == nil {
@@ -272,7 +272,7 @@ func (f *Follower) consume(ctx context.Context, stream jetstream.Stream, cons je
 			s.Unreadable += stats.Unreadable
 			s.Foreign += stats.Foreign
 			s.Gaps += stats.Gaps
-			s.LastSeq, s.LastHash, s.Part = w.st.lastSeq, w.st.prev, w.st.part
+			s.LastSeq, s.LastHash, s.Part = w.st.lastSeq, w.st.prevHash(), w.st.part
 		})
 		stats = Stats{}
 		f.m.lastSeq.Set(float64(w.st.lastSeq))
@@ -374,7 +374,7 @@ func openChain(base, stream string) (chainState, *os.File, int64, int64, error) 
 		if err != nil {
 			return chainState{}, nil, 0, 0, fmt.Errorf("follow: %w", err)
 		}
-		return chainState{prev: Genesis, filter: Filter{}.String()}, file, 0, 0, nil
+		return newChainState(Filter{}.String()), file, 0, 0, nil
 	} else if err != nil {
 		return chainState{}, nil, 0, 0, fmt.Errorf("follow: %w", err)
 	}
@@ -394,7 +394,8 @@ func openChain(base, stream string) (chainState, *os.File, int64, int64, error) 
 		file.Close()
 		return chainState{}, nil, 0, 0, fmt.Errorf("follow: %s: %w", path, err)
 	}
-	st := chainState{part: n, prev: Genesis, filter: Filter{}.String()}
+	st := newChainState(Filter{}.String())
+	st.part = n
 	headPath := path
 	if last == nil && n > 0 {
 		// An empty part after a rotation: the chain goes on from the
@@ -438,7 +439,8 @@ func openChain(base, stream string) (chainState, *os.File, int64, int64, error) 
 			file.Close()
 			return chainState{}, nil, 0, 0, fmt.Errorf("follow: %s: %w: it copies stream %s with filter %q", headPath, ErrNotFollowable, head.Stream, head.RawFilter)
 		}
-		st.prev, st.lastSeq, st.filter = l.ChainHash, l.Seq, head.RawFilter
+		st.setPrev(l.ChainHash)
+		st.lastSeq, st.filter = l.Seq, head.RawFilter
 		if size > 0 {
 			st.partLines = 1 // not empty: no head on the next line
 		}

@@ -171,7 +171,7 @@ func (r *Replayer) Run(ctx context.Context) (Stats, error) {
 	}
 	var stats Stats
 	w := &chainWriter{
-		st:      chainState{prev: Genesis, filter: f.String()},
+		st:      newChainState(f.String()),
 		stream:  r.cfg.Stream,
 		maxSize: r.cfg.MaxFileSize,
 		out:     out,
@@ -181,7 +181,7 @@ func (r *Replayer) Run(ctx context.Context) (Stats, error) {
 	if cerr := out.close(); err == nil {
 		err = cerr
 	}
-	stats.LastSeq, stats.LastHash, stats.Part = w.st.lastSeq, w.st.prev, w.st.part
+	stats.LastSeq, stats.LastHash, stats.Part = w.st.lastSeq, w.st.prevHash(), w.st.part
 	if w.st.lastSeq == 0 {
 		stats.LastHash = ""
 	}
