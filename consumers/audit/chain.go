@@ -23,10 +23,10 @@ const (
 // chainState is where a chain stands: what the next line continues.
 type chainState struct {
 	prev      [64]byte // chainhash of the last line, Genesis before the first
-	lastSeq   uint64 // streamseq of the last line; 0 before the first
-	part      uint64 // part the next line goes to
-	partLines int64  // lines already in that part
-	filter    string // the auditfilter of the chain
+	lastSeq   uint64   // streamseq of the last line; 0 before the first
+	part      uint64   // part the next line goes to
+	partLines int64    // lines already in that part
+	filter    string   // the auditfilter of the chain
 }
 
 func newChainState(filter string) chainState {
