@@ -181,12 +181,31 @@ func (enc *encoder) decode(m *stored) (events.Event, []ext, string) {
 	return e, exts, ""
 }
 
-// Header names the fast path reads; any other ce- header (an extension)
-// or a differently cased name sends the message to the slow path.
-var fastHeaders = map[string]bool{
-	events.HeaderSpecVersion: true, events.HeaderID: true, events.HeaderType: true,
-	events.HeaderSource: true, events.HeaderSubject: true, events.HeaderTime: true,
-	events.HeaderDataSchema: true, events.HeaderContentType: true,
+// isFastHeader reports whether the fast path knows the header name k.
+func isFastHeader(k string) bool {
+	switch k {
+	case events.HeaderSpecVersion, events.HeaderID, events.HeaderType, events.HeaderSource,
+		events.HeaderSubject, events.HeaderTime, events.HeaderDataSchema, events.HeaderContentType:
+		return true
+	}
+	return false
+}
+
+// header returns the first value of the header named exactly name, and
+// adds what events.FromMsg counts of its size to *size.
+func header(h nats.Header, name string, size *int, found *int) string {
+	vs, ok := h[name]
+	if !ok {
+		return ""
+	}
+	*found++
+	for _, v := range vs {
+		*size += len(name) + len(v) + 4
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }
 
 // decodeFast decodes the common case, a binary-mode fact with the
@@ -195,40 +214,37 @@ var fastHeaders = map[string]bool{
 // it reports true, events.FromMsg would have returned the same Event (a
 // fuzz test holds it to that).
 func (enc *encoder) decodeFast(h nats.Header, data []byte) (events.Event, bool) {
-	size := len(data)
-	for k, vs := range h {
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-		if len(k) >= 3 && k[0]|0x20 == 'c' && k[1]|0x20 == 'e' && k[2] == '-' && !fastHeaders[k] {
-			return events.Event{}, false
-		}
-		if len(k) == len(events.HeaderContentType) && k != events.HeaderContentType && strings.EqualFold(k, events.HeaderContentType) {
-			return events.Event{}, false
-		}
-	}
-	if size > events.MaxEventSize {
-		return events.Event{}, false
-	}
-	first := func(name string) string {
-		if vs := h[name]; len(vs) > 0 {
-			return vs[0]
-		}
-		return ""
-	}
-	if first(events.HeaderSpecVersion) != events.SpecVersion {
-		return events.Event{}, false
-	}
-	if ct := first(events.HeaderContentType); ct != "" && ct != events.ContentTypeJSON {
-		return events.Event{}, false
-	}
+	size, found := len(data), 0
+	spec := header(h, events.HeaderSpecVersion, &size, &found)
+	ct := header(h, events.HeaderContentType, &size, &found)
 	e := events.Event{
-		ID:         first(events.HeaderID),
-		Type:       events.Type(first(events.HeaderType)),
-		Source:     first(events.HeaderSource),
-		Subject:    first(events.HeaderSubject),
-		DataSchema: first(events.HeaderDataSchema),
+		ID:         header(h, events.HeaderID, &size, &found),
+		Type:       events.Type(header(h, events.HeaderType, &size, &found)),
+		Source:     header(h, events.HeaderSource, &size, &found),
+		Subject:    header(h, events.HeaderSubject, &size, &found),
+		DataSchema: header(h, events.HeaderDataSchema, &size, &found),
 		Data:       data,
+	}
+	tm := header(h, events.HeaderTime, &size, &found)
+	header(h, events.HeaderMsgID, &size, &found)
+	if found != len(h) {
+		// Other headers: count them, and leave extensions (any other ce-
+		// header) and differently cased names to the slow path.
+		for k, vs := range h {
+			if isFastHeader(k) || k == events.HeaderMsgID {
+				continue
+			}
+			for _, v := range vs {
+				size += len(k) + len(v) + 4
+			}
+			if len(k) >= 3 && k[0]|0x20 == 'c' && k[1]|0x20 == 'e' && k[2] == '-' ||
+				len(k) == len(events.HeaderContentType) && strings.EqualFold(k, events.HeaderContentType) {
+				return events.Event{}, false
+			}
+		}
+	}
+	if size > events.MaxEventSize || spec != events.SpecVersion || (ct != "" && ct != events.ContentTypeJSON) {
+		return events.Event{}, false
 	}
 	if !plain(e.ID) || !plain(string(e.Type)) || (e.Subject != "" && !plain(e.Subject)) {
 		return events.Event{}, false
@@ -241,12 +257,12 @@ func (enc *encoder) decodeFast(h nats.Header, data []byte) (events.Event, bool) 
 			return events.Event{}, false
 		}
 	}
-	if t := first(events.HeaderTime); t != "" {
-		tm, err := time.Parse(time.RFC3339Nano, t)
+	if tm != "" {
+		t, err := time.Parse(time.RFC3339Nano, tm)
 		if err != nil {
 			return events.Event{}, false
 		}
-		e.Time = tm.UTC()
+		e.Time = t.UTC()
 	}
 	if len(data) > 0 && !validJSON(data) {
 		return events.Event{}, false
@@ -307,7 +323,7 @@ func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string) {
 	if first(m.Header, events.HeaderSpecVersion) != "" {
 		for k, vs := range m.Header {
 			lk := strings.ToLower(k)
-			if !strings.HasPrefix(lk, "ce-") || fastHeaders[lk] || len(vs) == 0 {
+			if !strings.HasPrefix(lk, "ce-") || isFastHeader(lk) || len(vs) == 0 {
 				continue
 			}
 			if r := add(lk[3:], vs[0]); r != "" {

@@ -105,16 +105,30 @@ func TestFollowEqualsReplay(t *testing.T) {
 	if got := counter(t, reg, "sessionbus_audit_unreadable_total"); got != 3 {
 		t.Errorf("unreadable_total %v", got)
 	}
-	// Restarted, it goes on from the file (the durable is reused).
+	// Restarted, it goes on from the file; the durable, whose state
+	// matches the file after a clean stop, is kept.
+	created := consumerCreated(t, e.js, "auditor")
 	e.publish(t, 70, 80)
 	fl = startFollower(t, e.js, audit.FollowConfig{Out: out})
 	fl.waitFor(t, e.lastSeq(t))
 	fl.stop()
+	if got := consumerCreated(t, e.js, "auditor"); !got.Equal(created) {
+		t.Errorf("the durable was recreated after a clean stop")
+	}
 	if err := os.Remove(want); err != nil {
 		t.Fatal(err)
 	}
 	replay(t, e.js, want, audit.ReplayConfig{})
 	sameFiles(t, out, want)
+}
+
+func consumerCreated(t testing.TB, js jetstream.JetStream, name string) time.Time {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), "AUTH_EVENTS", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CachedInfo().Created
 }
 
 func counter(t testing.TB, g prometheus.Gatherer, name string) float64 {
