@@ -614,3 +614,40 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// FuzzMiddleware sends arbitrary Authorization headers: never a panic,
+// never a 200 but for the tokens the stand-in manager signed.
+func FuzzMiddleware(f *testing.F) {
+	srv := natstest.Start(f)
+	es := newSigner(f, "kid-es", "ES256")
+	mgr := newManager(f, srv, es)
+	_ = mgr
+	keys := mustKeySet(f, httpauth.KeySetConfig{Source: httpauth.NATSSource(srv.ConnectService(), ""), MinRefreshInterval: time.Hour})
+	auth, err := httpauth.New(httpauth.Config{Keys: keys, DenyList: httpauth.NoDenyList, Issuer: testIssuer})
+	if err != nil {
+		f.Fatal(err)
+	}
+	valid := es.sign(f, claims(time.Now()), nil)
+	h := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	f.Add("Bearer " + valid)
+	f.Add("Bearer " + valid[:len(valid)-2])
+	f.Add("Bearer " + strings.Replace(valid, ".", "..", 1))
+	f.Add("bearer  x.y.z")
+	f.Add("Basic Zm9vOmJhcg==")
+	f.Add("Bearer eyJhbGciOiJub25lIn0.e30.")
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", header)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusOK:
+			if tok := strings.TrimLeft(header[len("Bearer"):], " "); tok != valid {
+				t.Fatalf("accepted %q", header)
+			}
+		case http.StatusUnauthorized:
+		default:
+			t.Fatalf("status %d", w.Code)
+		}
+	})
+}
