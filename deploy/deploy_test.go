@@ -47,6 +47,19 @@ var roles = map[string]string{
 	"sys":     "NATS_SYS_PASSWORD_HASH",
 }
 
+// inboxes are the private inbox prefixes of the roles of the account
+// SESSIONBUS: each may subscribe to its own prefix only, and its clients
+// must use it (nats.CustomInboxPrefix, --nats-inbox-prefix).
+var inboxes = map[string]string{
+	"manager": "_INBOX_manager",
+	"service": "_INBOX_service",
+	"audit":   "_INBOX_audit",
+	"admin":   "_INBOX_admin",
+}
+
+// sharedInbox is the default, account-wide inbox namespace of NATS.
+const sharedInbox = "_INBOX.>"
+
 // placeholderHash stands for a bcrypt hash in the example files: NATS
 // parses it as one, and no password matches it.
 const placeholderHash = "$2a$10$REPLACE_ME"
@@ -189,14 +202,45 @@ func checkRoles(t *testing.T, opts *server.Options, want *server.Permissions) {
 	if svc == nil || svc.Publish == nil || svc.Subscribe == nil {
 		t.Fatal("service: no publish/subscribe permissions")
 	}
-	if got, w := sorted(svc.Publish.Allow), sorted(want.Publish.Allow); !slices.Equal(got, w) {
-		t.Errorf("service publish allow differs from embedded.ServicePermissions:\n got %q\nwant %q", got, w)
+	checkServiceUser(t, "service", svc, want)
+
+	// Private inboxes: every role subscribes to its own prefix and to no
+	// other inbox; none may publish into inboxes (the manager answers
+	// through allow_responses only).
+	var inboxSubjects []string
+	for _, prefix := range inboxes {
+		inboxSubjects = append(inboxSubjects, prefix+".x.1")
 	}
-	if got, w := sorted(svc.Subscribe.Allow), sorted(want.Subscribe.Allow); !slices.Equal(got, w) {
-		t.Errorf("service subscribe allow differs from embedded.ServicePermissions:\n got %q\nwant %q", got, w)
-	}
-	if len(svc.Publish.Deny) != 0 || len(svc.Subscribe.Deny) != 0 || svc.Response != nil {
-		t.Errorf("service has deny lists or allow_responses the embedded role has not")
+	inboxSubjects = append(inboxSubjects, "_INBOX.x.1", "_INBOX_orders.x.1")
+	for role, prefix := range inboxes {
+		p := userOf(t, opts, role).Permissions
+		if p == nil || p.Subscribe == nil || p.Publish == nil {
+			t.Errorf("%s: no publish/subscribe permissions", role)
+			continue
+		}
+		var inboxAllows []string
+		for _, a := range p.Subscribe.Allow {
+			if strings.HasPrefix(a, "_INBOX") {
+				inboxAllows = append(inboxAllows, a)
+			}
+		}
+		if !slices.Equal(inboxAllows, []string{prefix + ".>"}) {
+			t.Errorf("%s subscribes to the inboxes %q, want only its own %s.>", role, inboxAllows, prefix)
+		}
+		for _, other := range inboxSubjects {
+			if strings.HasPrefix(other, prefix+".") {
+				continue
+			}
+			if s, ok := allowsAny(p.Subscribe, other); ok {
+				t.Errorf("%s may read another inbox: %s", role, s)
+			}
+		}
+		if s, ok := allowsAny(p.Publish, inboxSubjects...); ok {
+			t.Errorf("%s may publish into inboxes: %s", role, s)
+		}
+		if role != "manager" && p.Response != nil {
+			t.Errorf("%s has allow_responses: only the manager answers requests", role)
+		}
 	}
 
 	for _, role := range []string{"service", "audit", "admin"} {
@@ -246,6 +290,89 @@ func checkRoles(t *testing.T, opts *server.Options, want *server.Permissions) {
 	}
 	if !slices.Contains(mgr.Subscribe.Allow, "auth.cmd.> "+events.QueueGroup) {
 		t.Errorf("manager does not serve auth.cmd.> in queue group %q: %q", events.QueueGroup, mgr.Subscribe.Allow)
+	}
+	// The manager replies to the requester's inbox, whatever its prefix,
+	// through allow_responses: one reply per request.
+	if r := mgr.Response; r == nil || r.MaxMsgs != 1 || r.Expires <= 0 {
+		t.Errorf("manager allow_responses %+v, want one reply per request, expiring", r)
+	}
+}
+
+// checkServiceUser checks that a service user has the permissions of
+// the embedded service role (want) but for the inbox: the role's
+// _INBOX.> is the user's private inbox instead.
+func checkServiceUser(t *testing.T, user string, p, want *server.Permissions) {
+	t.Helper()
+	if p == nil || p.Publish == nil || p.Subscribe == nil {
+		t.Fatalf("%s: no publish/subscribe permissions", user)
+	}
+	if got, w := sorted(p.Publish.Allow), sorted(want.Publish.Allow); !slices.Equal(got, w) {
+		t.Errorf("%s publish allow differs from embedded.ServicePermissions:\n got %q\nwant %q", user, got, w)
+	}
+	// The one difference, explicitly.
+	inbox := "_INBOX_" + user + ".>"
+	if !slices.Contains(want.Subscribe.Allow, sharedInbox) {
+		t.Errorf("embedded.ServicePermissions subscribes %q without %s: revisit the inbox exception", want.Subscribe.Allow, sharedInbox)
+	}
+	if slices.Contains(p.Subscribe.Allow, sharedInbox) || !slices.Contains(p.Subscribe.Allow, inbox) {
+		t.Errorf("%s subscribes %q: want its private inbox %s instead of %s", user, p.Subscribe.Allow, inbox, sharedInbox)
+	}
+	rest := func(l []string, drop string) []string {
+		return sorted(slices.DeleteFunc(slices.Clone(l), func(s string) bool { return s == drop }))
+	}
+	if got, w := rest(p.Subscribe.Allow, inbox), rest(want.Subscribe.Allow, sharedInbox); !slices.Equal(got, w) {
+		t.Errorf("%s subscribe allow, but for the inbox, differs from embedded.ServicePermissions:\n got %q\nwant %q", user, got, w)
+	}
+	if len(p.Publish.Deny) != 0 || len(p.Subscribe.Deny) != 0 || p.Response != nil {
+		t.Errorf("%s has deny lists or allow_responses the embedded role has not", user)
+	}
+}
+
+// TestNATSConfigOrdersExample uncomments the example of a second service
+// user in auth.conf ("orders") and checks that it parses and is the
+// service user but for its private inbox.
+func TestNATSConfigOrdersExample(t *testing.T) {
+	setPasswords(t)
+	t.Setenv("NATS_ORDERS_PASSWORD_HASH", placeholderHash)
+	lines := strings.Split(string(must(os.ReadFile("nats/auth.conf"))), "\n")
+	start, end := -1, -1
+	for i, l := range lines {
+		switch strings.TrimSpace(l) {
+		case "# {":
+			if start < 0 {
+				start = i
+			}
+		case "# }":
+			if start >= 0 && end < 0 {
+				end = i
+			}
+		}
+	}
+	if start < 0 || end < 0 {
+		t.Fatal("auth.conf has no commented example user (# { ... # })")
+	}
+	for i := start; i <= end; i++ {
+		indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+		body, ok := strings.CutPrefix(lines[i][indent:], "#")
+		if !ok {
+			t.Fatalf("auth.conf:%d: not a comment inside the example: %q", i+1, lines[i])
+		}
+		lines[i] = lines[i][:indent] + strings.TrimPrefix(body, " ")
+	}
+	file := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := parseNATS(t, file)
+	orders := userOf(t, opts, "orders")
+	if orders.Account == nil || orders.Account.Name != "SESSIONBUS" {
+		t.Errorf("orders: account %v, want SESSIONBUS", orders.Account)
+	}
+	checkServiceUser(t, "orders", orders.Permissions, embedded.ServicePermissions())
+	// The example must not change anyone else.
+	checkRoles(t, opts, embedded.ServicePermissions())
+	if s, ok := allowsAny(orders.Permissions.Subscribe, inboxes["service"]+".x"); ok {
+		t.Errorf("orders may read the service's inbox: %s", s)
 	}
 }
 
@@ -327,7 +454,7 @@ func (e *errs) waitViolation(t *testing.T, who, op, subject string) {
 		e.mu.Lock()
 		for _, err := range e.list {
 			msg := strings.ToLower(err.Error())
-			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(msg, op) && strings.Contains(err.Error(), subject) {
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(msg, op) && strings.Contains(err.Error(), `to "`+subject+`"`) {
 				e.mu.Unlock()
 				return
 			}
@@ -338,11 +465,17 @@ func (e *errs) waitViolation(t *testing.T, who, op, subject string) {
 	t.Errorf("%s: no permission violation for %s %s", who, op, subject)
 }
 
-func (c *cluster) connect(t *testing.T, i int, user, password string) (*nats.Conn, *errs) {
+// connect connects to server i as user, with the user's private inbox
+// prefix (extra options come last and may override it).
+func (c *cluster) connect(t *testing.T, i int, user, password string, extra ...nats.Option) (*nats.Conn, *errs) {
 	t.Helper()
 	e := &errs{}
-	nc, err := nats.Connect(c.servers[i].ClientURL(), nats.UserInfo(user, password), nats.Name("deploy-test-"+user),
-		nats.ErrorHandler(e.handler), nats.PermissionErrOnSubscribe(true))
+	opts := []nats.Option{nats.UserInfo(user, password), nats.Name("deploy-test-" + user),
+		nats.ErrorHandler(e.handler), nats.PermissionErrOnSubscribe(true)}
+	if prefix, ok := inboxes[user]; ok {
+		opts = append(opts, nats.CustomInboxPrefix(prefix))
+	}
+	nc, err := nats.Connect(c.servers[i].ClientURL(), append(opts, extra...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -353,6 +486,8 @@ func (c *cluster) connect(t *testing.T, i int, user, password string) (*nats.Con
 // TestNATSClusterRoles starts the 3-node cluster from deploy/nats, runs a
 // real session manager on it as the manager user (AUTH_EVENTS and the
 // buckets at 3 replicas), and proves what each role can and cannot do.
+// Every connection uses its user's private inbox prefix (connect), as the
+// deployments configure it.
 func TestNATSClusterRoles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node NATS cluster")
@@ -372,7 +507,9 @@ func TestNATSClusterRoles(t *testing.T) {
 		t.Error("connected without credentials")
 	}
 
-	mnc, _ := c.connect(t, 0, "manager", pw["manager"])
+	// The manager runs with the inbox prefix _INBOX_manager: its JetStream
+	// API replies, KV reads and watches all come there.
+	mnc, _ := c.connect(t, 0, "manager", pw["manager"], nats.CustomInboxPrefix(inboxes["manager"]))
 	cfg := node.Config{Session: session.DefaultConfig(), ViewDir: t.TempDir(), KVReplicas: 3}
 	cfg.Session.Instance = "deploy-test"
 	cfg.Stream.Replicas = 3
@@ -401,13 +538,13 @@ func TestNATSClusterRoles(t *testing.T) {
 		t.Fatalf("manager not ready: %v", err)
 	}
 
-	anc, aerrs := c.connect(t, 1, "admin", pw["admin"])
+	anc, aerrs := c.connect(t, 1, "admin", pw["admin"], nats.CustomInboxPrefix(inboxes["admin"]))
 	var user map[string]any
 	if err := events.Request(ctx, anc, events.SubjectUsersAdd, "/deploy-test", events.UserRequest{Username: "alice", Password: "correct horse battery"}, &user); err != nil {
 		t.Fatalf("admin: users add: %v", err)
 	}
 
-	snc, serrs := c.connect(t, 2, "service", pw["service"])
+	snc, serrs := c.connect(t, 2, "service", pw["service"], nats.CustomInboxPrefix(inboxes["service"]))
 	var tok events.TokenReply
 	if err := events.Request(ctx, snc, events.SubjectLogin, "/deploy-test", events.LoginRequest{Username: "alice", Password: "correct horse battery"}, &tok); err != nil {
 		t.Fatalf("service: login: %v", err)
@@ -490,6 +627,115 @@ func TestNATSClusterRoles(t *testing.T) {
 	scancel()
 	serrs.waitViolation(t, "service", "publish", events.SubjectRevoke)
 
+	// Private inboxes. Another program with the service password, on the
+	// admin's server, may subscribe to the service's inbox but not to the
+	// shared _INBOX.> nor to the admin's, manager's or audit's inboxes.
+	spy, spyErrs := c.connect(t, 1, "service", pw["service"])
+	for _, subj := range []string{sharedInbox, inboxes["admin"] + ".>", inboxes["manager"] + ".>", inboxes["audit"] + ".>", ">"} {
+		sub, err := spy.SubscribeSync(subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spyErrs.waitViolation(t, "service", "subscription", subj)
+		_ = sub.Unsubscribe()
+	}
+	var spyMu sync.Mutex
+	var spied []*nats.Msg
+	spySub, err := spy.Subscribe(inboxes["service"]+".>", func(m *nats.Msg) {
+		spyMu.Lock()
+		defer spyMu.Unlock()
+		spied = append(spied, m)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminReplies := make(chan *nats.Msg, 128)
+	adminSub, err := anc.ChanSubscribe(inboxes["admin"]+".>", adminReplies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(spy.Flush(), anc.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	spiedData := func(want func(*nats.Msg) bool) bool {
+		spyMu.Lock()
+		defer spyMu.Unlock()
+		return slices.ContainsFunc(spied, want)
+	}
+	// The spy's subscription works: it sees its own login reply, tokens
+	// included, on _INBOX_service.
+	var spyTok events.TokenReply
+	if err := events.Request(ctx, spy, events.SubjectLogin, "/deploy-test", events.LoginRequest{Username: "alice", Password: "correct horse battery"}, &spyTok); err != nil {
+		t.Fatalf("service: login with _INBOX_service: %v", err)
+	}
+	for !spiedData(func(m *nats.Msg) bool { return bytes.Contains(m.Data, []byte(spyTok.RefreshToken)) }) {
+		if ctx.Err() != nil {
+			t.Fatal("service: its inbox subscription did not see its own login reply")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The admin's requests work with _INBOX_admin, and their replies (user
+	// and session lists) never reach the spy.
+	var list struct {
+		Users []struct {
+			ID       string `json:"id"`
+			Username string `json:"username"`
+		} `json:"users"`
+	}
+	if err := events.Request(ctx, anc, events.SubjectUsersList, "/deploy-test", struct{}{}, &list); err != nil {
+		t.Fatalf("admin: users list: %v", err)
+	}
+	if len(list.Users) != 1 || list.Users[0].Username != "alice" {
+		t.Errorf("admin: users list %+v, want alice", list.Users)
+	}
+	// The manager's view applies the spy's login asynchronously: ask
+	// until both sessions of alice are listed.
+	requests := 1
+	for {
+		var sessions events.SessionsReply
+		requests++
+		if err := events.Request(ctx, anc, events.SubjectSessions, "/deploy-test", events.SessionsRequest{UserID: fmt.Sprint(user["id"])}, &sessions); err != nil {
+			t.Fatalf("admin: sessions: %v", err)
+		}
+		if len(sessions.Sessions) == 2 {
+			break
+		}
+		if ctx.Err() != nil || requests > 100 {
+			t.Fatalf("admin: %d sessions of alice, want 2", len(sessions.Sessions))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var fromManager []*nats.Msg
+	for len(fromManager) < requests {
+		select {
+		case m := <-adminReplies:
+			fromManager = append(fromManager, m)
+		case <-ctx.Done():
+			t.Fatalf("admin: %d replies seen on %s.>, want %d", len(fromManager), inboxes["admin"], requests)
+		}
+	}
+	_ = spy.Flush()
+	for _, r := range fromManager {
+		if !strings.HasPrefix(r.Subject, inboxes["admin"]+".") {
+			t.Errorf("admin reply on %s", r.Subject)
+		}
+		if spiedData(func(m *nats.Msg) bool { return m.Subject == r.Subject || bytes.Equal(m.Data, r.Data) }) {
+			t.Errorf("service read the admin's reply on %s", r.Subject)
+		}
+	}
+	_ = spySub.Unsubscribe()
+	_ = adminSub.Unsubscribe()
+	// A client that keeps the default prefix is refused its own inbox, and
+	// its requests time out.
+	lost, lostErrs := c.connect(t, 1, "admin", pw["admin"], nats.CustomInboxPrefix("_INBOX"))
+	ri := lost.NewRespInbox()
+	sctx, scancel = short()
+	if err := events.Request(sctx, lost, events.SubjectJWKS, "/deploy-test", struct{}{}, nil); err == nil {
+		t.Error("admin got a reply on the shared _INBOX")
+	}
+	scancel()
+	lostErrs.waitViolation(t, "admin with the default inbox", "subscription", ri[:strings.LastIndex(ri, ".")+1]+"*")
+
 	// The manager can read the buckets (it wrote alice there).
 	mjs, err := jetstream.New(mnc)
 	if err != nil {
@@ -510,7 +756,7 @@ func TestNATSClusterRoles(t *testing.T) {
 	// durable consumer (deleting a stale durable of the same name to
 	// reposition it) and verifies the copy against the stream; it may
 	// send no command.
-	unc, uerrs := c.connect(t, 0, "audit", pw["audit"])
+	unc, uerrs := c.connect(t, 0, "audit", pw["audit"], nats.CustomInboxPrefix(inboxes["audit"]))
 	ujs, err := jetstream.New(unc)
 	if err != nil {
 		t.Fatal(err)
@@ -573,6 +819,19 @@ func TestNATSClusterRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	merrs.waitViolation(t, "manager", "subscription", events.SubjectLogin)
+	// Nor may it read other users' inboxes.
+	for _, subj := range []string{sharedInbox, inboxes["admin"] + ".>", inboxes["service"] + ".>"} {
+		if _, err := mnc2.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		merrs.waitViolation(t, "manager", "subscription", subj)
+	}
+	// Every connection above used its private inbox.
+	for user, nc := range map[string]*nats.Conn{"manager": mnc, "admin": anc, "service": snc, "audit": unc} {
+		if ri := nc.NewRespInbox(); !strings.HasPrefix(ri, inboxes[user]+".") {
+			t.Errorf("%s: inbox %s, want %s.…", user, ri, inboxes[user])
+		}
+	}
 
 	// No one but the manager published: the forged fact is not stored.
 	if _, err := stream.GetLastMsgForSubject(ctx, forged); !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -711,7 +970,7 @@ func loadFlags() {
 	}
 	// example-service is specified by the contract; once it is built,
 	// its own help is the truth.
-	exampleFl = cliFlags{flags: map[string]bool{"nats-url": true, "listen": true}}
+	exampleFl = cliFlags{flags: map[string]bool{"nats-url": true, "listen": true, "nats-inbox-prefix": true}}
 	if _, err := os.Stat("../cmd/example-service"); err == nil {
 		ebin, err := buildBinary(binDir, "cmd/example-service")
 		if err == nil {
@@ -764,6 +1023,21 @@ func checkEnv(t *testing.T, where string, names []string, f cliFlags) {
 			t.Errorf("%s: %s is not a variable of sessionbus serve", where, n)
 		}
 	}
+}
+
+// exampleInbox returns the inbox prefix example-service is started with:
+// --nats-inbox-prefix=P or --nats-inbox-prefix P in args, else
+// EXAMPLE_SERVICE_NATS_INBOX_PREFIX in env.
+func exampleInbox(args []string, env map[string]string) string {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--nats-inbox-prefix="); ok {
+			return v
+		}
+		if a == "--nats-inbox-prefix" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return env["EXAMPLE_SERVICE_NATS_INBOX_PREFIX"]
 }
 
 // loopback reports whether a host:port listens on loopback only.
@@ -938,6 +1212,9 @@ func TestKubernetesManifests(t *testing.T) {
 	if env["SESSIONBUS_STREAM_REPLICAS"] != "3" || env["SESSIONBUS_NATS_URL"] == "" || env["SESSIONBUS_NATS_USER"] != "manager" {
 		t.Errorf("sessionbus: want --stream-replicas 3 and --nats-url as the manager, got %v", env)
 	}
+	if env["SESSIONBUS_NATS_INBOX_PREFIX"] != inboxes["manager"] {
+		t.Errorf("sessionbus: SESSIONBUS_NATS_INBOX_PREFIX %q, want the manager's inbox %s", env["SESSIONBUS_NATS_INBOX_PREFIX"], inboxes["manager"])
+	}
 	if !loopback(env["SESSIONBUS_ADMIN_ADDR"]) {
 		t.Errorf("sessionbus: admin API on %q, want loopback", env["SESSIONBUS_ADMIN_ADDR"])
 	}
@@ -970,8 +1247,13 @@ func TestKubernetesManifests(t *testing.T) {
 	ex := get(find("Deployment", "example-service"), "spec", "template", "spec", "containers", 0)
 	checkArgs(t, "example-service args", strs(ex, "args"), example)
 	defined := map[string]bool{}
+	exEnv := map[string]string{}
 	for _, e := range list(ex, "env") {
 		defined[str(e, "name")] = true
+		exEnv[str(e, "name")] = str(e, "value")
+	}
+	if p := exampleInbox(strs(ex, "args"), exEnv); p != inboxes["service"] {
+		t.Errorf("example-service: inbox prefix %q, want the service's %s", p, inboxes["service"])
 	}
 	for _, a := range strs(ex, "args") {
 		for _, m := range regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).FindAllStringSubmatch(a, -1) {
@@ -1165,6 +1447,9 @@ func TestCompose(t *testing.T) {
 			if fmt.Sprint(env["SESSIONBUS_STREAM_REPLICAS"]) != "3" || env["SESSIONBUS_NATS_USER"] != "manager" || env["SESSIONBUS_INSTANCE"] != name {
 				t.Errorf("%s: want 3 stream replicas, NATS user manager, instance %s: %v", name, name, env)
 			}
+			if p := env["SESSIONBUS_NATS_INBOX_PREFIX"]; p != inboxes["manager"] {
+				t.Errorf("%s: SESSIONBUS_NATS_INBOX_PREFIX %v, want the manager's inbox %s", name, p, inboxes["manager"])
+			}
 			if !loopback(fmt.Sprint(env["SESSIONBUS_ADMIN_ADDR"])) {
 				t.Errorf("%s: admin API on %v", name, env["SESSIONBUS_ADMIN_ADDR"])
 			}
@@ -1176,6 +1461,14 @@ func TestCompose(t *testing.T) {
 			}
 		case str(s, "build", "target") == "example-service":
 			checkArgs(t, name, strs(s, "command"), example)
+			env := map[string]string{}
+			envMap, _ := get(s, "environment").(map[string]any)
+			for k, v := range envMap {
+				env[k] = fmt.Sprint(v)
+			}
+			if p := exampleInbox(strs(s, "command"), env); p != inboxes["service"] {
+				t.Errorf("%s: inbox prefix %q, want the service's %s", name, p, inboxes["service"])
+			}
 		default:
 			t.Errorf("unexpected service %s", name)
 		}
@@ -1433,6 +1726,9 @@ func TestSystemd(t *testing.T) {
 	checkEnv(t, "sessionbus.env.example", names, serve)
 	if keys["SESSIONBUS_STREAM_REPLICAS"] != "3" || keys["SESSIONBUS_NATS_PASSWORD"] != "REPLACE_ME" {
 		t.Errorf("sessionbus.env.example: want 3 replicas and a placeholder password: %v", keys)
+	}
+	if keys["SESSIONBUS_NATS_USER"] != "manager" || keys["SESSIONBUS_NATS_INBOX_PREFIX"] != inboxes["manager"] {
+		t.Errorf("sessionbus.env.example: NATS user %q with inbox prefix %q, want manager with %s", keys["SESSIONBUS_NATS_USER"], keys["SESSIONBUS_NATS_INBOX_PREFIX"], inboxes["manager"])
 	}
 
 	n := parseUnit(t, "systemd/nats-server@.service")
