@@ -37,6 +37,8 @@ var (
 	// ErrFileAhead reports an audit file whose last sequence is beyond
 	// the stream's: it was not made from this stream.
 	ErrFileAhead = errors.New("audit: file is ahead of the stream")
+	// ErrLocked reports an audit file another follow is writing.
+	ErrLocked = errors.New("audit: another follow is writing this file")
 	// ErrNotFollowable reports an audit file that follow cannot extend:
 	// another stream, or a filter that does not keep every later event.
 	ErrNotFollowable = errors.New("audit: file cannot be extended by follow")

@@ -121,10 +121,15 @@ var errReposition = errors.New("reposition consumer")
 // start it removes an incomplete last line (a crash in the middle of a
 // write) and positions the durable consumer just after the file's last
 // line. NATS failures are retried; it returns an error for what retrying
-// cannot fix: ErrNotAuditFile, ErrNotFollowable, ErrFileAhead, or a file
-// that cannot be written.
+// cannot fix: ErrNotAuditFile, ErrNotFollowable, ErrFileAhead, ErrLocked
+// (another follow writes the file), or a file that cannot be written.
 func (f *Follower) Run(ctx context.Context) error {
 	log := f.opts.logger.With("durable", f.cfg.Durable, "out", f.cfg.Out)
+	lock, err := lockChain(f.cfg.Out)
+	if err != nil {
+		return fmt.Errorf("follow: %w", err)
+	}
+	defer lock.Close()
 	st, file, size, repaired, err := openChain(f.cfg.Out, f.cfg.Stream)
 	if err != nil {
 		return err
@@ -361,6 +366,21 @@ func (f *Follower) consume(ctx context.Context, stream jetstream.Stream, cons je
 			}
 		}
 	}
+}
+
+// lockChain creates the first part of the chain at base if it is missing
+// and locks it (see lockFile).
+func lockChain(base string) (*os.File, error) {
+	if _, err := os.Stat(base); errors.Is(err, os.ErrNotExist) {
+		f, err := createPart(base, 0)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	return lockFile(base)
 }
 
 // openChain opens the last part of the chain at base for appending. It

@@ -282,3 +282,24 @@ func TestFollowRotationEqualsReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFollowLocksTheFile(t *testing.T) {
+	e := newEnv(t)
+	e.publish(t, 0, 5)
+	out := filepath.Join(t.TempDir(), "follow.jsonl")
+	fl := startFollower(t, e.js, audit.FollowConfig{Out: out})
+	fl.waitFor(t, 5)
+	f, err := audit.NewFollower(e.js, audit.FollowConfig{Durable: "other", Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.Run(ctx); !errors.Is(err, audit.ErrLocked) {
+		t.Fatalf("second follower: %v, want ErrLocked", err)
+	}
+	fl.stop()
+	if fl.err != nil {
+		t.Fatal(fl.err)
+	}
+}
