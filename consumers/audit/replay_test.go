@@ -117,12 +117,16 @@ func TestReplayToWriterEqualsFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	replay(t, e.js, path, audit.ReplayConfig{})
 	var buf bytes.Buffer
-	r, err := audit.NewReplayer(e.js, audit.ReplayConfig{Writer: &buf})
+	var last audit.Progress
+	r, err := audit.NewReplayer(e.js, audit.ReplayConfig{Writer: &buf}, audit.WithProgress(func(p audit.Progress) { last = p }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if !last.Done || last.Lines != 20 || last.Seq != 20 || last.EndSeq != 20 || last.Fraction() != 1 {
+		t.Fatalf("last progress %+v", last)
 	}
 	file, _ := os.ReadFile(path)
 	if !bytes.Equal(file, buf.Bytes()) {
