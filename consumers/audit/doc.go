@@ -106,6 +106,17 @@
 // over it) or reordered (a later line links to the one before), as a
 // *LineError naming the file and line. Removing lines at the very end of
 // the last file leaves no trace inside the files: compare with the stream
-// (VerifyConfig.Against), or check a chainhash noted earlier
-// (VerifyConfig.ExpectHashes).
+// (VerifyConfig.Against with Complete), or check a chainhash noted earlier
+// (VerifyConfig.ExpectHashes). Against the stream, every event the stream
+// holds in the files' range must be in them, and each line must be
+// byte for byte the line its stream message makes, which also catches a
+// chain recomputed after an edit.
+//
+// # Performance
+//
+// Replay validates and encodes each message without reflection (a fast
+// path held to events.FromMsg by a fuzz test, a JSON validator held to
+// encoding/json.Valid by another), hashes and writes it through a 256 KiB
+// buffer on a second goroutine, and fsyncs once at the end. See
+// BenchmarkReplay and BenchmarkOrderedConsumerRaw.
 package audit
