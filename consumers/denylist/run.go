@@ -51,7 +51,7 @@ func (l *List) Run(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 	}
-	defer l.unsubscribe(cons, cc)
+	defer l.unsubscribe(cc)
 
 	probe := time.NewTicker(l.cfg.Heartbeat)
 	defer probe.Stop()
@@ -74,6 +74,10 @@ func (l *List) Run(ctx context.Context) error {
 	}
 }
 
+// inactiveThreshold is how long the server keeps a consumer nobody pulls
+// from: a stopped list's consumer goes after it.
+const inactiveThreshold = time.Minute
+
 // subscribe reads the stream's last sequence (the catch-up target) and
 // starts an ordered consumer of the revocation subjects from start.
 func (l *List) subscribe(ctx context.Context, start time.Time) (jetstream.Consumer, jetstream.ConsumeContext, error) {
@@ -91,7 +95,7 @@ func (l *List) subscribe(ctx context.Context, start time.Time) (jetstream.Consum
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
 		OptStartTime:      &start,
 		ReplayPolicy:      jetstream.ReplayInstantPolicy,
-		InactiveThreshold: time.Minute,
+		InactiveThreshold: inactiveThreshold,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("consumer: %w", err)
@@ -105,20 +109,15 @@ func (l *List) subscribe(ctx context.Context, start time.Time) (jetstream.Consum
 	return cons, cc, nil
 }
 
-// unsubscribe stops consuming, waits until the last message is handled and
-// deletes the server's consumer (it would also go after its inactivity
-// threshold).
-func (l *List) unsubscribe(cons jetstream.Consumer, cc jetstream.ConsumeContext) {
+// unsubscribe stops consuming and waits until the last message is
+// handled. The server's consumer is left to its inactivity threshold:
+// the service role may not delete consumers.
+func (l *List) unsubscribe(cc jetstream.ConsumeContext) {
 	cc.Stop()
 	select {
 	case <-cc.Closed():
 	case <-time.After(5 * time.Second):
 		l.log.Warn("consumer did not stop in time")
-	}
-	if info := cons.CachedInfo(); info != nil && l.cfg.JetStream.Conn().IsConnected() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = l.cfg.JetStream.DeleteConsumer(ctx, events.StreamName, info.Name)
 	}
 }
 

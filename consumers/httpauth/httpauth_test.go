@@ -533,6 +533,9 @@ func TestBadJWKSKeepsTheKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	es := newSigner(t, "kid-es", "ES256")
 	good, _ := json.Marshal(map[string]any{"keys": []any{es.jwk()}})
 	keys := mustKeySet(t, httpauth.KeySetConfig{Source: httpauth.NATSSource(srv.ConnectService(), "")})
