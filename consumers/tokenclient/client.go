@@ -14,6 +14,11 @@ import (
 // answered 401), and keeps nothing of what it returns.
 type CredentialsFunc func(ctx context.Context) (Credentials, error)
 
+// expiryMargin is how long before its expiry (at most a tenth of its
+// lifetime) a token is no longer handed out: it must reach the server
+// while still valid.
+const expiryMargin = 5 * time.Second
+
 // Defaults of Config.
 const (
 	DefaultRefreshBefore      = 30 * time.Second
@@ -99,8 +104,15 @@ type Client struct {
 
 type state struct {
 	access, refresh, sessionID string
-	refreshAt, expiresAt       time.Time
-	invalid                    bool // a server refused the access token
+	refreshAt   time.Time // from then on, a refresh runs in the background
+	usableUntil time.Time // after it, callers wait for a new token
+	expiresAt   time.Time
+	invalid     bool // a server refused the access token
+}
+
+// usable reports whether the access token may still be handed out.
+func (s state) usable(now time.Time) bool {
+	return s.access != "" && !s.invalid && now.Before(s.usableUntil)
 }
 
 type flight struct {
@@ -120,11 +132,13 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, log: cfg.Logger.With("component", "tokenclient"), ctx: ctx, cancel: cancel}, nil
 }
 
-// Token returns a valid access token: the current one while it is fresh,
-// or one from a refresh or a login, shared with every caller waiting at
-// the same time. When a refresh fails for another reason than a 401
-// (manager unreachable, throttled) the current token is returned while it
-// has not expired. It returns ErrUnauthorized when a login is refused, the
+// Token returns a valid access token. From RefreshBefore its expiry on,
+// the first call starts a refresh in the background and every call keeps
+// getting the current token until the new one is there; callers wait only
+// when there is no usable token (first login, expired, invalidated), and
+// then share one refresh or login. When a refresh fails for another reason
+// than a 401 (manager unreachable, throttled) the current token is
+// returned while it lasts. It returns ErrUnauthorized when a login is refused, the
 // error of the CredentialsFunc, ErrClosed, or ctx's error.
 func (c *Client) Token(ctx context.Context) (string, error) {
 	now := time.Now()
@@ -134,12 +148,9 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		return "", ErrClosed
 	}
 	st := c.st
-	if st.access != "" && !st.invalid && now.Before(st.refreshAt) {
-		c.mu.Unlock()
-		return st.access, nil
-	}
-	if st.access != "" && !st.invalid && now.Before(st.expiresAt) && now.Before(c.failedUntil) {
-		// The last renewal failed moments ago: keep using the token.
+	usable := st.usable(now)
+	if usable && (now.Before(st.refreshAt) || now.Before(c.failedUntil)) {
+		// Fresh, or the last renewal failed moments ago: keep using it.
 		c.mu.Unlock()
 		return st.access, nil
 	}
@@ -151,6 +162,11 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		go c.renew(f, st)
 	}
 	c.mu.Unlock()
+	if usable {
+		// Time to refresh, but the token still has a while to live: the
+		// refresh runs in the background and nobody waits for it.
+		return st.access, nil
+	}
 	select {
 	case <-f.done:
 		return f.token, f.err
@@ -175,11 +191,13 @@ func (c *Client) renew(f *flight, st state) {
 		life := tokens.ExpiresIn
 		c.st = state{
 			access: tokens.AccessToken, refresh: tokens.RefreshToken, sessionID: tokens.SessionID,
-			expiresAt: sent.Add(life), refreshAt: sent.Add(life - min(c.cfg.RefreshBefore, life/2)),
+			refreshAt:   sent.Add(life - min(c.cfg.RefreshBefore, life/2)),
+			usableUntil: sent.Add(life - min(expiryMargin, life/10)),
+			expiresAt:   sent.Add(life),
 		}
 		c.failedUntil, c.failureStreak = time.Time{}, 0
 		f.token = tokens.AccessToken
-	case c.st.access != "" && !c.st.invalid && now.Before(c.st.expiresAt):
+	case c.st.usable(now):
 		// Keep the current token while it lasts; retry later.
 		c.failureStreak++
 		backoff := min(time.Duration(1<<min(c.failureStreak-1, 5))*time.Second, 30*time.Second)

@@ -9,13 +9,17 @@
 // and asks a CredentialsFunc for the credentials each time it must log in,
 // keeping nothing of them.
 //
-// Token returns the current access token until shortly before it expires:
-// RefreshBefore (default 30s, at most half the token's lifetime, counted
-// from when the request was sent). Then one refresh runs, however many
-// goroutines are waiting, in a goroutine the Client owns (Close waits for
-// it), so that a caller giving up does not cut a refresh short — the
-// manager may have rotated the refresh token already, and presenting the
-// old one again would end the session as a reuse. Each refresh returns a
+// Token returns the current access token. RefreshBefore its expiry
+// (default 30s, at most half the token's lifetime, counted from when the
+// request was sent) the first call starts one refresh in the background
+// and every caller keeps getting the current token until the new one is
+// there; callers wait only when no token is usable (first login, expired
+// or within 5s — a tenth of the lifetime at most — of expiring, refused by
+// a server), and then share one refresh or login however many they are.
+// The refresh runs in a goroutine the Client owns (Close waits for it), so
+// that a caller giving up does not cut a refresh short — the manager may
+// have rotated the refresh token already, and presenting the old one
+// again would end the session as a reuse. Each refresh returns a
 // new refresh token that replaces the old one. A refresh answered 401
 // (session revoked, timed out, refresh token reused) ends the session: the
 // Client logs in again with fresh credentials. Any other failure

@@ -102,20 +102,19 @@ func TestLogsInOnceAndReusesTheToken(t *testing.T) {
 func TestRefreshesBeforeExpiryFollowingRotation(t *testing.T) {
 	t.Parallel()
 	// A 2s token, refreshed when less than 1s remains (half the lifetime,
-	// since RefreshBefore is longer).
+	// since RefreshBefore is longer), in the background.
 	eachBackend(t, 2*time.Second, tokenclient.Config{RefreshBefore: 10 * time.Second}, func(t *testing.T, f *fixture) {
 		first := token(t, f.client)
 		sid := f.client.SessionID()
 		time.Sleep(1100 * time.Millisecond)
-		second := token(t, f.client)
-		if second == first {
-			t.Fatal("not refreshed")
+		// Still the current token, while it refreshes.
+		if got := token(t, f.client); got != first {
+			t.Fatal("a caller waited for the refresh")
 		}
+		second := eventuallyNewToken(t, f.client, first)
 		time.Sleep(1100 * time.Millisecond)
-		third := token(t, f.client)
-		if third == second {
-			t.Fatal("not refreshed a second time")
-		}
+		token(t, f.client)
+		third := eventuallyNewToken(t, f.client, second)
 		// Each refresh presented the newest refresh token: a rotated one
 		// would have been reuse, ending the session.
 		if _, ok := f.as.valid(third); !ok || f.client.SessionID() != sid {
@@ -127,25 +126,55 @@ func TestRefreshesBeforeExpiryFollowingRotation(t *testing.T) {
 	})
 }
 
+// eventuallyNewToken polls Token until it differs from old.
+func eventuallyNewToken(t *testing.T, c *tokenclient.Client, old string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if tok := token(t, c); tok != old {
+			return tok
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the token was not renewed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestOneRefreshForManyGoroutines(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, 2*time.Second, tokenclient.Config{}, func(t *testing.T, f *fixture) {
 		first := token(t, f.client)
 		time.Sleep(1100 * time.Millisecond)
 		f.as.refreshDelay.Store(int64(100 * time.Millisecond))
+		// Refresh time, the token still usable: nobody waits, one refresh.
 		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				if got := token(t, f.client); got != first {
+					t.Error("not the current token")
+				}
+			})
+		}
+		wg.Wait()
+		second := eventuallyNewToken(t, f.client, first)
+		if n := f.as.refreshes.Load(); n != 1 {
+			t.Fatalf("%d refreshes, want 1", n)
+		}
+		// Expired: everybody waits for the same one refresh.
+		time.Sleep(2100 * time.Millisecond)
 		got := make([]string, 50)
 		for i := range got {
 			wg.Go(func() { got[i] = token(t, f.client) })
 		}
 		wg.Wait()
 		for _, g := range got {
-			if g == first || g != got[0] {
-				t.Fatal("goroutines got different or stale tokens")
+			if g == second || g != got[0] {
+				t.Fatal("goroutines got different or expired tokens")
 			}
 		}
-		if n := f.as.refreshes.Load(); n != 1 {
-			t.Fatalf("%d refreshes, want 1", n)
+		if n := f.as.refreshes.Load(); n != 2 {
+			t.Fatalf("%d refreshes, want 2", n)
 		}
 	})
 }
@@ -153,11 +182,12 @@ func TestOneRefreshForManyGoroutines(t *testing.T) {
 func TestLogsInAgainWhenTheSessionWasRevoked(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, 2*time.Second, tokenclient.Config{}, func(t *testing.T, f *fixture) {
-		token(t, f.client)
+		first := token(t, f.client)
 		sid := f.client.SessionID()
 		f.as.revoke(sid)
 		time.Sleep(1100 * time.Millisecond) // refresh time: answered 401
-		tok := token(t, f.client)
+		token(t, f.client)
+		tok := eventuallyNewToken(t, f.client, first)
 		if f.client.SessionID() == sid {
 			t.Fatal("still the revoked session")
 		}
@@ -207,6 +237,11 @@ func TestManagerDownKeepsTheCurrentToken(t *testing.T) {
 		if got := token(t, f.client); got != first {
 			t.Fatal("token changed while the manager is down")
 		}
+		deadline := time.Now().Add(time.Second)
+		for f.as.refreshes.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
 		refreshes := f.as.refreshes.Load()
 		// No new attempt for every call: the failure backs off.
 		for range 20 {
