@@ -104,10 +104,10 @@ type Client struct {
 
 type state struct {
 	access, refresh, sessionID string
-	refreshAt   time.Time // from then on, a refresh runs in the background
-	usableUntil time.Time // after it, callers wait for a new token
-	expiresAt   time.Time
-	invalid     bool // a server refused the access token
+	refreshAt                  time.Time // from then on, a refresh runs in the background
+	usableUntil                time.Time // after it, callers wait for a new token
+	expiresAt                  time.Time
+	invalid                    bool // a server refused the access token
 }
 
 // usable reports whether the access token may still be handed out.
