@@ -271,7 +271,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Claims
 func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, error) {
 	var ac accessClaims
 	var kid string
-	t, err := a.parser.ParseWithClaims(token, &ac, func(t *jwt.Token) (any, error) {
+	var keyErr error
+	t, err := a.parser.ParseWithClaims(token, &ac, func(t *jwt.Token) (key any, err error) {
+		defer func() { keyErr = err }()
 		if _, ok := t.Header["crit"]; ok {
 			return nil, fmt.Errorf("%w: crit header not understood", ErrInvalidToken)
 		}
@@ -283,8 +285,8 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 	})
 	if err != nil {
 		switch {
-		case errors.Is(err, ErrUnknownKey):
-			return nil, ErrUnknownKey
+		case errors.Is(keyErr, ErrUnknownKey), errors.Is(keyErr, ErrUnavailable):
+			return nil, keyErr
 		case errors.Is(err, jwt.ErrTokenMalformed):
 			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}

@@ -21,8 +21,9 @@ var (
 	// ErrRevoked reports a valid token that the deny-list denies.
 	ErrRevoked = errors.New("httpauth: token revoked")
 	// ErrUnavailable reports that tokens cannot be checked now: the
-	// deny-list is not ready, or stale under the fail-closed policy. It
-	// wraps the deny-list's error. The middleware answers 503.
+	// deny-list is not ready, or stale under the fail-closed policy (it
+	// then wraps the deny-list's error), or no key set could be fetched
+	// yet. The middleware answers 503.
 	ErrUnavailable = errors.New("httpauth: cannot check tokens now")
 	// ErrInvalidConfig reports a Config that breaks a rule.
 	ErrInvalidConfig = errors.New("httpauth: invalid config")

@@ -654,3 +654,30 @@ func FuzzMiddleware(f *testing.F) {
 		}
 	})
 }
+
+// Before any key set could be fetched the service cannot tell a good token
+// from a bad one: 503, not 401.
+func TestNoKeySetYetMeans503(t *testing.T) {
+	srv := natstest.Start(t)
+	es := newSigner(t, "kid-es", "ES256")
+	srv.JetStream() // the stream exists; the manager does not answer yet
+	dl := startDenyList(t, srv, denylist.Config{})
+	keys := mustKeySet(t, httpauth.KeySetConfig{Source: httpauth.NATSSource(srv.ConnectService(), ""), MinRefreshInterval: 100 * time.Millisecond})
+	auth, err := httpauth.New(httpauth.Config{Keys: keys, DenyList: dl, Issuer: testIssuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, h: auth.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))}
+	tok := es.sign(t, claims(time.Now()), nil)
+	if w := f.bearer(tok); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("no manager: status %d, want 503", w.Code)
+	}
+	if _, err := auth.Authenticate(context.Background(), tok); !errors.Is(err, httpauth.ErrUnavailable) {
+		t.Fatalf("err = %v", err)
+	}
+	newManager(t, srv, es)
+	time.Sleep(150 * time.Millisecond)
+	if w := f.bearer(tok); w.Code != http.StatusOK {
+		t.Fatalf("manager up: status %d", w.Code)
+	}
+}

@@ -152,6 +152,7 @@ type KeySet struct {
 	cfg     KeySetConfig
 	log     *slog.Logger
 	keys    atomic.Pointer[map[string]publicKey]
+	loaded  atomic.Bool // a fetch has succeeded
 	running atomic.Bool
 
 	mu        sync.Mutex
@@ -232,6 +233,10 @@ func (k *KeySet) key(ctx context.Context, kid, alg string) (any, error) {
 			k.log.Warn("key set refresh for an unknown kid failed", "err", err)
 		}
 		if pk, ok = (*k.keys.Load())[kid]; !ok {
+			if !k.loaded.Load() {
+				// Not the token's fault: the keys could not be had yet.
+				return nil, fmt.Errorf("%w: no key set yet", ErrUnavailable)
+			}
 			return nil, ErrUnknownKey
 		}
 	}
@@ -307,6 +312,7 @@ func (k *KeySet) fetch(ctx context.Context) error {
 	}
 	old := *k.keys.Load()
 	k.keys.Store(&keys)
+	k.loaded.Store(true)
 	removed := false
 	for kid := range old {
 		if _, ok := keys[kid]; !ok {
