@@ -23,8 +23,8 @@
 // deny_until and a user its latest revoked_before; nothing un-revokes.
 // A revocation whose deny_until plus Grace has passed is not stored, and
 // a sweep every Config.SweepInterval (default 10s) drops entries as they
-// pass it, so memory follows what is still relevant (about 115 B per entry,
-// ids included). Unknown types or versions and malformed messages are
+// pass it, so memory follows what is still relevant (about 95 B per entry
+// with ULID ids, ids included). Unknown types or versions and malformed messages are
 // skipped and counted, never fatal.
 //
 // # Catch-up and readiness

@@ -6,6 +6,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,4 +105,21 @@ func ExampleClaimsFrom() {
 	fmt.Print(w.Body.String())
 	// Output:
 	// user U1 session S1
+}
+
+// The key set over HTTP, from the manager's public listener, for a
+// service without NATS access to auth.cmd.jwks.
+func ExampleHTTPSource() {
+	src, err := httpauth.HTTPSource(&http.Client{Timeout: 5 * time.Second}, "http://127.0.0.1:8080")
+	if err != nil {
+		log.Fatal(err)
+	}
+	keys, err := httpauth.NewKeySet(httpauth.KeySetConfig{Source: src, MinRefreshInterval: 10 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := keys.Refresh(context.Background()); err != nil {
+		log.Print(err) // the middleware answers 503 until a fetch succeeds
+	}
+	fmt.Println(keys.KeyIDs())
 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,4 +77,18 @@ func ExampleTokens_String() {
 	fmt.Println(t)
 	// Output:
 	// tokenclient.Tokens{SessionID: "01JDA0000000000000000000AB", ExpiresIn: 5m0s, tokens redacted}
+}
+
+// The Transport wraps any other RoundTripper; a request whose body can be
+// replayed (bytes, strings: http.NewRequest sets GetBody) is retried once
+// after a 401 with a new token.
+func ExampleClient_Transport() {
+	var client *tokenclient.Client // from tokenclient.New
+	hc := &http.Client{Transport: client.Transport(http.DefaultTransport), Timeout: 10 * time.Second}
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:8090/orders", strings.NewReader(`{"item":42}`))
+	resp, err := hc.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
 }
