@@ -95,15 +95,20 @@ func BenchmarkRevokeSession(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "revokes/s")
 }
 
-// BenchmarkRevokeUser: user revocations (no session setup needed).
+// BenchmarkRevokeUser: user revocations of a few existing users, over
+// and over (each one a user.revoked fact).
 func BenchmarkRevokeUser(b *testing.B) {
 	_, m := start(b)
+	var users []string
+	for i := range 8 {
+		users = append(users, m.AddUser(b, fmt.Sprintf("user%d", i), pw))
+	}
 	var next atomic.Int64
 	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			uid := fmt.Sprintf("U%d", next.Add(1))
+			uid := users[next.Add(1)%int64(len(users))]
 			if err := m.Manager().Revoke(bg, session.RevokeRequest{UserID: uid}); err != nil {
 				b.Error(err)
 				return
@@ -116,6 +121,10 @@ func BenchmarkRevokeUser(b *testing.B) {
 // createSessions starts n sessions by publishing their session.created
 // facts directly, and returns their ids and refresh tokens.
 func createSessions(b *testing.B, m *nodetest.Manager, n int) ([]string, []string) {
+	return createSessionsT(b, m, n)
+}
+
+func createSessionsT(b testing.TB, m *nodetest.Manager, n int) ([]string, []string) {
 	b.Helper()
 	js := jsTestStream(b, m)
 	p, err := jsbus.NewPublisher(js)
