@@ -250,8 +250,9 @@ func newBenchRevoke(f *benchFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revoke",
 		Short: "Revocations per second (admin revoke of users or sessions)",
-		Long: `Revocations per second through auth.cmd.revoke. --kind user revokes
-random user ids (one user.revoked fact each, no setup); --kind session
+		Long: `Revocations per second through auth.cmd.revoke. --kind user creates
+one user per worker and revokes it over and over (one user.revoked fact
+each); --kind session
 first logs in --sessions sessions (each costs a password hash) and then
 revokes them as fast as it can (a conditional session.revoked fact each).`,
 		Args: cobra.NoArgs,
@@ -268,9 +269,16 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 			switch kind {
 			case "user":
 				res, err := runLoad(ctx, f, "revoke user",
-					func(context.Context, int) (struct{}, error) { return struct{}{}, nil },
-					func(ctx context.Context, _ *struct{}) error {
-						return revoke(ctx, events.RevokeRequest{UserID: events.NewID(), Reason: "bench"})
+					func(ctx context.Context, _ int) (string, error) {
+						var u struct {
+							ID string `json:"id"`
+						}
+						err := events.Request(ctx, nc, events.SubjectUsersAdd, "/sessionbus/bench",
+							events.UserRequest{Username: "bench-" + events.NewID(), Password: "bench-" + events.NewID()}, &u)
+						return u.ID, err
+					},
+					func(ctx context.Context, uid *string) error {
+						return revoke(ctx, events.RevokeRequest{UserID: *uid, Reason: "bench"})
 					})
 				if err != nil {
 					return err
