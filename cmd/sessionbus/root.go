@@ -1,14 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
+
+	"github.com/sessionbus/sessionbus/internal/cli"
 )
 
 // envPrefix starts the environment variable of every flag:
@@ -65,62 +63,12 @@ var commands []func() *cobra.Command
 
 func register(c func() *cobra.Command) { commands = append(commands, c) }
 
-// envName returns the environment variable of a flag.
-func envName(flag string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
+func envName(flag string) string { return cli.EnvName(envPrefix, flag) }
 
-// bindEnv sets every flag of cmd that was not given on the command line
-// from its environment variable, if that is set.
-func bindEnv(cmd *cobra.Command) error {
-	var errs []string
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "help" {
-			return
-		}
-		v, ok := os.LookupEnv(envName(f.Name))
-		if !ok {
-			return
-		}
-		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", envName(f.Name), err))
-			return
-		}
-		f.Changed = true
-	})
-	if len(errs) > 0 {
-		return fmt.Errorf("environment: %s", strings.Join(errs, "; "))
-	}
-	return nil
-}
+func bindEnv(cmd *cobra.Command) error { return cli.BindEnv(cmd, envPrefix) }
 
-// annotateEnv adds "(env SESSIONBUS_X)" to the usage of every flag of c and
-// its sub-commands, so --help shows the variables.
-func annotateEnv(c *cobra.Command) {
-	mark := func(f *pflag.Flag) {
-		if f.Name == "help" || strings.Contains(f.Usage, "(env ") {
-			return
-		}
-		f.Usage += " (env " + envName(f.Name) + ")"
-	}
-	c.Flags().VisitAll(mark)
-	c.PersistentFlags().VisitAll(mark)
-	for _, sub := range c.Commands() {
-		annotateEnv(sub)
-	}
-}
+func annotateEnv(c *cobra.Command) { cli.AnnotateEnv(c, envPrefix) }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
+	return cli.NewLogger(w, level, format)
 }

@@ -1,0 +1,79 @@
+// Package cli holds what the two commands (sessionbus and
+// example-service) share: every flag doubles as an environment variable,
+// and logs are structured with log/slog.
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// EnvName returns the environment variable of a flag: prefix + the flag
+// in upper case with dashes as underscores.
+func EnvName(prefix, flag string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// BindEnv sets every flag of cmd that was not given on the command line
+// from its environment variable, if that is set. A bad value is an error
+// naming the variable.
+func BindEnv(cmd *cobra.Command, prefix string) error {
+	var errs []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		name := EnvName(prefix, f.Name)
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+			return
+		}
+		f.Changed = true
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("environment: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// AnnotateEnv adds "(env PREFIX_X)" to the usage of every flag of c and its
+// sub-commands, so --help shows the variables.
+func AnnotateEnv(c *cobra.Command, prefix string) {
+	mark := func(f *pflag.Flag) {
+		if f.Name == "help" || strings.Contains(f.Usage, "(env ") {
+			return
+		}
+		f.Usage += " (env " + EnvName(prefix, f.Name) + ")"
+	}
+	c.Flags().VisitAll(mark)
+	c.PersistentFlags().VisitAll(mark)
+	for _, sub := range c.Commands() {
+		AnnotateEnv(sub, prefix)
+	}
+}
+
+// NewLogger returns a text or JSON slog logger at the given level.
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
+}
