@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/sessionbus/sessionbus/consumers/denylist"
+	"github.com/sessionbus/sessionbus/events"
+)
+
+func init() { benchCommands = append(benchCommands, newBenchPropagation) }
+
+func newBenchPropagation(f *benchFlags) *cobra.Command {
+	var services, rounds int
+	var kind, serviceURL string
+	cmd := &cobra.Command{
+		Use:   "propagation",
+		Short: "Time from a revoke command until N deny-lists (one NATS connection each) refuse the session",
+		Long: `For each round: log in, send the revoke command, and measure the time
+until every one of --services deny-lists (consumers/denylist, each on its
+own NATS connection) refuses the session's token. Prints p50, p99 and max
+over the rounds. The deny-lists connect to --service-url (default: the
+same server, without credentials: the service role).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if serviceURL == "" {
+				serviceURL = f.nats.effectiveURL()
+			}
+			lists, stop, err := startDenyLists(ctx, serviceURL, services)
+			defer stop()
+			if err != nil {
+				return err
+			}
+			user, password, err := benchUser(ctx, nc)
+			if err != nil {
+				return fmt.Errorf("create bench user: %w", err)
+			}
+			var uid string
+			lat := make([]time.Duration, 0, rounds)
+			for r := range rounds {
+				tr, err := benchLogin(ctx, nc, user, password)
+				if err != nil {
+					return fmt.Errorf("round %d login: %w", r, err)
+				}
+				tok, err := tokenOf(tr.AccessToken)
+				if err != nil {
+					return err
+				}
+				uid = tok.Subject
+				req := events.RevokeRequest{Reason: "bench"}
+				switch kind {
+				case "session":
+					req.SessionID = tok.SessionID
+				case "token":
+					req.JTI = tok.ID
+				case "user":
+					req.UserID = uid
+					// Tokens issued in the same second as a user revocation
+					// are denied (revoked_before rounds up): wait for a
+					// fresh second so each round starts allowed.
+					time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+				default:
+					return fmt.Errorf("--kind %q is none of session, token, user", kind)
+				}
+				for _, l := range lists {
+					if denied, _ := l.Denied(tok); denied {
+						return fmt.Errorf("round %d: token denied before its revocation", r)
+					}
+				}
+				start := time.Now()
+				if err := events.Request(ctx, nc, events.SubjectRevoke, "/sessionbus/bench", req, nil); err != nil {
+					return fmt.Errorf("round %d revoke: %w", r, err)
+				}
+				if err := waitDenied(ctx, lists, tok, 10*time.Second); err != nil {
+					return fmt.Errorf("round %d: %w", r, err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			res := summarise(fmt.Sprintf("propagation (%d services, %s)", services, kind), services, 0, lat, nil)
+			res.Rate = 0
+			res.Comments = "from sending the revoke command until every deny-list refuses the token (includes the manager's fsync'd publish)"
+			if f.asJSON {
+				return res.print(cmd.OutOrStdout(), true)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rounds  p50 %s  p99 %s  max %s\n  %s\n", res.Name, len(lat),
+				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Comments)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&services, "services", 10, "deny-lists, each on its own NATS connection")
+	cmd.Flags().IntVar(&rounds, "rounds", 100, "login-and-revoke rounds")
+	cmd.Flags().StringVar(&kind, "kind", "session", "what to revoke: session, token or user")
+	cmd.Flags().StringVar(&serviceURL, "service-url", "", "NATS URL for the deny-lists (default: --nats-url, without credentials)")
+	return cmd
+}
+
+// startDenyLists starts n deny-lists, each on its own connection, and
+// waits until all have caught up.
+func startDenyLists(ctx context.Context, url string, n int) ([]*denylist.List, func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var conns []*nats.Conn
+	stop := func() {
+		cancel()
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	lists := make([]*denylist.List, 0, n)
+	for i := range n {
+		c, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench-service-%d", i)), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			return nil, stop, fmt.Errorf("service %d: %w", i, err)
+		}
+		conns = append(conns, c)
+		js, err := jetstream.New(c)
+		if err != nil {
+			return nil, stop, err
+		}
+		l, err := denylist.New(denylist.Config{JetStream: js, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, stop, err
+		}
+		lists = append(lists, l)
+		wg.Go(func() { _ = l.Run(ctx) })
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
+	for i, l := range lists {
+		if err := l.WaitReady(rctx); err != nil {
+			return nil, stop, fmt.Errorf("service %d not ready: %w", i, err)
+		}
+	}
+	return lists, stop, nil
+}
+
+// waitDenied polls the lists until every one denies tok.
+func waitDenied(ctx context.Context, lists []*denylist.List, tok denylist.Token, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	pending := append([]*denylist.List(nil), lists...)
+	for len(pending) > 0 {
+		next := pending[:0]
+		for _, l := range pending {
+			if denied, _ := l.Denied(tok); !denied {
+				next = append(next, l)
+			}
+		}
+		pending = next
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d deny-lists still allow the token after %s", len(pending), len(lists), limit)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	return nil
+}
+
+// tokenOf reads the claims a deny-list needs from an access token's
+// payload (the bench trusts the token it just received).
+func tokenOf(jwt string) (denylist.Token, error) {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return denylist.Token{}, fmt.Errorf("not a JWT")
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return denylist.Token{}, err
+	}
+	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return denylist.Token{}, err
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	var c struct {
+		Sub      string `json:"sub"`
+		Sid      string `json:"sid"`
+		Jti      string `json:"jti"`
+		Iat      int64  `json:"iat"`
+		AuthTime int64  `json:"auth_time"`
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return denylist.Token{}, err
+	}
+	if err := json.Unmarshal(pb, &c); err != nil {
+		return denylist.Token{}, err
+	}
+	return denylist.Token{SessionID: c.Sid, ID: c.Jti, Subject: c.Sub, KeyID: h.Kid,
+		IssuedAt: time.Unix(c.Iat, 0), AuthTime: time.Unix(c.AuthTime, 0)}, nil
+}
