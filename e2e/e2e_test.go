@@ -312,9 +312,14 @@ func TestTokenClientAgainstTheRealManager(t *testing.T) {
 			if got := get(); got != 200 {
 				t.Fatalf("first call: %d", got)
 			}
+			old, err := c.Token(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := m.Manager().Revoke(bg, session.RevokeRequest{SessionID: c.SessionID()}); err != nil {
 				t.Fatal(err)
 			}
+			eventually(t, []*service{svc}, old, 401)
 			// The service refuses the old token; the client's transport
 			// refreshes (401: session gone), logs in again and retries.
 			deadline := time.Now().Add(10 * time.Second)
