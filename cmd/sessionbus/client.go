@@ -20,6 +20,16 @@ func init() {
 
 const cliSource = "/sessionbus/cli"
 
+// request sends one command over a fresh connection and decodes the reply.
+func request(cmd *cobra.Command, nf *natsFlags, subject string, req, reply any) error {
+	nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return events.Request(cmd.Context(), nc, subject, cliSource, req, reply)
+}
+
 func printTokens(cmd *cobra.Command, asJSON bool, r events.TokenReply) error {
 	if asJSON {
 		return printJSON(cmd.OutOrStdout(), r)
@@ -42,13 +52,8 @@ func newLoginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
 			var r events.TokenReply
-			if err := events.Request(cmd.Context(), nc, events.SubjectLogin, cliSource,
+			if err := request(cmd, &nf, events.SubjectLogin,
 				events.LoginRequest{Username: args[0], Password: pw, ClientID: clientID, UserAgent: "sessionbus-cli/" + version}, &r); err != nil {
 				return err
 			}
@@ -70,13 +75,8 @@ func newRefreshCmd() *cobra.Command {
 		Short: "Exchange a refresh token for new tokens over NATS",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
 			var r events.TokenReply
-			if err := events.Request(cmd.Context(), nc, events.SubjectRefresh, cliSource, events.RefreshRequest{RefreshToken: args[0]}, &r); err != nil {
+			if err := request(cmd, &nf, events.SubjectRefresh, events.RefreshRequest{RefreshToken: args[0]}, &r); err != nil {
 				return err
 			}
 			return printTokens(cmd, asJSON, r)
@@ -94,16 +94,11 @@ func newLogoutCmd() *cobra.Command {
 		Short: "End the session of a refresh or access token over NATS",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
 			req := events.LogoutRequest{AccessToken: args[0]}
 			if strings.HasPrefix(args[0], "sbr_") {
 				req = events.LogoutRequest{RefreshToken: args[0]}
 			}
-			if err := events.Request(cmd.Context(), nc, events.SubjectLogout, cliSource, req, nil); err != nil {
+			if err := request(cmd, &nf, events.SubjectLogout, req, nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "logged out")
@@ -122,12 +117,7 @@ func newRevokeCmd() *cobra.Command {
 		Short: "Revoke a session, every session of a user, or one access token (admin, over NATS)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			if err := events.Request(cmd.Context(), nc, events.SubjectRevoke, cliSource, req, nil); err != nil {
+			if err := request(cmd, &nf, events.SubjectRevoke, req, nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "revoked")
@@ -152,13 +142,8 @@ func newSessionsCmd() *cobra.Command {
 		Short: "List a user's sessions (admin, over NATS)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
 			var r events.SessionsReply
-			if err := events.Request(cmd.Context(), nc, events.SubjectSessions, cliSource, events.SessionsRequest{UserID: args[0]}, &r); err != nil {
+			if err := request(cmd, &nf, events.SubjectSessions, events.SessionsRequest{UserID: args[0]}, &r); err != nil {
 				return err
 			}
 			if asJSON {

@@ -410,20 +410,14 @@ func (s *Store) recordAccess(w *writer, sess session.Session, jti, kid string, e
 }
 
 func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRefreshed) error {
-	if !events.ValidID(d.SessionID) || d.RefreshDigest == "" {
+	if d.RefreshDigest == "" {
 		s.skip(w, st, errBadIDs)
 		return nil
 	}
-	var sess session.Session
-	found, err := w.get(kSession(d.SessionID), &sess)
-	if err != nil {
+	sess, ok, err := s.knownSession(w, st, d.SessionID)
+	if !ok {
 		return err
 	}
-	if !found {
-		s.skip(w, st, errors.New("refresh of an unknown session"))
-		return nil
-	}
-	sess.LastSeq = max(sess.LastSeq, st.Seq)
 	until := sess.ExpiresAt.Add(retention)
 	if d.Generation <= sess.Generation {
 		return w.put(kSession(sess.ID), sess, until)
@@ -457,21 +451,33 @@ func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRef
 	return s.recordAccess(w, sess, d.AccessJTI, d.KeyID, d.AccessExpiresAt)
 }
 
-func (s *Store) applySessionRevoked(w *writer, st events.Stored, d *events.SessionRevoked) error {
-	if !events.ValidID(d.SessionID) {
-		s.skip(w, st, errBadIDs)
-		return nil
-	}
+// knownSession loads the session a fact is about and records the fact's
+// sequence on it; ok is false (and the fact skipped) for a bad id or a
+// session the view does not have.
+func (s *Store) knownSession(w *writer, st events.Stored, id string) (session.Session, bool, error) {
 	var sess session.Session
-	found, err := w.get(kSession(d.SessionID), &sess)
-	if err != nil {
-		return err
+	if !events.ValidID(id) {
+		s.skip(w, st, errBadIDs)
+		return sess, false, nil
 	}
-	if !found {
-		s.skip(w, st, errors.New("revocation of an unknown session"))
-		return nil
+	found, err := w.get(kSession(id), &sess)
+	if err != nil || !found {
+		if err == nil {
+			s.skip(w, st, errUnknownSession)
+		}
+		return sess, false, err
 	}
 	sess.LastSeq = max(sess.LastSeq, st.Seq)
+	return sess, true, nil
+}
+
+var errUnknownSession = errors.New("fact about a session the view does not have")
+
+func (s *Store) applySessionRevoked(w *writer, st events.Stored, d *events.SessionRevoked) error {
+	sess, ok, err := s.knownSession(w, st, d.SessionID)
+	if !ok {
+		return err
+	}
 	if sess.RevokedAt.IsZero() {
 		sess.RevokedAt = d.RevokedAt
 		sess.RevokeReason = d.Reason
@@ -537,17 +543,23 @@ func digestRef(sid string, gen uint64) []byte {
 
 // ---- reads ----
 
-// Session implements session.View.
-func (s *Store) Session(_ context.Context, id string) (session.Session, error) {
-	var sess session.Session
+// read decodes the record at key; missing is returned when there is none
+// (nil: the zero value).
+func read[T any](s *Store, key []byte, missing error) (T, error) {
+	var v T
 	err := s.db.View(func(txn *badger.Txn) error {
-		found, err := getJSON(txn, kSession(id), &sess)
+		found, err := getJSON(txn, key, &v)
 		if err == nil && !found {
-			return session.ErrNotFound
+			return missing
 		}
 		return err
 	})
-	return sess, err
+	return v, err
+}
+
+// Session implements session.View.
+func (s *Store) Session(_ context.Context, id string) (session.Session, error) {
+	return read[session.Session](s, kSession(id), session.ErrNotFound)
 }
 
 // SessionByDigest implements session.View.
@@ -581,35 +593,17 @@ func (s *Store) SessionByDigest(_ context.Context, digest string) (session.Sessi
 
 // Token implements session.View.
 func (s *Store) Token(_ context.Context, jti string) (session.TokenInfo, error) {
-	var t session.TokenInfo
-	err := s.db.View(func(txn *badger.Txn) error {
-		found, err := getJSON(txn, kToken(jti), &t)
-		if err == nil && !found {
-			return session.ErrNotFound
-		}
-		return err
-	})
-	return t, err
+	return read[session.TokenInfo](s, kToken(jti), session.ErrNotFound)
 }
 
 // User implements session.View.
 func (s *Store) User(_ context.Context, id string) (session.UserState, error) {
-	var u session.UserState
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := getJSON(txn, kUser(id), &u)
-		return err
-	})
-	return u, err
+	return read[session.UserState](s, kUser(id), nil)
 }
 
 // Key implements session.View.
 func (s *Store) Key(_ context.Context, kid string) (session.KeyState, error) {
-	var k session.KeyState
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := getJSON(txn, kKey(kid), &k)
-		return err
-	})
-	return k, err
+	return read[session.KeyState](s, kKey(kid), nil)
 }
 
 // Throttle implements session.View.
