@@ -390,7 +390,7 @@ func (s *Store) recordAccess(w *writer, sess session.Session, jti, kid string, e
 		return err
 	}
 	if exp.After(u.MaxAccessExp) {
-		u.MaxAccessExp = exp
+		u.MaxAccessExp = exp.Add(maxExpStep)
 		if err := w.put(kUser(sess.UserID), u, time.Time{}); err != nil {
 			return err
 		}
@@ -403,11 +403,17 @@ func (s *Store) recordAccess(w *writer, sess session.Session, jti, kid string, e
 		return err
 	}
 	if exp.After(k.MaxAccessExp) {
-		k.MaxAccessExp = exp
+		k.MaxAccessExp = exp.Add(maxExpStep)
 		return w.put(kKey(kid), k, time.Time{})
 	}
 	return nil
 }
+
+// maxExpStep rounds the latest access expiry of a user or key up, so that
+// a busy user's refreshes rewrite it once a minute, not every time. The
+// recorded value is an upper bound: a deny_until computed from it covers
+// every token, by up to this much more.
+const maxExpStep = time.Minute
 
 func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRefreshed) error {
 	if d.RefreshDigest == "" {
