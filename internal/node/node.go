@@ -19,7 +19,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -63,7 +62,7 @@ type Node struct {
 	mgr     *session.Manager
 	view    *badgerstore.Store
 	keyring *tokens.Keyring
-	svc     micro.Service
+	svc     *natsapi.Service
 	servers []*http.Server
 	addrs   []string
 	ready   atomic.Bool

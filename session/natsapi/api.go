@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,12 +23,31 @@ type Config struct {
 	Version string
 	// Timeout bounds one command (default 10s).
 	Timeout time.Duration
+	// MaxInFlight bounds the commands handled at once (default 1024).
+	// NATS delivers an endpoint's requests one at a time; each runs in
+	// its own goroutine so that a slow one (a password hash, a publish
+	// waiting for fsync) does not hold up the others. Past the bound a
+	// request waits for a slot.
+	MaxInFlight int
 	Logger  *slog.Logger
 }
 
-// Start registers the service on nc. Stop it with Service.Stop, which
-// drains in-flight requests.
-func Start(nc *nats.Conn, m *session.Manager, cfg Config) (micro.Service, error) {
+// Service is the running NATS API.
+type Service struct {
+	micro.Service
+	api *api
+}
+
+// Stop stops taking requests and waits for those in flight to finish.
+func (s *Service) Stop() error {
+	err := s.Service.Stop()
+	s.api.wg.Wait()
+	return err
+}
+
+// Start registers the service on nc. Stop it with Stop, which lets
+// in-flight requests finish.
+func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 	if cfg.Version == "" {
 		cfg.Version = "0.0.0"
 	}
@@ -36,6 +56,9 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (micro.Service, error)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 1024
 	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        events.ServiceName,
@@ -46,7 +69,7 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (micro.Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("start micro service: %w", err)
 	}
-	a := &api{m: m, cfg: cfg}
+	a := &api{m: m, cfg: cfg, slots: make(chan struct{}, cfg.MaxInFlight)}
 	for _, ep := range []struct {
 		name, subject string
 		h             func(context.Context, events.Event) (any, error)
@@ -72,17 +95,32 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (micro.Service, error)
 		} else {
 			h = a.handler(ep.subject, ep.h)
 		}
-		if err := svc.AddEndpoint(ep.name, h, micro.WithEndpointSubject(ep.subject)); err != nil {
+		if err := svc.AddEndpoint(ep.name, a.concurrent(h), micro.WithEndpointSubject(ep.subject)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("add endpoint %s: %w", ep.subject, err)
 		}
 	}
-	return svc, nil
+	return &Service{Service: svc, api: a}, nil
 }
 
 type api struct {
-	m   *session.Manager
-	cfg Config
+	m     *session.Manager
+	cfg   Config
+	slots chan struct{}
+	wg    sync.WaitGroup
+}
+
+// concurrent runs h for each request in its own goroutine, at most
+// MaxInFlight at once.
+func (a *api) concurrent(h micro.Handler) micro.Handler {
+	return micro.HandlerFunc(func(r micro.Request) {
+		a.slots <- struct{}{}
+		a.wg.Add(1)
+		go func() {
+			defer func() { <-a.slots; a.wg.Done() }()
+			h.Handle(r)
+		}()
+	})
 }
 
 // handler decodes the CloudEvent, checks its type, runs h and replies.
