@@ -69,7 +69,7 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start micro service: %w", err)
 	}
-	a := &api{m: m, cfg: cfg, slots: make(chan struct{}, cfg.MaxInFlight)}
+	a := &api{nc: nc, m: m, cfg: cfg, slots: make(chan struct{}, cfg.MaxInFlight)}
 	for _, ep := range []struct {
 		name, subject string
 		h             func(context.Context, events.Event) (any, error)
@@ -104,10 +104,24 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 }
 
 type api struct {
+	nc    *nats.Conn
 	m     *session.Manager
 	cfg   Config
 	slots chan struct{}
 	wg    sync.WaitGroup
+}
+
+// respond publishes the reply on the connection itself rather than
+// through micro.Request: micro reads the request's state when the
+// endpoint's handler returns, which it does before a concurrent handler
+// answers. Error replies carry micro's error headers, so clients see the
+// same thing; micro's per-endpoint error counts and processing times do
+// not include them (sessionbus's own metrics do).
+func (a *api) respond(r micro.Request, body []byte, h nats.Header) error {
+	if r.Reply() == "" {
+		return nil
+	}
+	return a.nc.PublishMsg(&nats.Msg{Subject: r.Reply(), Header: h, Data: body})
 }
 
 // concurrent runs h for each request in its own goroutine, at most
@@ -142,7 +156,12 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 			a.fail(r, err)
 			return
 		}
-		if err := r.RespondJSON(out); err != nil {
+		b, err := json.Marshal(out)
+		if err != nil {
+			a.fail(r, err)
+			return
+		}
+		if err := a.respond(r, b, nil); err != nil {
 			a.cfg.Logger.Warn("reply failed", "subject", subject, "err", err)
 		}
 	})
@@ -179,7 +198,8 @@ func (a *api) fail(r micro.Request, err error) {
 		body.RetryAfterSeconds = int((ra + time.Second - 1) / time.Second)
 	}
 	b, _ := json.Marshal(body)
-	if rerr := r.Error(strconv.Itoa(code), msg, b); rerr != nil {
+	h := nats.Header{events.HeaderServiceError: {msg}, events.HeaderServiceErrorCode: {strconv.Itoa(code)}}
+	if rerr := a.respond(r, b, h); rerr != nil {
 		a.cfg.Logger.Warn("error reply failed", "subject", r.Subject(), "err", rerr)
 	}
 }
@@ -237,7 +257,7 @@ func (a *api) jwks(r micro.Request) {
 			return
 		}
 	}
-	_ = r.Respond(a.m.JWKS(), micro.WithHeaders(micro.Headers{"Content-Type": []string{"application/jwk-set+json"}}))
+	_ = a.respond(r, a.m.JWKS(), nats.Header{"Content-Type": {"application/jwk-set+json"}})
 }
 
 func (a *api) usersAdd(ctx context.Context, e events.Event) (any, error) {
