@@ -29,7 +29,7 @@ type Config struct {
 	// waiting for fsync) does not hold up the others. Past the bound a
 	// request waits for a slot.
 	MaxInFlight int
-	Logger  *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Service is the running NATS API.
