@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sessionbus/sessionbus/events"
 )
@@ -72,30 +73,41 @@ func (m *Manager) SetPassword(ctx context.Context, idOrName, password string) er
 	if err := m.checkPassword(password, MinPasswordLen); err != nil {
 		return err
 	}
-	u, err := m.FindUser(ctx, idOrName)
+	h, err := m.hash(ctx, password)
 	if err != nil {
 		return err
 	}
-	if u.PasswordHash, err = m.hash(ctx, password); err != nil {
-		return err
-	}
-	u.UpdatedAt = m.now().UTC()
-	if err := m.d.Users.Update(ctx, u); err != nil {
+	u, err := m.updateUser(ctx, idOrName, func(u *User) { u.PasswordHash = h })
+	if err != nil {
 		return err
 	}
 	return m.RevokeUser(ctx, u.ID, events.ReasonPasswordChanged)
 }
 
+// updateUser applies change to the current record with compare-and-set,
+// re-reading and re-applying when another change got there first.
+func (m *Manager) updateUser(ctx context.Context, idOrName string, change func(*User)) (User, error) {
+	for range conflictRetries {
+		u, err := m.FindUser(ctx, idOrName)
+		if err != nil {
+			return User{}, err
+		}
+		change(&u)
+		u.UpdatedAt = m.now().UTC()
+		err = m.d.Users.Update(ctx, u)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		return u, err
+	}
+	return User{}, &RetryError{Err: ErrOverloaded, After: time.Second}
+}
+
 // SetDisabled disables or enables a user. Disabling revokes every session
 // of the user (reason user_disabled).
 func (m *Manager) SetDisabled(ctx context.Context, idOrName string, disabled bool) (UserInfo, error) {
-	u, err := m.FindUser(ctx, idOrName)
+	u, err := m.updateUser(ctx, idOrName, func(u *User) { u.Disabled = disabled })
 	if err != nil {
-		return UserInfo{}, err
-	}
-	u.Disabled = disabled
-	u.UpdatedAt = m.now().UTC()
-	if err := m.d.Users.Update(ctx, u); err != nil {
 		return UserInfo{}, err
 	}
 	if disabled {

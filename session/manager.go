@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +38,10 @@ type Deps struct {
 	// own next token uses the new key at once (other managers follow the
 	// key store's changes on their own).
 	ReloadKeys func(ctx context.Context) error
+	// Ready, if set, reports whether the view has caught up with the
+	// stream; until it has, commands that read the view answer
+	// ErrOverloaded rather than decide from an old state.
+	Ready func() bool
 	// AccountSecret keys the account digests of login throttling; shared
 	// by all managers, never published.
 	AccountSecret []byte
@@ -48,6 +54,8 @@ type Deps struct {
 
 // Manager runs the session flows. It is safe for concurrent use.
 type Manager struct {
+	attempts  attempts
+	barrier   barrier
 	cfg       Config
 	d         Deps
 	source    string
@@ -101,6 +109,92 @@ func New(cfg Config, d Deps) (*Manager, error) {
 
 // Config returns the manager's configuration.
 func (m *Manager) Config() Config { return m.cfg }
+
+// notReady refuses a command while the view is catching up.
+func (m *Manager) notReady() error {
+	if m.d.Ready != nil && !m.d.Ready() {
+		return &RetryError{Err: fmt.Errorf("%w: catching up with the event stream", ErrOverloaded), After: time.Second}
+	}
+	return nil
+}
+
+// attempts counts the logins this manager has in flight per account and
+// per account and address. Their failures reach the view only after the
+// hash, so without this a burst of concurrent attempts would all pass the
+// throttle.
+type attempts struct {
+	mu   sync.Mutex
+	acct map[string]int
+	addr map[string]int
+}
+
+// begin counts one more attempt and returns how many were already in
+// flight; end uncounts it.
+func (a *attempts) begin(acct, ip string) (acctN, addrN int, end func()) {
+	k := acct + "|" + ip
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.acct == nil {
+		a.acct, a.addr = map[string]int{}, map[string]int{}
+	}
+	acctN, addrN = a.acct[acct], a.addr[k]
+	a.acct[acct]++
+	a.addr[k]++
+	return acctN, addrN, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.acct[acct]--; a.acct[acct] == 0 {
+			delete(a.acct, acct)
+		}
+		if a.addr[k]--; a.addr[k] == 0 {
+			delete(a.addr, k)
+		}
+	}
+}
+
+// barrier shares the read of the stream's last sequence between requests:
+// a request may use a read that started after it arrived, never one that
+// started before (that read might miss a write acknowledged in between).
+// So at most one read is in flight, however many unknown tokens arrive.
+type barrier struct {
+	mu  sync.Mutex
+	cur *barrierRead
+}
+
+type barrierRead struct {
+	started time.Time
+	done    chan struct{}
+	seq     uint64
+	err     error
+}
+
+func (b *barrier) lastSeq(ctx context.Context, read func(context.Context) (uint64, error)) (uint64, error) {
+	arrived := time.Now()
+	for {
+		b.mu.Lock()
+		r := b.cur
+		if r == nil {
+			r = &barrierRead{started: time.Now(), done: make(chan struct{})}
+			b.cur = r
+			b.mu.Unlock()
+			r.seq, r.err = read(ctx)
+			b.mu.Lock()
+			b.cur = nil
+			b.mu.Unlock()
+			close(r.done)
+			return r.seq, r.err
+		}
+		b.mu.Unlock()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if !r.started.Before(arrived) {
+			return r.seq, r.err
+		}
+	}
+}
 
 // ---- input checks ----
 
@@ -214,7 +308,7 @@ func (m *Manager) settle(ctx context.Context, seq uint64) {
 // now. A manager calls it before answering "unknown" for a token or id
 // that another manager may have just created.
 func (m *Manager) caughtUp(ctx context.Context) error {
-	seq, err := m.d.Publisher.LastSeq(ctx)
+	seq, err := m.barrier.lastSeq(ctx, m.d.Publisher.LastSeq)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrOverloaded, err)
 	}
@@ -304,12 +398,25 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 	if err != nil {
 		return events.TokenReply{}, "invalid", err
 	}
+	if err := m.notReady(); err != nil {
+		return events.TokenReply{}, "overloaded", err
+	}
 	acct := m.accountKey(name)
 	th, err := m.d.View.Throttle(ctx, acct, ip)
 	if err != nil {
 		return events.TokenReply{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
 	}
-	if wait := m.cfg.Throttle.RetryAfter(th, m.now()); wait > 0 {
+	// Attempts in flight count as failures until they are decided.
+	acctN, addrN, end := m.attempts.begin(acct, ip)
+	defer end()
+	eff, now0 := th, m.now()
+	if addrN > 0 {
+		eff.Failures, eff.LastFailureAt = eff.Failures+addrN, now0
+	}
+	for range acctN {
+		eff.AccountFailures = appendRecent(eff.AccountFailures, now0)
+	}
+	if wait := m.cfg.Throttle.RetryAfter(eff, now0); wait > 0 {
 		m.m.throttled.Inc()
 		return events.TokenReply{}, "throttled", &RetryError{Err: ErrThrottled, After: wait}
 	}
@@ -338,6 +445,16 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 	}
 	release()
 
+	if ok {
+		// The account may have been disabled or given a new password while
+		// the hash ran: decide on its state now.
+		cur, err := m.d.Users.ByID(ctx, user.ID)
+		if err != nil {
+			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+		}
+		ok = subtle.ConstantTimeCompare([]byte(cur.PasswordHash), []byte(user.PasswordHash)) == 1
+		user = cur
+	}
 	now := m.now().UTC()
 	if !ok {
 		if err := m.loginFailed(ctx, events.FailBadCredentials, user.ID, acct, ip, req, th, now); err != nil {
@@ -352,11 +469,26 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 		return events.TokenReply{}, "disabled", ErrDisabled
 	}
 	if params != m.cfg.Password {
-		m.rehash(ctx, user, req.Password)
+		user = m.rehash(ctx, user, req.Password)
 	}
 	reply, err := m.startSession(ctx, user.ID, acct, ip, req, now)
 	if err != nil {
 		return events.TokenReply{}, "error", err
+	}
+	// A disable or password change that landed while the session was
+	// being created ends it at once.
+	if cur, err := m.d.Users.ByID(ctx, user.ID); err != nil || cur.Disabled || cur.PasswordHash != user.PasswordHash {
+		reason := events.ReasonPasswordChanged
+		if err == nil && cur.Disabled {
+			reason = events.ReasonUserDisabled
+		}
+		if s, serr := m.session(ctx, reply.SessionID); serr == nil {
+			_ = m.revokeSession(ctx, s, reason)
+		}
+		if err != nil {
+			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+		}
+		return events.TokenReply{}, "changed", ErrBadCredentials
 	}
 	return reply, "ok", nil
 }
@@ -384,23 +516,27 @@ func (m *Manager) loginFailed(ctx context.Context, reason, userID, acct, ip stri
 	return nil
 }
 
-// rehash upgrades a hash made with older parameters; failure only delays
-// the upgrade to the next login.
-func (m *Manager) rehash(ctx context.Context, u User, password string) {
+// rehash upgrades a hash made with older parameters and returns the user
+// as stored; failure only delays the upgrade to the next login.
+func (m *Manager) rehash(ctx context.Context, u User, password string) User {
 	release, err := m.limiter.acquire(ctx)
 	if err != nil {
-		return
+		return u
 	}
 	h, err := HashPassword([]byte(password), m.cfg.Password)
 	release()
 	if err != nil {
-		return
+		return u
 	}
-	u.PasswordHash = h
-	u.UpdatedAt = m.now().UTC()
-	if err := m.d.Users.Update(ctx, u); err != nil {
+	next := u
+	next.PasswordHash = h
+	next.UpdatedAt = m.now().UTC()
+	// Compare-and-set: a disable or password change since the read wins.
+	if err := m.d.Users.Update(ctx, next); err != nil {
 		m.log.Warn("password rehash not stored", "user_id", u.ID, "err", err)
+		return u
 	}
+	return next
 }
 
 func (m *Manager) issueAccess(userID, sid, clientID string, authTime, now time.Time) (token, jti, kid string, exp time.Time, err error) {
@@ -478,7 +614,11 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 	if !IsRefreshToken(token) {
 		return events.TokenReply{}, "invalid", ErrInvalidToken
 	}
+	if err := m.notReady(); err != nil {
+		return events.TokenReply{}, "overloaded", err
+	}
 	digest := Digest(token)
+	raced := false // this request saw its token current and lost the write
 	for range conflictRetries {
 		s, gen, err := m.sessionByDigest(ctx, digest)
 		if errors.Is(err, ErrNotFound) {
@@ -504,13 +644,16 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 		if gen < s.Generation {
 			successor := gen+1 == s.Generation && s.PreviousDigest == digest
 			if successor && m.cfg.RefreshGrace > 0 && now.Sub(s.RotatedAt) <= m.cfg.RefreshGrace {
-				r, err := m.graceReply(ctx, digest)
+				r, err := m.graceReply(ctx, token, digest)
 				if err != nil {
 					return events.TokenReply{}, "error", err
 				}
 				return r, "grace", nil
 			}
-			if successor && arrived.Before(s.RotatedAt) {
+			// A request that raced the rotation (it saw the token current,
+			// or arrived before the rotation was stored) is a duplicate,
+			// not a reuse.
+			if successor && (raced || arrived.Before(s.RotatedAt)) {
 				return events.TokenReply{}, "conflict", ErrConflict
 			}
 			m.log.Warn("refresh token reuse: revoking session", "session_id", s.ID, "user_id", s.UserID)
@@ -521,6 +664,7 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 		}
 		reply, err := m.rotate(ctx, s, token, digest, now)
 		if errors.Is(err, jsbus.ErrConflict) {
+			raced = true
 			if err := m.reread(ctx, err); err != nil {
 				return events.TokenReply{}, "error", err
 			}
@@ -559,7 +703,11 @@ func (m *Manager) rotate(ctx context.Context, s Session, token, digest string, n
 	}
 	reply := m.reply(access, next, s.ID)
 	if m.cfg.RefreshRotation && m.cfg.RefreshGrace > 0 {
-		if err := m.d.Grace.Put(ctx, digest, reply); err != nil {
+		sealed, err := sealGrace(token, reply)
+		if err == nil {
+			err = m.d.Grace.Put(ctx, digest, sealed)
+		}
+		if err != nil {
 			m.log.Warn("grace reply not stored", "session_id", s.ID, "err", err)
 		}
 	}
@@ -569,12 +717,16 @@ func (m *Manager) rotate(ctx context.Context, s Session, token, digest string, n
 
 // graceReply fetches the successor that the rotating request stored; it
 // may arrive a little after the rotation is visible in the view.
-func (m *Manager) graceReply(ctx context.Context, digest string) (events.TokenReply, error) {
+func (m *Manager) graceReply(ctx context.Context, token, digest string) (events.TokenReply, error) {
 	wait := 2 * time.Millisecond
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		r, err := m.d.Grace.Get(ctx, digest)
+		sealed, err := m.d.Grace.Get(ctx, digest)
 		if err == nil {
+			r, err := openGrace(token, sealed)
+			if err != nil {
+				return events.TokenReply{}, fmt.Errorf("%w: grace reply: %v", ErrOverloaded, err)
+			}
 			return r, nil
 		}
 		if !errors.Is(err, ErrNotFound) || time.Now().After(deadline) {
@@ -609,17 +761,26 @@ func maxTime(a, b time.Time) time.Time {
 // session's last sequence, re-reading after a lost race. Revoking a
 // revoked session does nothing.
 func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) error {
-	for range conflictRetries {
+	for attempt := range conflictRetries {
 		if !s.RevokedAt.IsZero() {
 			return nil
 		}
 		now := m.now().UTC()
+		// The latest access token's expiry, plus one lifetime in case a
+		// refresh lands unseen (see the last attempt below).
 		data := events.SessionRevoked{
 			SessionID: s.ID, UserID: s.UserID, Reason: reason, RevokedAt: now,
 			DenyUntil: maxTime(now, s.MaxAccessExp).Add(m.cfg.ClockLeeway),
 		}
-		seq, err := m.publish(ctx, events.TypeSessionRevoked, s.ID, now, data,
-			&jsbus.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq})
+		expect := &jsbus.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq}
+		if attempt == conflictRetries-1 {
+			// Still losing: revoke unconditionally. A revocation only
+			// moves the session forward, so it needs no expectation; its
+			// deny_until then covers any token issued meanwhile.
+			expect = nil
+			data.DenyUntil = maxTime(now.Add(m.cfg.AccessTTL), s.MaxAccessExp).Add(m.cfg.ClockLeeway)
+		}
+		seq, err := m.publish(ctx, events.TypeSessionRevoked, s.ID, now, data, expect)
 		if errors.Is(err, jsbus.ErrConflict) {
 			if err := m.reread(ctx, err); err != nil {
 				return err
@@ -646,6 +807,9 @@ type RevokeRequest = events.RevokeRequest
 // (by jti). It returns ErrInvalidInput (not exactly one target, bad id or
 // reason) or ErrNotFound (no such session or token).
 func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
+	if err := m.notReady(); err != nil {
+		return err
+	}
 	n := 0
 	for _, v := range []string{req.SessionID, req.UserID, req.JTI} {
 		if v != "" {
@@ -744,6 +908,9 @@ type LogoutRequest = events.LogoutRequest
 // idempotent: logging out of an ended session succeeds. It returns
 // ErrInvalidInput or ErrInvalidToken.
 func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
+	if err := m.notReady(); err != nil {
+		return err
+	}
 	switch {
 	case req.RefreshToken != "" && req.AccessToken != "":
 		return fmt.Errorf("%w: give one of refresh_token and access_token", ErrInvalidInput)
@@ -781,6 +948,9 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 // are invalid, expired or unknown are ignored (RFC 7009 §2.2); only
 // ErrOverloaded is returned.
 func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
+	if err := m.notReady(); err != nil {
+		return err
+	}
 	if IsRefreshToken(token) {
 		s, _, err := m.sessionByDigest(ctx, Digest(token))
 		if err != nil {
@@ -832,6 +1002,9 @@ type Introspection struct {
 // token's session started) nor its key revoked. It returns an error only
 // when the view cannot be read.
 func (m *Manager) Introspect(ctx context.Context, token string) (Introspection, error) {
+	if err := m.notReady(); err != nil {
+		return Introspection{}, err
+	}
 	now := m.now()
 	if IsRefreshToken(token) {
 		s, gen, err := m.sessionByDigest(ctx, Digest(token))
@@ -901,6 +1074,9 @@ func (m *Manager) Sessions(ctx context.Context, userID string) ([]events.Session
 	if !events.ValidID(userID) {
 		return nil, fmt.Errorf("%w: bad user id", ErrInvalidInput)
 	}
+	if err := m.notReady(); err != nil {
+		return nil, err
+	}
 	ss, err := m.d.View.UserSessions(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOverloaded, err)
@@ -926,15 +1102,17 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var errs []error
 	for _, s := range due {
 		if reason := s.expiryReason(m.now()); reason != "" {
 			if err := m.revokeSession(ctx, s, reason); err != nil {
-				return n, err
+				errs = append(errs, fmt.Errorf("session %s: %w", s.ID, err))
+				continue // one stuck session must not hold up the others
 			}
 			n++
 		}
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // RunSweeper sweeps every SweepInterval until ctx ends.

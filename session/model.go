@@ -158,6 +158,9 @@ var _ Publisher = (*jsbus.Publisher)(nil)
 // User is an account. Users and their hashes live in the users store,
 // never on the stream.
 type User struct {
+	// Revision is the store's version of the record, for compare-and-set
+	// updates; not stored.
+	Revision     uint64    `json:"-"`
 	ID           string    `json:"id"`
 	Username     string    `json:"username"`
 	PasswordHash string    `json:"password_hash"`
@@ -176,7 +179,8 @@ type Users interface {
 	// Create stores a new user under its normalised name, or returns
 	// ErrExists.
 	Create(ctx context.Context, normalized string, u User) error
-	// Update stores changes to an existing user (hash, disabled).
+	// Update stores changes to an existing user (hash, disabled) if the
+	// record is still at u.Revision; otherwise it returns ErrConflict.
 	Update(ctx context.Context, u User) error
 	// List returns every user.
 	List(ctx context.Context) ([]User, error)
@@ -214,12 +218,14 @@ type Tokens interface {
 
 // GraceStore keeps, for RefreshGrace, the reply of a refresh under the
 // digest of the refresh token it rotated, so that a retry of that refresh
-// on any manager gets the same successor. Its contents are secrets and
-// must be readable by managers only.
+// on any manager gets the same successor. The reply is sealed with a key
+// derived from that refresh token, so the store holds nothing usable.
 type GraceStore interface {
-	Put(ctx context.Context, previousDigest string, reply events.TokenReply) error
-	// Get returns the reply, or ErrNotFound.
-	Get(ctx context.Context, previousDigest string) (events.TokenReply, error)
+	// Put keeps a sealed reply (see grace.go) under the digest of the
+	// refresh token it rotated.
+	Put(ctx context.Context, previousDigest string, sealed []byte) error
+	// Get returns the sealed reply, or ErrNotFound.
+	Get(ctx context.Context, previousDigest string) ([]byte, error)
 }
 
 // Signing algorithms (contract): ES256 by default, EdDSA and RS256

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -111,5 +112,59 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
+	}
+}
+
+// Concurrent misses share reads of the stream's last sequence, but never
+// one that started before they arrived.
+func TestBarrierSharesOnlyLaterReads(t *testing.T) {
+	var b barrier
+	var mu sync.Mutex
+	var reads int
+	var seq uint64
+	read := func(context.Context) (uint64, error) {
+		mu.Lock()
+		reads++
+		seq++
+		s := seq
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		return s, nil
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			mu.Lock()
+			before := seq // reads started before this call
+			mu.Unlock()
+			got, err := b.lastSeq(context.Background(), read)
+			if err != nil || got <= before {
+				t.Errorf("got read %d, but %d had started before the call", got, before)
+			}
+		})
+	}
+	wg.Wait()
+	if reads > 10 {
+		t.Fatalf("%d reads for 50 concurrent calls", reads)
+	}
+}
+
+// An address failing on many accounts waits for accounts it is not known
+// for (credential stuffing), and not for one it is known for.
+func TestThrottlePerAddressOverAllAccounts(t *testing.T) {
+	c := DefaultThrottleConfig()
+	c.PerAddressAll = 3
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	var th Throttle
+	for range 3 {
+		th = ApplyFailure(Throttle{AddressFailures: th.AddressFailures}, at)
+	}
+	other := Throttle{AddressFailures: th.AddressFailures}
+	if c.RetryAfter(other, at) != c.Window {
+		t.Fatalf("stuffing address not delayed: %s", c.RetryAfter(other, at))
+	}
+	other.KnownAt = at.Add(-time.Hour)
+	if c.RetryAfter(other, at) != 0 {
+		t.Fatal("known address delayed")
 	}
 }

@@ -18,7 +18,11 @@ import (
 //     addresses that never logged in to the account successfully wait
 //     until the oldest of those failures leaves the window. Addresses that
 //     did (within KnownAddressTTL) are exempt, so an attacker elsewhere
-//     cannot lock the real user out of their usual address.
+//     cannot lock the real user out of their usual address;
+//   - per address, over all accounts (credential stuffing): after
+//     PerAddressAll failures within Window from one address, it waits for
+//     every account it is not known for. This also bounds how many
+//     login.failed facts one address can put on the stream.
 //
 // The view stores only counts and times (never the configuration), so
 // managers with different settings share one view shape.
@@ -27,6 +31,7 @@ import (
 type ThrottleConfig struct {
 	PerAddress      int
 	PerAccount      int
+	PerAddressAll   int
 	Window          time.Duration
 	BaseDelay       time.Duration
 	MaxDelay        time.Duration
@@ -38,8 +43,8 @@ type ThrottleConfig struct {
 const FailureMemory = 24 * time.Hour
 
 // AccountFailuresKept is how many recent failure times the view keeps per
-// account; PerAccount may not exceed it.
-const AccountFailuresKept = 64
+// account and per address; PerAccount and PerAddressAll may not exceed it.
+const AccountFailuresKept = 128
 
 // DefaultThrottleConfig: delays start at the 5th failure from an address
 // (1s, 2s, 4s … 15m), and at 20 failures in 15 minutes for unknown
@@ -48,6 +53,7 @@ func DefaultThrottleConfig() ThrottleConfig {
 	return ThrottleConfig{
 		PerAddress:      5,
 		PerAccount:      20,
+		PerAddressAll:   100,
 		Window:          15 * time.Minute,
 		BaseDelay:       time.Second,
 		MaxDelay:        15 * time.Minute,
@@ -61,8 +67,8 @@ func (c ThrottleConfig) Validate() error {
 	if c.PerAddress < 1 {
 		errs = append(errs, errors.New("throttle: per-address threshold must be at least 1"))
 	}
-	if c.PerAccount < 1 || c.PerAccount > AccountFailuresKept {
-		errs = append(errs, fmt.Errorf("throttle: per-account threshold must be in 1..%d", AccountFailuresKept))
+	if c.PerAccount < 1 || c.PerAccount > AccountFailuresKept || c.PerAddressAll < 1 || c.PerAddressAll > AccountFailuresKept {
+		errs = append(errs, fmt.Errorf("throttle: per-account and per-address thresholds must be in 1..%d", AccountFailuresKept))
 	}
 	if c.Window <= 0 || c.BaseDelay <= 0 || c.MaxDelay < c.BaseDelay || c.KnownAddressTTL <= 0 {
 		errs = append(errs, errors.New("throttle: window, delays and known-address TTL must be positive, max delay ≥ base delay"))
@@ -80,8 +86,11 @@ type Throttle struct {
 	// AccountFailures are the most recent failure times of the account
 	// from any address, oldest first, at most AccountFailuresKept.
 	AccountFailures []time.Time `json:"account_failures,omitempty"`
-	// KnownSince is the last successful login from this address, zero if
-	// none.
+	// AddressFailures are the most recent failure times from this address
+	// over all accounts, oldest first (empty when the address is unknown).
+	AddressFailures []time.Time `json:"address_failures,omitempty"`
+	// KnownAt is the last successful login to this account from this
+	// address, zero if none.
 	KnownAt time.Time `json:"known_at,omitzero"`
 }
 
@@ -106,13 +115,23 @@ func (c ThrottleConfig) RetryAfter(t Throttle, now time.Time) time.Duration {
 		}
 	}
 	known := !t.KnownAt.IsZero() && now.Sub(t.KnownAt) < c.KnownAddressTTL
-	if n := len(t.AccountFailures); !known && n >= c.PerAccount {
-		oldest := t.AccountFailures[n-c.PerAccount]
-		if until := oldest.Add(c.Window); until.After(now) {
-			wait = max(wait, until.Sub(now))
-		}
+	if !known {
+		wait = max(wait, c.windowWait(t.AccountFailures, c.PerAccount, now), c.windowWait(t.AddressFailures, c.PerAddressAll, now))
 	}
 	return wait
+}
+
+// windowWait is how long until fewer than limit of the recent failures
+// are within the window.
+func (c ThrottleConfig) windowWait(recent []time.Time, limit int, now time.Time) time.Duration {
+	n := len(recent)
+	if n < limit {
+		return 0
+	}
+	if until := recent[n-limit].Add(c.Window); until.After(now) {
+		return until.Sub(now)
+	}
+	return 0
 }
 
 // StartsThrottle reports whether one more failure at at starts a delay for
@@ -135,6 +154,7 @@ func ApplyFailure(t Throttle, at time.Time) Throttle {
 		t.LastFailureAt = at
 	}
 	t.AccountFailures = appendRecent(t.AccountFailures, at)
+	t.AddressFailures = appendRecent(t.AddressFailures, at)
 	return t
 }
 

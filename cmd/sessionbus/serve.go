@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,6 +91,7 @@ func newServeCmd() *cobra.Command {
 	var f managerFlags
 	var httpAddr, adminAddr string
 	var rebuild bool
+	var proxies []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the session manager (embedded NATS JetStream by default)",
@@ -105,17 +107,26 @@ stream before /readyz turns ready; delete it, or pass --rebuild-view, to
 rebuild it from the stream.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return serve(cmd.Context(), &f, httpAddr, adminAddr, rebuild)
+			var trusted []netip.Prefix
+			for _, p := range proxies {
+				pfx, err := netip.ParsePrefix(p)
+				if err != nil {
+					return fmt.Errorf("--trusted-proxies: %w", err)
+				}
+				trusted = append(trusted, pfx)
+			}
+			return serve(cmd.Context(), &f, httpAddr, adminAddr, rebuild, trusted)
 		},
 	}
 	f.add(cmd.Flags())
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
 	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the stream")
+	cmd.Flags().StringSliceVar(&proxies, "trusted-proxies", nil, "networks (CIDR) of reverse proxies whose X-Forwarded-For gives the client address for login throttling, e.g. 10.0.0.0/8")
 	return cmd
 }
 
-func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, rebuild bool) error {
+func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, rebuild bool, trusted []netip.Prefix) error {
 	log := slog.Default()
 	if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -133,7 +144,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, reb
 	defer shutdownNATS()
 
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
-	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView = httpAddr, adminAddr, rebuild
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {
 		return err
@@ -147,7 +158,8 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, reb
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case runErr = <-n.Err():
+	case <-n.Failed():
+		runErr = n.Failure()
 		log.Error("manager failed", "err", runErr)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

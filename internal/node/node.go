@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,8 @@ type Config struct {
 	KVReplicas int
 	// HTTPAddr and AdminAddr to listen on; "" serves no HTTP.
 	HTTPAddr, AdminAddr string
+	// TrustedProxies may set X-Forwarded-For (see httpapi.Config).
+	TrustedProxies []netip.Prefix
 	// NoService skips the NATS service (offline operator commands).
 	NoService bool
 	// Version reported by the NATS service.
@@ -65,13 +68,15 @@ type Node struct {
 	svc     *natsapi.Service
 	servers []*http.Server
 	addrs   []string
-	ready   atomic.Bool
+	ready   *atomic.Bool
 	readyCh chan struct{}
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errc   chan error
-	closed sync.Once
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	failed  chan struct{} // closed on the first background failure
+	failure error
+	failMu  sync.Mutex
+	closed  sync.Once
 }
 
 // Start starts a node on nc, which must have the manager's permissions.
@@ -151,9 +156,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 		loadKeys(active, keys)
 		return nil
 	}
+	ready := new(atomic.Bool)
 	mgr, err := session.New(cfg.Session, session.Deps{
 		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
-		Grace: kv, AccountSecret: secret, ReloadKeys: reloadKeys, Logger: log, Registerer: reg,
+		Grace: kv, AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -167,7 +173,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 
 	rctx, cancel := context.WithCancel(context.Background())
 	n = &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
-		errc: make(chan error, 4), readyCh: make(chan struct{})}
+		ready: ready, failed: make(chan struct{}), readyCh: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			if n.svc != nil {
@@ -209,7 +215,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	}
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Registerer: reg, Logger: log,
+		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
 	})
 	for _, l := range []struct {
 		addr string
@@ -239,19 +245,25 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	return n, nil
 }
 
-// goRun runs fn in a goroutine owned by the node; an error is reported on
-// Err.
+// goRun runs fn in a goroutine owned by the node; its error fails the
+// node (see Failed).
 func (n *Node) goRun(name string, fn func() error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		if err := fn(); err != nil {
-			select {
-			case n.errc <- fmt.Errorf("%s: %w", name, err):
-			default:
-			}
+			n.fail(fmt.Errorf("%s: %w", name, err))
 		}
 	}()
+}
+
+func (n *Node) fail(err error) {
+	n.failMu.Lock()
+	defer n.failMu.Unlock()
+	if n.failure == nil {
+		n.failure = err
+		close(n.failed)
+	}
 }
 
 // Manager returns the session manager.
@@ -271,8 +283,8 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case err := <-n.errc:
-		return err
+	case <-n.failed:
+		return n.Failure()
 	}
 }
 
@@ -280,9 +292,17 @@ func (n *Node) WaitReady(ctx context.Context) error {
 func (n *Node) HTTPAddr() string  { return n.addrs[0] }
 func (n *Node) AdminAddr() string { return n.addrs[1] }
 
-// Err delivers the failure of a background part (the view could not
-// write, a listener died); the node should then be closed.
-func (n *Node) Err() <-chan error { return n.errc }
+// Failed is closed when a background part fails (the view could not
+// write, a listener died); the node should then be closed. Failure says
+// why.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Failure is the first background failure, or nil.
+func (n *Node) Failure() error {
+	n.failMu.Lock()
+	defer n.failMu.Unlock()
+	return n.failure
+}
 
 // Close stops the node gracefully: the NATS service drains its requests,
 // HTTP servers finish theirs (up to ctx), background loops stop, the view

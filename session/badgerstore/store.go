@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,9 +173,23 @@ func (s *Store) commit(txn *badger.Txn, seq uint64) error {
 	return nil
 }
 
-func (s *Store) skip(w *writer, st events.Stored, why error) {
+func (s *Store) skip(w *writer, st events.Stored, why error) error {
 	w.skipped++
 	s.log.Warn("view skipped a stream message", "seq", st.Seq, "subject", st.Subject, "err", why)
+	// A fact the view cannot read still moves its session's subjects: the
+	// session's last sequence must follow, or every conditional write on
+	// the session (refresh, revoke) would conflict for ever.
+	agg, _, id, ok := events.ParseSubject(st.Subject)
+	if !ok || agg != "session" {
+		return nil
+	}
+	var sess session.Session
+	found, err := w.get(kSession(id), &sess)
+	if err != nil || !found || sess.LastSeq >= st.Seq {
+		return err
+	}
+	sess.LastSeq = st.Seq
+	return w.put(kSession(id), sess, sess.ExpiresAt.Add(retention))
 }
 
 // Keys. Ids are subject-safe ([A-Za-z0-9_-]), digests hex, so ':' can
@@ -189,6 +204,7 @@ func kUserSession(uid, sid string) []byte { return []byte("us:" + uid + ":" + si
 func kKey(kid string) []byte              { return []byte("k:" + kid) }
 func kAddr(acct, addr string) []byte      { return []byte("ta:" + acct + ":" + addrKey(addr)) }
 func kAccount(acct string) []byte         { return []byte("tc:" + acct) }
+func kAddrAll(addr string) []byte         { return []byte("tg:" + addr) }
 
 // kDue is a deadline index entry: sorted by time, so the sweeper scans a
 // prefix.
@@ -262,13 +278,11 @@ func later(a, b time.Time) time.Time {
 // advances.
 func (s *Store) applyOne(w *writer, st events.Stored) error {
 	if st.Err != nil {
-		s.skip(w, st, st.Err)
-		return nil
+		return s.skip(w, st, st.Err)
 	}
 	data, err := st.Event.DecodeData()
 	if err != nil {
-		s.skip(w, st, err)
-		return nil
+		return s.skip(w, st, err)
 	}
 	switch d := data.(type) {
 	case *events.SessionCreated:
@@ -279,8 +293,7 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 		return s.applySessionRevoked(w, st, d)
 	case *events.UserRevoked:
 		if !events.ValidID(d.UserID) {
-			s.skip(w, st, errBadIDs)
-			return nil
+			return s.skip(w, st, errBadIDs)
 		}
 		var u session.UserState
 		if _, err := w.get(kUser(d.UserID), &u); err != nil {
@@ -290,8 +303,7 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 		return w.put(kUser(d.UserID), u, time.Time{})
 	case *events.TokenRevoked:
 		if !events.ValidID(d.JTI) {
-			s.skip(w, st, errBadIDs)
-			return nil
+			return s.skip(w, st, errBadIDs)
 		}
 		var t session.TokenInfo
 		found, err := w.get(kToken(d.JTI), &t)
@@ -309,8 +321,7 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 		return s.applyLoginFailed(w, d)
 	case *events.KeyRevoked:
 		if !events.ValidID(d.KeyID) {
-			s.skip(w, st, errBadIDs)
-			return nil
+			return s.skip(w, st, errBadIDs)
 		}
 		var k session.KeyState
 		if _, err := w.get(kKey(d.KeyID), &k); err != nil {
@@ -323,16 +334,14 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 	case *events.KeyRotated:
 		return nil // keys live in the key store; the JWKS follows it
 	}
-	s.skip(w, st, fmt.Errorf("no view rule for %s", st.Event.Type))
-	return nil
+	return s.skip(w, st, fmt.Errorf("no view rule for %s", st.Event.Type))
 }
 
 var errBadIDs = errors.New("ids are not subject-safe")
 
 func (s *Store) applyCreated(w *writer, st events.Stored, d *events.SessionCreated) error {
 	if !events.ValidID(d.SessionID) || !events.ValidID(d.UserID) || d.RefreshDigest == "" {
-		s.skip(w, st, errBadIDs)
-		return nil
+		return s.skip(w, st, errBadIDs)
 	}
 	var cur session.Session
 	found, err := w.get(kSession(d.SessionID), &cur)
@@ -417,8 +426,7 @@ const maxExpStep = time.Minute
 
 func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRefreshed) error {
 	if d.RefreshDigest == "" {
-		s.skip(w, st, errBadIDs)
-		return nil
+		return s.skip(w, st, errBadIDs)
 	}
 	sess, ok, err := s.knownSession(w, st, d.SessionID)
 	if !ok {
@@ -463,13 +471,12 @@ func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRef
 func (s *Store) knownSession(w *writer, st events.Stored, id string) (session.Session, bool, error) {
 	var sess session.Session
 	if !events.ValidID(id) {
-		s.skip(w, st, errBadIDs)
-		return sess, false, nil
+		return sess, false, s.skip(w, st, errBadIDs)
 	}
 	found, err := w.get(kSession(id), &sess)
 	if err != nil || !found {
 		if err == nil {
-			s.skip(w, st, errUnknownSession)
+			err = s.skip(w, st, errUnknownSession)
 		}
 		return sess, false, err
 	}
@@ -520,7 +527,7 @@ func addrExpiry(t session.Throttle) time.Time {
 const maxKnownAddressTTL = 90 * 24 * time.Hour
 
 func (s *Store) applyLoginFailed(w *writer, d *events.LoginFailed) error {
-	if d.AccountKey == "" || len(d.AccountKey) > 128 || strings.ContainsAny(d.AccountKey, ":") || len(d.IP) > 64 {
+	if d.AccountKey == "" || len(d.AccountKey) > 128 || strings.ContainsAny(d.AccountKey, ":") || len(d.IP) > 64 || strings.ContainsAny(d.IP, ": ") && !isIPv6(d.IP) {
 		return nil
 	}
 	var a addrRec
@@ -531,9 +538,22 @@ func (s *Store) applyLoginFailed(w *writer, d *events.LoginFailed) error {
 	if _, err := w.get(kAccount(d.AccountKey), &c); err != nil {
 		return err
 	}
-	th := session.ApplyFailure(session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt, AccountFailures: c.Failures}, d.FailedAt)
+	var g accountRec
+	if d.IP != "" {
+		if _, err := w.get(kAddrAll(d.IP), &g); err != nil {
+			return err
+		}
+	}
+	th := session.ApplyFailure(session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt,
+		AccountFailures: c.Failures, AddressFailures: g.Failures}, d.FailedAt)
 	if err := w.put(kAddr(d.AccountKey, d.IP), addrRecord(th), addrExpiry(th)); err != nil {
 		return err
+	}
+	if d.IP != "" {
+		g.Failures = th.AddressFailures
+		if err := w.put(kAddrAll(d.IP), g, g.Failures[len(g.Failures)-1].Add(session.FailureMemory+retention)); err != nil {
+			return err
+		}
 	}
 	c.Failures = th.AccountFailures
 	return w.put(kAccount(d.AccountKey), c, c.Failures[len(c.Failures)-1].Add(session.FailureMemory+retention))
@@ -615,15 +635,21 @@ func (s *Store) Key(_ context.Context, kid string) (session.KeyState, error) {
 // Throttle implements session.View.
 func (s *Store) Throttle(_ context.Context, accountKey, addr string) (session.Throttle, error) {
 	var a addrRec
-	var c accountRec
+	var c, g accountRec
 	err := s.db.View(func(txn *badger.Txn) error {
 		if _, err := getJSON(txn, kAddr(accountKey, addr), &a); err != nil {
 			return err
 		}
+		if addr != "" {
+			if _, err := getJSON(txn, kAddrAll(addr), &g); err != nil {
+				return err
+			}
+		}
 		_, err := getJSON(txn, kAccount(accountKey), &c)
 		return err
 	})
-	return session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt, AccountFailures: c.Failures}, err
+	return session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt,
+		AccountFailures: c.Failures, AddressFailures: g.Failures}, err
 }
 
 // UserSessions implements session.View.
@@ -710,3 +736,9 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 }
 func (b badgerLogger) Infof(f string, a ...any)  {}
 func (b badgerLogger) Debugf(f string, a ...any) {}
+
+// isIPv6 tells an IPv6 address (which has colons) from junk in a key.
+func isIPv6(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is6()
+}

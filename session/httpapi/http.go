@@ -10,7 +10,9 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +32,12 @@ type Config struct {
 	Metrics http.Handler
 	// Registerer receives the HTTP request counter (nil: none).
 	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For is believed: the client address used for login
+	// throttling is then the right-most address in it that is not a
+	// trusted proxy. Without it (the default) the peer address is used.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
 }
 
 // Handlers builds the public and the admin handler.
@@ -187,15 +194,16 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == 500 {
 		h.cfg.Logger.Error("request failed", "path", r.URL.Path, "err", err)
 	}
+	if errors.Is(err, session.ErrInvalidToken) {
+		// RFC 6750: a bearer-token challenge only where a token was refused.
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
 	writeError(w, code, codeNames[code], msg, session.RetryAfter(err))
 }
 
 func writeError(w http.ResponseWriter, code int, name, msg string, retryAfter time.Duration) {
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
-	}
-	if code == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
 	writeJSON(w, code, map[string]string{"error": name, "error_description": msg})
 }
@@ -264,12 +272,42 @@ func fromReply(r events.TokenReply) tokenReply {
 	return tokenReply{r.AccessToken, r.RefreshToken, r.TokenType, r.ExpiresIn, r.SessionID}
 }
 
-func clientIP(r *http.Request) string {
+// clientIP is the address login throttling keys on: the peer, or, behind
+// a trusted proxy, the right-most X-Forwarded-For entry that is not one
+// (entries left of it could be forged by the client).
+func (h *Handlers) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return ""
 	}
-	return host
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	if !h.trusted(peer) {
+		return peer.Unmap().String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if !h.trusted(a) {
+			return a.Unmap().String()
+		}
+		peer = a
+	}
+	return peer.Unmap().String()
+}
+
+func (h *Handlers) trusted(a netip.Addr) bool {
+	for _, p := range h.cfg.TrustedProxies {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
@@ -287,7 +325,7 @@ func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	rep, err := h.m.Login(r.Context(), events.LoginRequest{
 		Username: req.Username, Password: req.Password, ClientID: req.ClientID,
-		IP: clientIP(r), UserAgent: ua,
+		IP: h.clientIP(r), UserAgent: ua,
 	})
 	if err != nil {
 		return err

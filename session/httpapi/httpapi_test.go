@@ -229,8 +229,14 @@ func checkErrorBody(t testing.TB, r response) {
 	if want, ok := codeNames[r.status]; ok && code != want {
 		t.Errorf("error %q, want %q for %d", code, want, r.status)
 	}
-	if r.status == http.StatusUnauthorized && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
-		t.Errorf("401 without a Bearer WWW-Authenticate: %v", r.header)
+	// RFC 6750: a bearer challenge where a token was refused, not for bad
+	// credentials at /login.
+	challenge := strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer")
+	if r.status == http.StatusUnauthorized && desc == "invalid token" && !challenge {
+		t.Errorf("401 for a token without a Bearer WWW-Authenticate: %v", r.header)
+	}
+	if r.status == http.StatusUnauthorized && desc != "invalid token" && challenge {
+		t.Errorf("401 for credentials with a Bearer challenge: %v", r.header)
 	}
 	if r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable {
 		if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < 1 {

@@ -87,6 +87,7 @@ func (s *Store) userAt(ctx context.Context, key string) (session.User, error) {
 	if err := json.Unmarshal(e.Value(), &u); err != nil {
 		return session.User{}, fmt.Errorf("user record: %w", err)
 	}
+	u.Revision = e.Revision()
 	return u, nil
 }
 
@@ -122,7 +123,8 @@ func (s *Store) Create(ctx context.Context, normalized string, u session.User) e
 	return nil
 }
 
-// Update implements session.Users.
+// Update implements session.Users: compare-and-set on the record's
+// revision, so two concurrent changes cannot undo each other.
 func (s *Store) Update(ctx context.Context, u session.User) error {
 	e, err := s.users.Get(ctx, "id."+u.ID)
 	if err != nil {
@@ -132,7 +134,10 @@ func (s *Store) Update(ctx context.Context, u session.User) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.users.Put(ctx, string(e.Value()), b); err != nil {
+	if _, err := s.users.Update(ctx, string(e.Value()), b, u.Revision); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return session.ErrConflict
+		}
 		return fmt.Errorf("update user: %w", err)
 	}
 	return nil
@@ -335,34 +340,19 @@ func (s *Store) WatchKeys(ctx context.Context, fn func(active string, keys []ses
 	}
 }
 
-type graceEntry struct {
-	Reply     events.TokenReply `json:"reply"`
-	ExpiresAt time.Time         `json:"expires_at"`
-}
-
-// graceTTL bounds how long a grace entry is served, whatever the bucket's
-// own TTL.
-const graceTTL = time.Minute
-
-// Put implements session.GraceStore.
-func (s *Store) Put(ctx context.Context, previousDigest string, reply events.TokenReply) error {
-	b, err := json.Marshal(graceEntry{Reply: reply, ExpiresAt: time.Now().Add(graceTTL)})
-	if err != nil {
-		return err
-	}
-	_, err = s.grace.Put(ctx, "g."+previousDigest, b)
+// Put implements session.GraceStore. The bucket's TTL (2 minutes) drops
+// entries; the manager serves them only within --refresh-grace (at most a
+// minute).
+func (s *Store) Put(ctx context.Context, previousDigest string, sealed []byte) error {
+	_, err := s.grace.Put(ctx, "g."+previousDigest, sealed)
 	return err
 }
 
 // Get implements session.GraceStore.
-func (s *Store) Get(ctx context.Context, previousDigest string) (events.TokenReply, error) {
+func (s *Store) Get(ctx context.Context, previousDigest string) ([]byte, error) {
 	e, err := s.grace.Get(ctx, "g."+previousDigest)
 	if err != nil {
-		return events.TokenReply{}, notFound(err)
+		return nil, notFound(err)
 	}
-	var g graceEntry
-	if err := json.Unmarshal(e.Value(), &g); err != nil || time.Now().After(g.ExpiresAt) {
-		return events.TokenReply{}, session.ErrNotFound
-	}
-	return g.Reply, nil
+	return e.Value(), nil
 }

@@ -160,8 +160,9 @@ func (r *Keyring) Verify(token string) (session.AccessClaims, error) {
 		jwt.WithLeeway(r.cfg.Leeway),
 		jwt.WithTimeFunc(r.now),
 	}
-	for _, aud := range r.cfg.Audience {
-		opts = append(opts, jwt.WithAudience(aud))
+	if len(r.cfg.Audience) > 0 {
+		// Any one of the configured audiences will do.
+		opts = append(opts, jwt.WithAudience(r.cfg.Audience...))
 	}
 	var c accessClaims
 	var kid string

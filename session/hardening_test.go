@@ -1,0 +1,160 @@
+package session_test
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/kvstore"
+)
+
+// A login whose hash is running when the account is disabled never leaves
+// a working session behind, whatever the interleaving.
+func TestLoginRacingDisable(t *testing.T) {
+	_, m := start(t)
+	mgr := m.Manager()
+	for i := range 6 {
+		name := "racer" + string(rune('a'+i))
+		m.AddUser(t, name, pw)
+		var rep events.TokenReply
+		var lerr error
+		var wg sync.WaitGroup
+		wg.Go(func() { rep, lerr = mgr.Login(bg, session.LoginRequest{Username: name, Password: pw}) })
+		time.Sleep(time.Duration(i*4) * time.Millisecond)
+		if _, err := mgr.SetDisabled(bg, name, true); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if lerr != nil {
+			continue // refused: fine
+		}
+		if active(t, m, rep.AccessToken) {
+			t.Fatalf("round %d: a session of a disabled user is active", i)
+		}
+		if _, err := mgr.Refresh(bg, rep.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+			t.Fatalf("round %d: a disabled user's session refreshes: %v", i, err)
+		}
+	}
+}
+
+// A burst of concurrent wrong passwords from one address gets no more
+// password checks than the throttle allows.
+func TestConcurrentFailuresAreThrottled(t *testing.T) {
+	_, m := start(t)
+	m.AddUser(t, "alice", pw)
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			err := tryLogin(m, "alice", "wrong password", "203.0.113.5")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, session.ErrBadCredentials):
+				counts["checked"]++
+			case errors.Is(err, session.ErrThrottled):
+				counts["throttled"]++
+			default:
+				counts["other"]++
+			}
+		})
+	}
+	wg.Wait()
+	if counts["checked"] > session.DefaultThrottleConfig().PerAddress || counts["throttled"] == 0 {
+		t.Fatalf("%v: at most %d password checks may run before delays start", counts, session.DefaultThrottleConfig().PerAddress)
+	}
+}
+
+// A fact the view cannot read on a session's subject (a newer manager's
+// v2, say) does not make the session impossible to refresh or revoke.
+func TestUnreadableFactDoesNotWedgeASession(t *testing.T) {
+	_, m := start(t)
+	m.AddUser(t, "alice", pw)
+	r := login(t, m, "alice")
+	e, err := events.New(events.TypeSessionRefreshed, events.Source("future"), r.SessionID, time.Now(), map[string]any{"session_id": r.SessionID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := e.NATSSubject()
+	e.Type = "io.sessionbus.session.refreshed.v2"
+	msg, err := events.ToMsg(subject, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := jsTestStream(t, m).PublishMsg(bg, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.View().WaitApplied(bg, ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.Manager().Refresh(bg, r.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh after an unreadable fact: %v", err)
+	}
+	if err := m.Manager().Revoke(bg, session.RevokeRequest{SessionID: r.SessionID}); err != nil {
+		t.Fatalf("revoke after an unreadable fact: %v", err)
+	}
+	if active(t, m, n.AccessToken) {
+		t.Fatal("revoked session active")
+	}
+}
+
+// The grace store holds no usable token.
+func TestGraceStoreHoldsNoToken(t *testing.T) {
+	_, m := start(t, withSession(func(c *session.Config) { c.RefreshGrace = 5 * time.Second }))
+	m.AddUser(t, "alice", pw)
+	r := login(t, m, "alice")
+	n := must(m.Manager().Refresh(bg, r.RefreshToken))
+	if again := must(m.Manager().Refresh(bg, r.RefreshToken)); again.RefreshToken != n.RefreshToken {
+		t.Fatal("grace retry got another successor")
+	}
+	js := jsTestStream(t, m)
+	kv, err := js.KeyValue(bg, kvstore.GraceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(bg, "g."+session.Digest(r.RefreshToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{n.RefreshToken, n.AccessToken, n.AccessToken[:40], "sbr_", "eyJ"} {
+		if bytes.Contains(e.Value(), []byte(secret)) {
+			t.Fatalf("grace entry holds a token in the clear")
+		}
+	}
+	_ = jetstream.KeyValueEntry(e)
+}
+
+// Two changes to one user cannot undo each other: the second writer with
+// a stale revision is refused.
+func TestUserUpdatesAreCompareAndSet(t *testing.T) {
+	_, m := start(t)
+	id := m.AddUser(t, "alice", pw)
+	kv, err := kvstore.Open(bg, jsTestStream(t, m), kvstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := kv.ByID(bg, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Manager().SetDisabled(bg, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	stale.PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+	if err := kv.Update(bg, stale); !errors.Is(err, session.ErrConflict) {
+		t.Fatalf("stale update: %v, want ErrConflict", err)
+	}
+	u, _ := kv.ByID(bg, id)
+	if !u.Disabled {
+		t.Fatal("the disable was undone")
+	}
+}
