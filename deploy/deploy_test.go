@@ -30,6 +30,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/audit"
 	"github.com/sessionbus/sessionbus/consumers/denylist"
+	"github.com/sessionbus/sessionbus/consumers/httpauth"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/embedded"
 	"github.com/sessionbus/sessionbus/internal/node"
@@ -267,9 +268,13 @@ func checkRoles(t *testing.T, opts *server.Options, want *server.Permissions) {
 
 	admin := userOf(t, opts, "admin").Permissions
 	for _, s := range want.Publish.Allow {
-		if !slices.Contains(admin.Publish.Allow, s) {
+		if !slices.ContainsFunc(admin.Publish.Allow, func(a string) bool { return subjectCovers(a, s) }) {
 			t.Errorf("admin lacks the service permission to publish %s", s)
 		}
+	}
+	// Operators read the whole stream (events tail), services do not.
+	if !slices.Contains(admin.Subscribe.Allow, events.SubjectPrefix+">") {
+		t.Errorf("admin may not subscribe to %s>: %q", events.SubjectPrefix, admin.Subscribe.Allow)
 	}
 	for _, s := range []string{events.SubjectRevoke, events.SubjectSessions, events.SubjectUsersAdd, events.SubjectUsersDisable,
 		events.SubjectUsersList, events.SubjectUsersEnable, events.SubjectUsersPasswd, events.SubjectKeysList, events.SubjectKeysRotate, events.SubjectKeysRevoke} {
@@ -326,6 +331,113 @@ func checkServiceUser(t *testing.T, user string, p, want *server.Permissions) {
 	if len(p.Publish.Deny) != 0 || len(p.Subscribe.Deny) != 0 || p.Response != nil {
 		t.Errorf("%s has deny lists or allow_responses the embedded role has not", user)
 	}
+	// Of AUTH_EVENTS only the revocation and key facts, whatever the route.
+	for _, s := range serviceMayNotPublish {
+		if a, ok := serverAllows(p.Publish, s); ok {
+			t.Errorf("%s may publish %s (allowed by %s)", user, s, a)
+		}
+	}
+	for _, s := range serviceMayNotSubscribe {
+		if a, ok := serverAllows(p.Subscribe, s); ok {
+			t.Errorf("%s may subscribe to %s (allowed by %s)", user, s, a)
+		}
+	}
+	for _, s := range []string{"auth.events.session.revoked.x", "auth.events.key.rotated.x", events.SubjectRevocations, events.SubjectPrefix + "key.>"} {
+		if _, ok := serverAllows(p.Subscribe, s); !ok {
+			t.Errorf("%s may not subscribe to %s", user, s)
+		}
+	}
+	if _, ok := serverAllows(p.Publish, "$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x."+events.SubjectRevocations); !ok {
+		t.Errorf("%s may not create a consumer filtered on the revocations", user)
+	}
+}
+
+// serviceMayNotPublish are requests by which a service could read facts
+// other than the revocations and the key facts (login failures tell
+// whether a username exists), or list or delete others' consumers. The
+// subjects are taken literally, as the server takes a published subject:
+// a wildcard in them is just a token.
+var serviceMayNotPublish = []string{
+	"$JS.API.INFO",
+	"$JS.API.STREAM.INFO.AUTH_EVENTS",
+	"$JS.API.STREAM.MSG.GET.AUTH_EVENTS",
+	"$JS.API.DIRECT.GET.AUTH_EVENTS",
+	"$JS.API.DIRECT.GET.AUTH_EVENTS.auth.events.login.failed.unknown",
+	"$JS.API.DIRECT.GET.AUTH_EVENTS.auth.events.*.revoked.>",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.>",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.login.>",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.login.failed.>",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.login.failed.unknown",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.session.>",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.*.*.unknown",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.auth.events.*.failed.>",
+	"$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x.>",
+	"$JS.API.CONSUMER.DURABLE.CREATE.AUTH_EVENTS.x",
+	"$JS.API.CONSUMER.LIST.AUTH_EVENTS",
+	"$JS.API.CONSUMER.NAMES.AUTH_EVENTS",
+	"$JS.API.CONSUMER.DELETE.AUTH_EVENTS.x",
+	"$JS.API.STREAM.NAMES",
+	"$JS.API.STREAM.LIST",
+}
+
+// serviceMayNotSubscribe are subscriptions that would receive facts other
+// than the revocations and the key facts.
+var serviceMayNotSubscribe = []string{
+	">", "auth.>", "auth.events.>", "auth.events.login.>", "auth.events.login.failed.>",
+	"auth.events.login.failed.unknown", "auth.events.login.failed.x", "auth.events.*.failed.>",
+	"auth.events.*.*.unknown", "auth.events.*.*.*", "auth.events.session.>", "auth.events.session.created.x",
+	"auth.events.session.refreshed.x", "auth.events.*.created.>",
+}
+
+// serverAllows reports the allow entry of p that lets a client publish or
+// subscribe to subject, matching as the server does: the subject's tokens
+// are literals ("*" and ">" in it are tokens like any other), an allowed
+// "*" matches any one token and ">" one or more.
+func serverAllows(p *server.SubjectPermission, subject string) (string, bool) {
+	if p == nil {
+		return "", false
+	}
+	for _, a := range p.Allow {
+		if literalMatch(strings.Fields(a)[0], subject) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+func literalMatch(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		switch {
+		case p == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case p != "*" && p != st[i]:
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// subjectCovers reports whether every subject matched by sub is matched
+// by pattern.
+func subjectCovers(pattern, sub string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(sub, ".")
+	for i, p := range pt {
+		switch {
+		case p == ">":
+			return len(st) > i
+		case i >= len(st) || st[i] == ">":
+			return false
+		case p == "*":
+		case st[i] == "*" || p != st[i]:
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }
 
 // TestNATSConfigOrdersExample uncomments the example of a second service
@@ -446,15 +558,20 @@ func (e *errs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
 	e.list = append(e.list, err)
 }
 
-// waitViolation waits for a permission violation naming subject.
+// waitViolation waits for a permission violation naming subject, or,
+// when subject ends with a dot, a subject starting with it.
 func (e *errs) waitViolation(t *testing.T, who, op, subject string) {
 	t.Helper()
+	named := `to "` + subject
+	if !strings.HasSuffix(subject, ".") {
+		named += `"`
+	}
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		e.mu.Lock()
 		for _, err := range e.list {
 			msg := strings.ToLower(err.Error())
-			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(msg, op) && strings.Contains(err.Error(), `to "`+subject+`"`) {
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(msg, op) && strings.Contains(err.Error(), named) {
 				e.mu.Unlock()
 				return
 			}
@@ -553,29 +670,91 @@ func TestNATSClusterRoles(t *testing.T) {
 		t.Fatalf("service: login reply %+v", tok)
 	}
 
-	// The service reads the stream with an ordered consumer, and sees that
-	// it has 3 replicas.
-	sjs, err := jetstream.New(snc)
+	// Failed logins of a known and of an unknown name: two facts, on
+	// auth.events.login.failed.<user id> and .unknown, that only the
+	// admin (and manager, audit) may read.
+	for _, name := range []string{"alice", "mallory"} {
+		var ce *events.CommandError
+		if err := events.Request(ctx, snc, events.SubjectLogin, "/deploy-test", events.LoginRequest{Username: name, Password: "wrong password 123"}, nil); !errors.As(err, &ce) || ce.Code != 401 {
+			t.Fatalf("service: login as %s with a wrong password: %v, want 401", name, err)
+		}
+	}
+	ajs, err := jetstream.New(anc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := sjs.Stream(ctx, events.StreamName)
+	stream, err := ajs.Stream(ctx, events.StreamName)
 	if err != nil {
-		t.Fatalf("service: stream info: %v", err)
+		t.Fatalf("admin: stream info: %v", err)
 	}
 	if r := stream.CachedInfo().Config.Replicas; r != 3 {
 		t.Errorf("AUTH_EVENTS has %d replicas, want 3", r)
 	}
-	oc, err := sjs.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectPrefix + "session.created.>"}})
-	if err != nil {
-		t.Fatalf("service: ordered consumer: %v", err)
+	failedSubjects := []string{events.SubjectPrefix + "login.failed." + fmt.Sprint(user["id"]), events.SubjectPrefix + "login.failed.unknown"}
+	var failedSeqs []uint64
+	for _, subj := range failedSubjects {
+		var msg *jetstream.RawStreamMsg
+		for msg == nil && ctx.Err() == nil {
+			msg, _ = stream.GetLastMsgForSubject(ctx, subj)
+		}
+		if msg == nil {
+			t.Fatalf("admin: no fact on %s", subj)
+		}
+		failedSeqs = append(failedSeqs, msg.Sequence)
 	}
-	msg, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+
+	// The service reads none of it: no core subscription beyond the
+	// revocations and the key facts, no consumer but one filtered on the
+	// revocations, no message or direct get, no stream info.
+	sjs, err := jetstream.New(snc)
 	if err != nil {
-		t.Fatalf("service: read AUTH_EVENTS: %v", err)
+		t.Fatal(err)
 	}
-	if !strings.HasSuffix(msg.Subject(), tok.SessionID) {
-		t.Errorf("service read %s, want the session.created of %s", msg.Subject(), tok.SessionID)
+	for _, subj := range []string{events.SubjectPrefix + ">", events.SubjectPrefix + "login.>", failedSubjects[1]} {
+		sub, err := snc.SubscribeSync(subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serrs.waitViolation(t, "service", "subscription", subj)
+		if msg, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+			t.Errorf("service: subscribed to %s, got %s", subj, msg.Subject)
+		}
+	}
+	for _, filters := range [][]string{nil, {events.SubjectPrefix + "login.failed.>"}, {events.SubjectPrefix + ">"}, {events.SubjectRevocations, events.SubjectPrefix + "login.>"}} {
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		if _, err := sjs.OrderedConsumer(cctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: filters}); err == nil {
+			t.Errorf("service: created a consumer filtered on %q", filters)
+		}
+		ccancel()
+	}
+	serrs.waitViolation(t, "service", "publish", "$JS.API.CONSUMER.CREATE."+events.StreamName+".")
+	for _, r := range []struct{ subject, body string }{
+		{"$JS.API.STREAM.MSG.GET." + events.StreamName, `{"seq":1}`},
+		{"$JS.API.STREAM.MSG.GET." + events.StreamName, fmt.Sprintf(`{"seq":%d}`, failedSeqs[0])},
+		{"$JS.API.DIRECT.GET." + events.StreamName, fmt.Sprintf(`{"seq":%d}`, failedSeqs[1])},
+		{"$JS.API.DIRECT.GET." + events.StreamName + "." + failedSubjects[1], ``},
+		{"$JS.API.STREAM.INFO." + events.StreamName, `{"subjects_filter":"auth.events.login.>"}`},
+	} {
+		if msg, err := snc.Request(r.subject, []byte(r.body), 500*time.Millisecond); err == nil {
+			t.Errorf("service: %s %s answered: %s", r.subject, r.body, msg.Data)
+		}
+		serrs.waitViolation(t, "service", "publish", r.subject)
+	}
+	// The server compares the filter configured with the one in the
+	// create subject the service may use.
+	smuggled := "$JS.API.CONSUMER.CREATE." + events.StreamName + ".snoop." + events.SubjectRevocations
+	if msg, err := snc.Request(smuggled, []byte(`{"stream_name":"AUTH_EVENTS","config":{"name":"snoop","filter_subject":"auth.events.>","ack_policy":"none"}}`), 5*time.Second); err != nil || !bytes.Contains(msg.Data, []byte(`"error"`)) {
+		t.Errorf("service: a consumer filtered on auth.events.> through %s: %v", smuggled, err)
+	}
+	// The revocations it may read, from the start of the stream (read
+	// below, once there is one).
+	oc, err := sjs.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectRevocations}})
+	if err != nil {
+		t.Fatalf("service: ordered consumer on the revocations: %v", err)
+	}
+	revSub, err := snc.SubscribeSync(events.SubjectRevocations)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// The service's deny-list (consumers/denylist) follows the stream.
@@ -589,6 +768,31 @@ func TestNATSClusterRoles(t *testing.T) {
 	t.Cleanup(func() { dcancel(); <-derr })
 	if err := deny.WaitReady(ctx); err != nil {
 		t.Fatalf("service: deny-list: %v", err)
+	}
+
+	// The service's key set (consumers/httpauth) fetches the JWKS over
+	// auth.cmd.jwks and refreshes it on the key facts: a rotation by the
+	// admin reaches it at once (no periodic refresh within the test).
+	keys, err := httpauth.NewKeySet(httpauth.KeySetConfig{Source: httpauth.NATSSource(snc, "/deploy-test"), Watch: snc, RefreshInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	kerr := make(chan error, 1)
+	go func() { kerr <- keys.Run(kctx) }()
+	t.Cleanup(func() { kcancel(); <-kerr })
+	for len(keys.KeyIDs()) == 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	oldKeys := keys.KeyIDs()
+	if err := events.Request(ctx, anc, events.SubjectKeysRotate, "/deploy-test", struct{}{}, nil); err != nil {
+		t.Fatalf("admin: keys rotate: %v", err)
+	}
+	for !slices.ContainsFunc(keys.KeyIDs(), func(id string) bool { return !slices.Contains(oldKeys, id) }) {
+		if ctx.Err() != nil {
+			t.Fatalf("service: the key set did not follow the rotation: %q", keys.KeyIDs())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// The service cannot publish facts, read the buckets or send admin
@@ -809,6 +1013,28 @@ func TestNATSClusterRoles(t *testing.T) {
 			t.Fatal("service: the revoked session never reached the deny-list")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// The service's own consumer and core subscription on the
+	// revocations see it too.
+	wantRev := events.SubjectPrefix + "session.revoked." + tok.SessionID
+	// (Each Next of an ordered consumer creates a server consumer; in a
+	// cluster its first pull may come before the consumer listens: "no
+	// responders". Ask again.)
+	for {
+		msg, err := oc.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err == nil {
+			if msg.Subject() != wantRev {
+				t.Errorf("service: ordered consumer on the revocations read %s, want %s", msg.Subject(), wantRev)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("service: ordered consumer on the revocations: %v, want %s", err, wantRev)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if msg, err := revSub.NextMsg(5 * time.Second); err != nil || msg.Subject != wantRev {
+		t.Errorf("service: subscription to the revocations: %v, want %s", err, wantRev)
 	}
 	if _, err := anc.SubscribeSync(events.SubjectLogin); err != nil {
 		t.Fatal(err)

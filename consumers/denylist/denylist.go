@@ -203,13 +203,17 @@ type List struct {
 	// freshAt is the last moment (ns since epoch, +1 so 0 means never) at
 	// which the list was known to hold every revocation on the stream.
 	freshAt atomic.Int64
-	target  atomic.Uint64 // the stream's last sequence when Run started
-	// targetAt is when target was read, as time since epoch.
+	// targetAt is when Run began to subscribe, as time since epoch:
+	// reaching target means the list is complete as of then.
 	targetAt atomic.Int64
 	lastSeq  atomic.Uint64 // the last stream sequence handled
 
 	progMu sync.Mutex
 	prog   progress
+	// target is the catch-up position: the consumer sequence of the last
+	// revocation stored when the current consumer delivered its first
+	// message (that message's sequence plus its pending count).
+	target progress
 }
 
 // progress is where the consumer stands, for the freshness probe.

@@ -321,7 +321,7 @@ func TestStalenessPolicy(t *testing.T) {
 }
 
 func TestServiceRoleSuffices(t *testing.T) {
-	e := newEnv(t, natstest.WithAuth("manager-secret"))
+	e := newEnv(t)
 	e.revokeSession("S1", time.Minute)
 	l, _, _ := e.start(denylist.Config{})
 	waitReady(t, l)
@@ -349,7 +349,7 @@ func TestRunErrors(t *testing.T) {
 }
 
 func TestWaitsForTheStream(t *testing.T) {
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, natstest.WithAuth(testManagerPassword))
 	svc, err := jetstreamNew(srv)
 	if err != nil {
 		t.Fatal(err)

@@ -40,9 +40,15 @@
 //
 // Ready is closed, and Check stops returning ErrNotReady, only once the
 // list has caught up: a message left nothing pending, or the consumer
-// reached the stream's last sequence read at start, or a probe found
-// nothing pending. Until then a service must refuse tokens: one revoked
-// while the service was down must never be accepted.
+// reached the position its first delivery reported as the last one
+// (consumer sequence plus pending count, counted after Run started), or a
+// probe found nothing pending. Until then a service must refuse tokens:
+// one revoked while the service was down must never be accepted.
+//
+// Run needs only the service role of the NATS server: creating an
+// ephemeral consumer filtered on auth.events.*.revoked.>, its info and
+// its pull requests. It asks for no stream info and reads no other
+// subject.
 //
 // # Following the stream
 //

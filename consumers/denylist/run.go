@@ -78,18 +78,17 @@ func (l *List) Run(ctx context.Context) error {
 // from: a stopped list's consumer goes after it.
 const inactiveThreshold = time.Minute
 
-// subscribe reads the stream's last sequence (the catch-up target) and
-// starts an ordered consumer of the revocation subjects from start.
+// subscribe starts an ordered consumer of the revocation subjects from
+// start. It needs no stream info (the service role may not ask for it:
+// the request can ask for per-subject counts of the whole stream): the
+// catch-up target comes from the consumer's own deliveries (handle).
 func (l *List) subscribe(ctx context.Context, start time.Time) (jetstream.Consumer, jetstream.ConsumeContext, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	asked := time.Now()
-	s, err := l.cfg.JetStream.Stream(ctx, events.StreamName)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stream %s: %w", events.StreamName, err)
-	}
-	l.target.Store(s.CachedInfo().State.LastSeq)
-	l.targetAt.Store(int64(asked.Sub(l.epoch)))
+	// handle derives each catch-up target from a delivery made after
+	// this moment: reaching it means the list holds every revocation
+	// stored before this moment.
+	l.targetAt.Store(int64(time.Since(l.epoch)))
 	cons, err := l.cfg.JetStream.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{events.SubjectRevocations},
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
@@ -156,6 +155,15 @@ func (l *List) handle(m jetstream.Msg) {
 	}
 	l.progMu.Lock()
 	l.prog = progress{consumer: md.Consumer, cseq: md.Sequence.Consumer}
+	if l.target.consumer != md.Consumer {
+		// The first message of this consumer (at start, or after the
+		// ordered consumer was recreated): what it reports as still
+		// pending was stored by the time it was delivered, which is after
+		// Run's start. Handling this consumer up to that sequence is
+		// catching up with the stream as it was when Run started.
+		l.target = progress{consumer: md.Consumer, cseq: md.Sequence.Consumer + md.NumPending}
+	}
+	reached := md.Sequence.Consumer >= l.target.cseq
 	l.progMu.Unlock()
 	l.lastSeq.Store(md.Sequence.Stream)
 	if err == nil && l.isReady.Load() {
@@ -165,7 +173,7 @@ func (l *List) handle(m jetstream.Msg) {
 	case md.NumPending == 0:
 		l.markFresh(recv)
 		l.markReady()
-	case md.Sequence.Stream >= l.target.Load():
+	case reached:
 		// Caught up with where the stream stood when Run started.
 		l.markFresh(l.epoch.Add(time.Duration(l.targetAt.Load())))
 		l.markReady()
