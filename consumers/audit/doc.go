@@ -96,8 +96,11 @@
 // which then get a gap line. Lines are written in batches, fsynced, and
 // only then acknowledged. A durable (rather than an ordered consumer from
 // the file's position) keeps the server's view of the auditor's progress
-// (lag, ack floor) visible to operators, and works with the read-only
-// service role.
+// (lag, ack floor) visible to operators. It needs read access to the
+// whole stream and the right to create and delete its consumer: the audit
+// role of deploy/nats, or the local manager credentials. Give it an
+// unguessable durable name: NATS permissions cannot say whose a consumer
+// is.
 //
 // # Verify
 //

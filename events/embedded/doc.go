@@ -8,7 +8,9 @@
 //
 // With a manager password set, the server requires it from the manager
 // and its operators, and maps every connection without credentials to the
-// service role (see ServicePermissions): services may read the event
-// stream and send login, refresh, logout and jwks commands, but can neither
-// publish facts nor read the manager's key-value buckets (users, keys).
+// service role (see ServicePermissions): services may follow the
+// revocation and key facts and send login, refresh, logout and jwks
+// commands, but can neither read the rest of the stream (failed logins
+// would tell which usernames exist), publish facts, nor read the
+// manager's key-value buckets (users, keys).
 package embedded
