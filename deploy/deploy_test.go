@@ -656,6 +656,16 @@ func TestNATSClusterRoles(t *testing.T) {
 	}
 
 	anc, aerrs := c.connect(t, 1, "admin", pw["admin"], nats.CustomInboxPrefix(inboxes["admin"]))
+	// The manager's subscriptions reach the admin's node through the
+	// cluster's routes a moment after it starts: wait for them.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := anc.Request("$SRV.PING."+events.ServiceName, nil, 500*time.Millisecond); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("admin: the service is not reachable from node 1: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	var user map[string]any
 	if err := events.Request(ctx, anc, events.SubjectUsersAdd, "/deploy-test", events.UserRequest{Username: "alice", Password: "correct horse battery"}, &user); err != nil {
 		t.Fatalf("admin: users add: %v", err)
