@@ -148,7 +148,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 			log.Error("signing keys", "err", err)
 		}
 	}
+	// Reads of the key bucket and their loading into the keyring happen
+	// one at a time, so an older read never overwrites a newer one.
+	var keysMu sync.Mutex
 	reloadKeys := func(ctx context.Context) error {
+		keysMu.Lock()
+		defer keysMu.Unlock()
 		active, keys, err := kv.Keys(ctx)
 		if err != nil {
 			return err
@@ -191,7 +196,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	if err := reloadKeys(ctx); err != nil {
 		return nil, err
 	}
-	n.goRun("keys", func() error { return kv.WatchKeys(rctx, loadKeys) })
+	n.goRun("keys", func() error {
+		return kv.WatchKeys(rctx, func() {
+			if err := reloadKeys(rctx); err != nil && rctx.Err() == nil {
+				log.Error("signing keys", "err", err)
+			}
+		})
+	})
 	if err := mgr.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}

@@ -301,9 +301,10 @@ func (s *Store) Revoke(ctx context.Context, kid string, at time.Time) error {
 	return s.putKey(ctx, k)
 }
 
-// WatchKeys calls fn with the keys at start and after every change, until
-// ctx ends. It returns the first error of the watch itself.
-func (s *Store) WatchKeys(ctx context.Context, fn func(active string, keys []session.SigningKey)) error {
+// WatchKeys calls changed once at start and after every change to the
+// keys, until ctx ends. The caller reads the keys itself (Keys), so that
+// reads made in order are applied in order.
+func (s *Store) WatchKeys(ctx context.Context, changed func()) error {
 	w, err := s.keys.WatchFiltered(ctx, []string{"active", "key.*"}, jetstream.MetaOnly())
 	if err != nil {
 		return fmt.Errorf("watch keys: %w", err)
@@ -317,7 +318,7 @@ func (s *Store) WatchKeys(ctx context.Context, fn func(active string, keys []ses
 			if !ok {
 				return nil
 			}
-			// Drain a burst of updates, then reload once.
+			// Drain a burst of updates, then report once.
 			for drained := false; !drained; {
 				select {
 				case _, ok := <-w.Updates():
@@ -328,14 +329,7 @@ func (s *Store) WatchKeys(ctx context.Context, fn func(active string, keys []ses
 					drained = true
 				}
 			}
-			active, keys, err := s.Keys(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			fn(active, keys)
+			changed()
 		}
 	}
 }
