@@ -50,7 +50,3 @@ func CommandSchemas(subject string) (request, reply string, ok bool) {
 	f, ok := commandFiles[subject]
 	return f.request, f.reply, ok
 }
-
-// ErrorReplySchema returns the path in FS of the schema of the body of
-// every command's error reply.
-func ErrorReplySchema() string { return errorFile }

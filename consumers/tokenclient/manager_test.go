@@ -159,12 +159,6 @@ func (a *authServer) valid(access string) (string, bool) {
 	return sid, ok && !a.sessions[sid].revoked && time.Now().Before(a.expires[access])
 }
 
-func (a *authServer) sessionCount() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.sessions)
-}
-
 // NATS side.
 
 func natsData(r micro.Request, want events.Type, v any) bool {

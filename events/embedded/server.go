@@ -152,9 +152,6 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-// NumClients is the number of client connections, for readiness checks.
-func (s *Server) NumClients() int { return s.ns.NumClients() }
-
 type logAdapter struct{ l *slog.Logger }
 
 func (a *logAdapter) log(level slog.Level, format string, v ...any) {
