@@ -1,11 +1,12 @@
 package denylist
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionbus/sessionbus/internal/promreg"
 )
 
 // Reasons a message on the revocation subjects is skipped (label values of
@@ -91,19 +92,7 @@ func newMetrics(l *List, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Stream sequence of the last revocation message handled.",
 		}, func() float64 { return float64(l.lastSeq.Load()) }),
 	}
-	var errs []error
-	var done []prometheus.Collector
-	for _, c := range collectors {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		done = append(done, c)
-	}
-	if err := errors.Join(errs...); err != nil {
-		for _, c := range done {
-			reg.Unregister(c)
-		}
+	if err := promreg.RegisterAll(reg, collectors...); err != nil {
 		return nil, fmt.Errorf("denylist: register metrics: %w", err)
 	}
 	return m, nil

@@ -1,10 +1,11 @@
 package httpauth
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionbus/sessionbus/internal/promreg"
 )
 
 // Results of a request (label values of sessionbus_httpauth_requests_total).
@@ -64,19 +65,7 @@ func newMetrics(a *Authenticator, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Signing keys in the key set.",
 		}, func() float64 { return float64(len(*a.cfg.Keys.keys.Load())) }),
 	}
-	var errs []error
-	var done []prometheus.Collector
-	for _, c := range collectors {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		done = append(done, c)
-	}
-	if err := errors.Join(errs...); err != nil {
-		for _, c := range done {
-			reg.Unregister(c)
-		}
+	if err := promreg.RegisterAll(reg, collectors...); err != nil {
 		return nil, fmt.Errorf("httpauth: register metrics: %w", err)
 	}
 	return m, nil
