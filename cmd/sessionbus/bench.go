@@ -155,20 +155,47 @@ func runLoad[S any](ctx context.Context, f *benchFlags, name string, setup func(
 // errBenchDone stops a worker that has nothing left to do.
 var errBenchDone = errors.New("done")
 
+// connect dials the server for a bench command.
+func (f *benchFlags) connect(ctx context.Context) (*nats.Conn, error) {
+	return f.nats.connect(ctx, "sessionbus-bench")
+}
+
+// connectWithUser dials and creates a throwaway user for the run.
+func (f *benchFlags) connectWithUser(ctx context.Context) (nc *nats.Conn, user, password string, err error) {
+	if nc, err = f.connect(ctx); err != nil {
+		return nil, "", "", err
+	}
+	u, err := benchUser(ctx, nc)
+	if err != nil {
+		nc.Close()
+		return nil, "", "", err
+	}
+	return nc, u.name, u.password, nil
+}
+
+type benchAccount struct{ id, name, password string }
+
 // benchUser creates a throwaway user for the run (manager role needed).
-func benchUser(ctx context.Context, nc *nats.Conn) (string, string, error) {
-	name := "bench-" + events.NewID()
-	password := "bench-" + events.NewID()
-	err := events.Request(ctx, nc, events.SubjectUsersAdd, "/sessionbus/bench", events.UserRequest{Username: name, Password: password}, &struct{}{})
-	return name, password, err
+func benchUser(ctx context.Context, nc *nats.Conn) (benchAccount, error) {
+	a := benchAccount{name: "bench-" + events.NewID(), password: "bench-" + events.NewID()}
+	var u struct {
+		ID string `json:"id"`
+	}
+	if err := events.Request(ctx, nc, events.SubjectUsersAdd, "/sessionbus/bench", events.UserRequest{Username: a.name, Password: a.password}, &u); err != nil {
+		return a, fmt.Errorf("create bench user: %w", err)
+	}
+	a.id = u.ID
+	return a, nil
 }
 
 func benchLogin(ctx context.Context, nc *nats.Conn, user, password string) (events.TokenReply, error) {
 	var r events.TokenReply
 	for {
 		err := events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password}, &r)
+		// 503: hash slots full; 429: too many logins of one account in
+		// flight at once (they count against the throttle until decided).
 		var ce *events.CommandError
-		if errors.As(err, &ce) && ce.Code == 503 {
+		if errors.As(err, &ce) && (ce.Code == 503 || ce.Code == 429) {
 			time.Sleep(max(ce.RetryAfter, 100*time.Millisecond))
 			continue
 		}
@@ -183,15 +210,11 @@ func newBenchLogin(f *benchFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			nc, user, password, err := f.connectWithUser(ctx)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			user, password, err := benchUser(ctx, nc)
-			if err != nil {
-				return fmt.Errorf("create bench user: %w", err)
-			}
 			res, err := runLoad(ctx, f, "login",
 				func(context.Context, int) (struct{}, error) { return struct{}{}, nil },
 				func(ctx context.Context, _ *struct{}) error {
@@ -214,15 +237,11 @@ func newBenchRefresh(f *benchFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			nc, user, password, err := f.connectWithUser(ctx)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			user, password, err := benchUser(ctx, nc)
-			if err != nil {
-				return fmt.Errorf("create bench user: %w", err)
-			}
 			res, err := runLoad(ctx, f, "refresh",
 				func(ctx context.Context, _ int) (string, error) {
 					r, err := benchLogin(ctx, nc, user, password)
@@ -258,7 +277,7 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			nc, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -270,12 +289,8 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 			case "user":
 				res, err := runLoad(ctx, f, "revoke user",
 					func(ctx context.Context, _ int) (string, error) {
-						var u struct {
-							ID string `json:"id"`
-						}
-						err := events.Request(ctx, nc, events.SubjectUsersAdd, "/sessionbus/bench",
-							events.UserRequest{Username: "bench-" + events.NewID(), Password: "bench-" + events.NewID()}, &u)
-						return u.ID, err
+						u, err := benchUser(ctx, nc)
+						return u.id, err
 					},
 					func(ctx context.Context, uid *string) error {
 						return revoke(ctx, events.RevokeRequest{UserID: *uid, Reason: "bench"})
@@ -285,10 +300,11 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 				}
 				return res.print(cmd.OutOrStdout(), f.asJSON)
 			case "session":
-				user, password, err := benchUser(ctx, nc)
+				u, err := benchUser(ctx, nc)
 				if err != nil {
-					return fmt.Errorf("create bench user: %w", err)
+					return err
 				}
+				user, password := u.name, u.password
 				ids := make(chan string, sessions)
 				fmt.Fprintf(cmd.ErrOrStderr(), "logging in %d sessions…\n", sessions)
 				var made atomic.Int64

@@ -34,7 +34,7 @@ same server, without credentials: the service role).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			nc, err := f.nats.connect(ctx, "sessionbus-bench")
+			nc, user, password, err := f.connectWithUser(ctx)
 			if err != nil {
 				return err
 			}
@@ -46,10 +46,6 @@ same server, without credentials: the service role).`,
 			defer stop()
 			if err != nil {
 				return err
-			}
-			user, password, err := benchUser(ctx, nc)
-			if err != nil {
-				return fmt.Errorf("create bench user: %w", err)
 			}
 			var uid string
 			lat := make([]time.Duration, 0, rounds)
