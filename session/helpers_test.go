@@ -52,15 +52,6 @@ func streamAll(t testing.TB, nc *nats.Conn) []stored {
 	return out
 }
 
-func lastSeq(t testing.TB, nc *nats.Conn) uint64 {
-	t.Helper()
-	msgs := streamAll(t, nc)
-	if len(msgs) == 0 {
-		return 0
-	}
-	return msgs[len(msgs)-1].Seq
-}
-
 // ofType returns the decoded data of every event of type typ.
 func ofType[T any](t testing.TB, msgs []stored, typ events.Type) []*T {
 	t.Helper()

@@ -91,7 +91,7 @@ func TestLoginStormIsBounded(t *testing.T) {
 		c.HashQueue = 0
 	}))
 	m.AddUser(t, "alice", pw)
-	before := lastSeq(t, m.NC)
+	before := m.LastSeq(t)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var ok, overloaded int
@@ -114,7 +114,7 @@ func TestLoginStormIsBounded(t *testing.T) {
 	if ok == 0 || overloaded == 0 {
 		t.Fatalf("ok %d, overloaded %d: want both", ok, overloaded)
 	}
-	if got := lastSeq(t, m.NC) - before; got != uint64(ok) {
+	if got := m.LastSeq(t) - before; got != uint64(ok) {
 		t.Fatalf("%d facts for %d successful logins", got, ok)
 	}
 }

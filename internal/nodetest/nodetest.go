@@ -5,11 +5,14 @@ package nodetest
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
@@ -75,4 +78,58 @@ func (m *Manager) AddUser(t testing.TB, name, password string) string {
 		t.Fatalf("add user %s: %v", name, err)
 	}
 	return u.ID
+}
+
+// LastSeq is the last sequence of AUTH_EVENTS.
+func (m *Manager) LastSeq(t testing.TB) uint64 {
+	t.Helper()
+	js, err := jetstream.New(m.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	return info.State.LastSeq
+}
+
+// State is what a refused request must leave as it was: the stream's
+// last sequence and a user's sessions.
+type State struct {
+	Seq      uint64
+	Sessions string
+}
+
+// State returns the current state for the user uid.
+func (m *Manager) State(t testing.TB, uid string) State {
+	t.Helper()
+	ss, err := m.Manager().Sessions(context.Background(), uid)
+	if err != nil {
+		t.Fatalf("sessions of %s: %v", uid, err)
+	}
+	b, err := json.Marshal(ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return State{Seq: m.LastSeq(t), Sessions: string(b)}
+}
+
+// Unchanged fails the test unless nothing was published and uid's
+// sessions are as they were.
+func (m *Manager) Unchanged(t testing.TB, uid string, before State) {
+	t.Helper()
+	after := m.State(t, uid)
+	if after.Seq != before.Seq {
+		t.Errorf("stream moved from seq %d to %d: %d event(s) published", before.Seq, after.Seq, after.Seq-before.Seq)
+	}
+	if after.Sessions != before.Sessions {
+		t.Errorf("sessions changed:\nbefore %s\nafter  %s", before.Sessions, after.Sessions)
+	}
 }

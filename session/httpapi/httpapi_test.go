@@ -132,21 +132,9 @@ func (f *fixture) secrets() []string {
 	return []string{alicePassword, f.login.AccessToken, f.login.RefreshToken}
 }
 
-type state struct {
-	seq      uint64
-	sessions string
-}
+type state = nodetest.State
 
-func (f *fixture) lastSeq(t testing.TB) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := f.stream.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream info: %v", err)
-	}
-	return info.State.LastSeq
-}
+func (f *fixture) lastSeq(t testing.TB) uint64 { return f.m.LastSeq(t) }
 
 func (f *fixture) sessions(t testing.TB) []events.SessionInfo {
 	t.Helper()
@@ -168,20 +156,13 @@ func (f *fixture) session(t testing.TB, sid string) events.SessionInfo {
 	return events.SessionInfo{}
 }
 
-func (f *fixture) state(t testing.TB) state {
-	t.Helper()
-	return state{seq: f.lastSeq(t), sessions: string(mustJSON(t, f.sessions(t)))}
-}
+func (f *fixture) state(t testing.TB) state { return f.m.State(t, f.uid) }
 
+// unchanged fails unless nothing was published and alice's sessions are
+// as they were.
 func (f *fixture) unchanged(t testing.TB, before state) {
 	t.Helper()
-	after := f.state(t)
-	if after.seq != before.seq {
-		t.Errorf("stream moved from seq %d to %d: %d event(s) published", before.seq, after.seq, after.seq-before.seq)
-	}
-	if after.sessions != before.sessions {
-		t.Errorf("sessions changed:\nbefore %s\nafter  %s", before.sessions, after.sessions)
-	}
+	f.m.Unchanged(t, f.uid, before)
 }
 
 // codeNames are the error codes of the documented statuses.
@@ -347,12 +328,12 @@ func TestLoginCredentials(t *testing.T) {
 	const wrong = "definitely not it"
 	oneFact := func(t *testing.T, before state, subject string) {
 		t.Helper()
-		if got := f.lastSeq(t); got != before.seq+1 {
-			t.Fatalf("%d events published, want one login.failed", got-before.seq)
+		if got := f.lastSeq(t); got != before.Seq+1 {
+			t.Fatalf("%d events published, want one login.failed", got-before.Seq)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		m, err := f.stream.GetMsg(ctx, before.seq+1)
+		m, err := f.stream.GetMsg(ctx, before.Seq+1)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -74,23 +74,9 @@ func (f *fixture) secrets() []string {
 	return []string{alicePassword, f.login.AccessToken, f.login.RefreshToken}
 }
 
-// state is what a bad request must not change: the stream's last
-// sequence and alice's sessions.
-type state struct {
-	seq      uint64
-	sessions string
-}
+type state = nodetest.State
 
-func (f *fixture) lastSeq(t testing.TB) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := f.stream.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream info: %v", err)
-	}
-	return info.State.LastSeq
-}
+func (f *fixture) lastSeq(t testing.TB) uint64 { return f.m.LastSeq(t) }
 
 func (f *fixture) sessions(t testing.TB, uid string) []events.SessionInfo {
 	t.Helper()
@@ -112,26 +98,13 @@ func (f *fixture) session(t testing.TB, uid, sid string) events.SessionInfo {
 	return events.SessionInfo{}
 }
 
-func (f *fixture) state(t testing.TB) state {
-	t.Helper()
-	b, err := json.Marshal(f.sessions(t, f.uid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return state{seq: f.lastSeq(t), sessions: string(b)}
-}
+func (f *fixture) state(t testing.TB) state { return f.m.State(t, f.uid) }
 
 // unchanged fails unless nothing was published and alice's sessions are
 // as they were.
 func (f *fixture) unchanged(t testing.TB, before state) {
 	t.Helper()
-	after := f.state(t)
-	if after.seq != before.seq {
-		t.Errorf("stream moved from seq %d to %d: the bad request published %d event(s)", before.seq, after.seq, after.seq-before.seq)
-	}
-	if after.sessions != before.sessions {
-		t.Errorf("sessions changed:\nbefore %s\nafter  %s", before.sessions, after.sessions)
-	}
+	f.m.Unchanged(t, f.uid, before)
 }
 
 // published returns the events stored after seq.
@@ -533,7 +506,7 @@ func TestLoginCredentials(t *testing.T) {
 	// failed checks one login.failed fact on the subject of uid.
 	failed := func(t *testing.T, before state, uid, password string) {
 		t.Helper()
-		msgs := f.published(t, before.seq)
+		msgs := f.published(t, before.Seq)
 		if len(msgs) != 1 {
 			t.Fatalf("%d events published, want exactly one login.failed", len(msgs))
 		}
@@ -549,8 +522,8 @@ func TestLoginCredentials(t *testing.T) {
 		}
 		var after []byte
 		after, _ = json.Marshal(f.sessions(t, f.uid))
-		if string(after) != before.sessions {
-			t.Errorf("sessions changed:\nbefore %s\nafter  %s", before.sessions, after)
+		if string(after) != before.Sessions {
+			t.Errorf("sessions changed:\nbefore %s\nafter  %s", before.Sessions, after)
 		}
 	}
 
