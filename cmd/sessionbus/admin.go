@@ -25,74 +25,20 @@ func init() {
 	register(newKeysCmd)
 }
 
-// operator runs the users and keys commands against a running server over
-// NATS, or, when the server is stopped, against its data dir with an
-// in-process manager.
-type operator interface {
-	call(ctx context.Context, subject string, req, reply any) error
-	close()
-}
-
-// remoteOperator sends the manager's operator commands over NATS.
-type remoteOperator struct{ nc *nats.Conn }
-
-func (r remoteOperator) call(ctx context.Context, subject string, req, reply any) error {
-	return events.Request(ctx, r.nc, subject, "/sessionbus/cli", req, reply)
-}
-func (r remoteOperator) close() { r.nc.Close() }
-
-// localOperator runs a manager in-process on the stopped server's data dir.
-type localOperator struct {
-	n    *node.Node
+// operator sends the users and keys commands to a manager: the running
+// server over NATS, or, when the server is stopped, a manager started
+// in-process on its data dir, serving the same NATS API on an in-process
+// connection. Either way the commands take one path.
+type operator struct {
+	nc   *nats.Conn
 	stop func()
 }
 
-func (l localOperator) close() { l.stop() }
-
-func (l localOperator) call(ctx context.Context, subject string, req, reply any) error {
-	m := l.n.Manager()
-	var out any
-	var err error
-	switch r := req.(type) {
-	case events.UserRequest:
-		switch subject {
-		case events.SubjectUsersAdd:
-			out, err = m.AddUser(ctx, r.Username, r.Password)
-		case events.SubjectUsersList:
-			var us []session.UserInfo
-			us, err = m.ListUsers(ctx)
-			out = map[string]any{"users": us}
-		case events.SubjectUsersDisable, events.SubjectUsersEnable:
-			out, err = m.SetDisabled(ctx, r.User, subject == events.SubjectUsersDisable)
-		case events.SubjectUsersPasswd:
-			out, err = struct{}{}, m.SetPassword(ctx, r.User, r.Password)
-		}
-	case events.KeyRequest:
-		switch subject {
-		case events.SubjectKeysList:
-			var ks []session.KeyInfo
-			ks, err = m.ListKeys(ctx)
-			out = map[string]any{"keys": ks}
-		case events.SubjectKeysRotate:
-			out, err = m.RotateKey(ctx, r.Alg)
-		case events.SubjectKeysRevoke:
-			out, err = struct{}{}, m.RevokeKey(ctx, r.KID)
-		}
-	}
-	if err != nil {
-		code, msg := session.StatusCode(err)
-		return &events.CommandError{Code: code, Message: msg}
-	}
-	if out == nil {
-		return fmt.Errorf("operator: no local handler for %s", subject)
-	}
-	// Round-trip through JSON so both operators give the same shapes.
-	b, err := json.Marshal(out)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, reply)
+func (o operator) call(ctx context.Context, subject string, req, reply any) error {
+	return events.Request(ctx, o.nc, subject, "/sessionbus/cli", req, reply)
 }
+
+func (o operator) close() { o.stop() }
 
 // openOperator picks remote or local: --nats-url means remote; otherwise a
 // locked data dir means a local server is running (remote to it), an
@@ -100,48 +46,45 @@ func (l localOperator) call(ctx context.Context, subject string, req, reply any)
 func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
 	if f.nats.url == "" {
 		if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
-			return nil, err
+			return operator{}, err
 		}
 		unlock, err := lockDataDir(f.nats.dataDir)
 		if err == nil {
 			return openLocal(ctx, f, unlock)
 		}
 		if !errors.Is(err, errLocked) {
-			return nil, err
+			return operator{}, err
 		}
 	}
 	nc, err := f.nats.connect(ctx, "sessionbus-cli")
 	if err != nil {
-		return nil, err
+		return operator{}, err
 	}
-	return remoteOperator{nc}, nil
+	return operator{nc: nc, stop: nc.Close}, nil
 }
 
 func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, error) {
 	nc, shutdown, err := f.openNATS(ctx, true)
 	if err != nil {
 		unlock()
-		return nil, err
+		return operator{}, err
 	}
-	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
-	cfg.NoService = true
-	n, err := node.Start(ctx, nc, cfg)
+	n, err := node.Start(ctx, nc, f.nodeConfig(filepath.Join(f.nats.dataDir, "view")))
 	if err != nil {
 		shutdown()
 		unlock()
-		return nil, err
+		return operator{}, err
+	}
+	stop := func() {
+		_ = n.Close(context.Background())
+		shutdown()
+		unlock()
 	}
 	if err := n.WaitReady(ctx); err != nil {
-		_ = n.Close(context.Background())
-		shutdown()
-		unlock()
-		return nil, err
+		stop()
+		return operator{}, err
 	}
-	return localOperator{n: n, stop: func() {
-		_ = n.Close(context.Background())
-		shutdown()
-		unlock()
-	}}, nil
+	return operator{nc: nc, stop: stop}, nil
 }
 
 // readSecret reads a password from stdin (--password-stdin) or asks for

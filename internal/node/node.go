@@ -48,8 +48,6 @@ type Config struct {
 	HTTPAddr, AdminAddr string
 	// TrustedProxies may set X-Forwarded-For (see httpapi.Config).
 	TrustedProxies []netip.Prefix
-	// NoService skips the NATS service (offline operator commands).
-	NoService bool
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -219,10 +217,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	})
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
 
-	if !cfg.NoService {
-		if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log}); err != nil {
-			return nil, err
-		}
+	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log}); err != nil {
+		return nil, err
 	}
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
