@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,10 @@ func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, e
 		unlock()
 		return operator{}, err
 	}
-	n, err := node.Start(ctx, nc, f.nodeConfig(filepath.Join(f.nats.dataDir, "view")))
+	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
+	// A one-shot command: only what goes wrong is worth a line.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := node.Start(ctx, nc, cfg)
 	if err != nil {
 		shutdown()
 		unlock()
