@@ -448,7 +448,7 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 	if ok {
 		// The account may have been disabled or given a new password while
 		// the hash ran: decide on its state now.
-		cur, err := m.d.Users.ByID(ctx, user.ID)
+		cur, err := m.d.Users.ByName(ctx, name)
 		if err != nil {
 			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
 		}
@@ -477,7 +477,7 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 	}
 	// A disable or password change that landed while the session was
 	// being created ends it at once.
-	if cur, err := m.d.Users.ByID(ctx, user.ID); err != nil || cur.Disabled || cur.PasswordHash != user.PasswordHash {
+	if cur, err := m.d.Users.ByName(ctx, name); err != nil || cur.Disabled || cur.PasswordHash != user.PasswordHash {
 		reason := events.ReasonPasswordChanged
 		if err == nil && cur.Disabled {
 			reason = events.ReasonUserDisabled
