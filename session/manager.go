@@ -107,9 +107,6 @@ func New(cfg Config, d Deps) (*Manager, error) {
 	return m, nil
 }
 
-// Config returns the manager's configuration.
-func (m *Manager) Config() Config { return m.cfg }
-
 // notReady refuses a command while the view is catching up.
 func (m *Manager) notReady() error {
 	if m.d.Ready != nil && !m.d.Ready() {
