@@ -36,14 +36,18 @@ func BenchmarkArgon2id(b *testing.B) {
 }
 
 // BenchmarkLogin: credential check, token issue, session.created fact.
+// Each client logs in from its own address, as in a real login storm
+// (attempts for one account from one address take turns).
 func BenchmarkLogin(b *testing.B) {
 	_, m := start(b, withSession(func(c *session.Config) { c.HashWait = time.Minute }))
 	m.AddUser(b, "alice", pw)
+	var client atomic.Int64
 	b.ResetTimer()
-	b.SetParallelism(2) // a little more than the hash slots, to keep them busy
+	b.SetParallelism(4) // more clients than hash slots, to keep the slots busy
 	b.RunParallel(func(pb *testing.PB) {
+		ip := fmt.Sprintf("198.18.0.%d", client.Add(1))
 		for pb.Next() {
-			if _, err := m.Manager().Login(bg, session.LoginRequest{Username: "alice", Password: pw}); err != nil {
+			if _, err := m.Manager().Login(bg, session.LoginRequest{Username: "alice", Password: pw, IP: ip}); err != nil {
 				b.Error(err)
 				return
 			}

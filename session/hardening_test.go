@@ -158,3 +158,22 @@ func TestUserUpdatesAreCompareAndSet(t *testing.T) {
 		t.Fatal("the disable was undone")
 	}
 }
+
+// Concurrent right passwords for one account from one address all get in:
+// they take turns rather than count as failures.
+func TestConcurrentLoginsOfOneAccountTakeTurns(t *testing.T) {
+	_, m := start(t)
+	m.AddUser(t, "svc", pw)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() { errs <- tryLogin(m, "svc", pw, "203.0.113.9") })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent login: %v", err)
+		}
+	}
+}

@@ -115,36 +115,53 @@ func (m *Manager) notReady() error {
 	return nil
 }
 
-// attempts counts the logins this manager has in flight per account and
-// per account and address. Their failures reach the view only after the
-// hash, so without this a burst of concurrent attempts would all pass the
-// throttle.
+// attempts keeps the logins this manager has in flight. Their failures
+// reach the view only after the hash, so a burst of concurrent attempts
+// would all pass the throttle. Attempts for one account from one address
+// therefore take turns (each then sees the failures of the one before),
+// and attempts for one account from other addresses count as failures of
+// the account until they are decided.
 type attempts struct {
 	mu   sync.Mutex
 	acct map[string]int
-	addr map[string]int
+	turn map[string]chan struct{} // closed when the attempt in turn ends
 }
 
-// begin counts one more attempt and returns how many were already in
-// flight; end uncounts it.
-func (a *attempts) begin(acct, ip string) (acctN, addrN int, end func()) {
+// begin waits for the turn of (acct, ip), at most wait, and returns how
+// many other attempts for the account are in flight; end ends the turn.
+func (a *attempts) begin(ctx context.Context, acct, ip string, wait time.Duration) (acctN int, end func(), err error) {
 	k := acct + "|" + ip
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.acct == nil {
-		a.acct, a.addr = map[string]int{}, map[string]int{}
-	}
-	acctN, addrN = a.acct[acct], a.addr[k]
-	a.acct[acct]++
-	a.addr[k]++
-	return acctN, addrN, func() {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
 		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.acct[acct]--; a.acct[acct] == 0 {
-			delete(a.acct, acct)
+		if a.acct == nil {
+			a.acct, a.turn = map[string]int{}, map[string]chan struct{}{}
 		}
-		if a.addr[k]--; a.addr[k] == 0 {
-			delete(a.addr, k)
+		busy, ok := a.turn[k]
+		if !ok {
+			done := make(chan struct{})
+			a.turn[k] = done
+			acctN = a.acct[acct]
+			a.acct[acct]++
+			a.mu.Unlock()
+			return acctN, func() {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				delete(a.turn, k)
+				if a.acct[acct]--; a.acct[acct] == 0 {
+					delete(a.acct, acct)
+				}
+				close(done)
+			}, nil
+		}
+		a.mu.Unlock()
+		select {
+		case <-busy:
+		case <-t.C:
+			return 0, nil, &RetryError{Err: ErrOverloaded, After: time.Second}
+		case <-ctx.Done():
+			return 0, nil, &RetryError{Err: ErrOverloaded, After: time.Second}
 		}
 	}
 }
@@ -399,17 +416,19 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 		return events.TokenReply{}, "overloaded", err
 	}
 	acct := m.accountKey(name)
+	acctN, end, err := m.attempts.begin(ctx, acct, ip, m.cfg.HashWait)
+	if err != nil {
+		m.m.overloaded.Inc()
+		return events.TokenReply{}, "overloaded", err
+	}
+	defer end()
 	th, err := m.d.View.Throttle(ctx, acct, ip)
 	if err != nil {
 		return events.TokenReply{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
 	}
-	// Attempts in flight count as failures until they are decided.
-	acctN, addrN, end := m.attempts.begin(acct, ip)
-	defer end()
+	// Attempts for the account from elsewhere count as failures until
+	// they are decided.
 	eff, now0 := th, m.now()
-	if addrN > 0 {
-		eff.Failures, eff.LastFailureAt = eff.Failures+addrN, now0
-	}
 	for range acctN {
 		eff.AccountFailures = appendRecent(eff.AccountFailures, now0)
 	}

@@ -215,10 +215,13 @@ func newBenchLogin(f *benchFlags) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
+			// Each worker is a client at its own address (RFC 2544
+			// benchmarking range): attempts for one account from one
+			// address take turns.
 			res, err := runLoad(ctx, f, "login",
-				func(context.Context, int) (struct{}, error) { return struct{}{}, nil },
-				func(ctx context.Context, _ *struct{}) error {
-					return events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password}, nil)
+				func(_ context.Context, i int) (string, error) { return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1), nil },
+				func(ctx context.Context, ip *string) error {
+					return events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password, IP: *ip}, nil)
 				})
 			if err != nil {
 				return err
