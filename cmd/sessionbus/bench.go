@@ -219,7 +219,9 @@ func newBenchLogin(f *benchFlags) *cobra.Command {
 			// benchmarking range): attempts for one account from one
 			// address take turns.
 			res, err := runLoad(ctx, f, "login",
-				func(_ context.Context, i int) (string, error) { return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1), nil },
+				func(_ context.Context, i int) (string, error) {
+					return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1), nil
+				},
 				func(ctx context.Context, ip *string) error {
 					return events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password, IP: *ip}, nil)
 				})
