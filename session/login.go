@@ -1,0 +1,266 @@
+package session
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/jsbus"
+)
+
+// LoginRequest is a login with the caller's context.
+type LoginRequest = events.LoginRequest
+
+// Login checks credentials and starts a session. It returns
+// ErrInvalidInput, ErrBadCredentials (unknown user and wrong password
+// alike), ErrDisabled, ErrThrottled or ErrOverloaded (as *RetryError).
+func (m *Manager) Login(ctx context.Context, req LoginRequest) (events.TokenReply, error) {
+	reply, result, err := m.login(ctx, req)
+	m.m.logins.WithLabelValues(result).Inc()
+	return reply, err
+}
+
+func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenReply, string, error) {
+	name, err := m.NormalizeUsername(req.Username)
+	if err != nil {
+		return events.TokenReply{}, "invalid", err
+	}
+	if err := m.checkPassword(req.Password, 1); err != nil {
+		return events.TokenReply{}, "invalid", err
+	}
+	if err := errors.Join(checkOptional("client_id", req.ClientID, 128), checkOptional("user_agent", req.UserAgent, 512)); err != nil {
+		return events.TokenReply{}, "invalid", err
+	}
+	ip, err := normalizeIP(req.IP)
+	if err != nil {
+		return events.TokenReply{}, "invalid", err
+	}
+	if err := m.notReady(); err != nil {
+		return events.TokenReply{}, "overloaded", err
+	}
+	acct := m.accountKey(name)
+	acctN, end, err := m.attempts.begin(ctx, acct, ip, m.cfg.HashWait)
+	if err != nil {
+		m.m.overloaded.Inc()
+		return events.TokenReply{}, "overloaded", err
+	}
+	defer end()
+	th, err := m.d.View.Throttle(ctx, acct, ip)
+	if err != nil {
+		return events.TokenReply{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	// Attempts for the account from elsewhere count as failures until
+	// they are decided.
+	eff, now0 := th, m.now()
+	for range acctN {
+		eff.AccountFailures = appendRecent(eff.AccountFailures, now0)
+	}
+	if wait := m.cfg.Throttle.RetryAfter(eff, now0); wait > 0 {
+		m.m.throttled.Inc()
+		return events.TokenReply{}, "throttled", &RetryError{Err: ErrThrottled, After: wait}
+	}
+
+	release, err := m.limiter.acquire(ctx)
+	if err != nil {
+		m.m.overloaded.Inc()
+		return events.TokenReply{}, "overloaded", err
+	}
+	user, uerr := m.d.Users.ByName(ctx, name)
+	var ok bool
+	var params PasswordParams
+	switch {
+	case uerr == nil:
+		ok, params, err = VerifyPassword([]byte(req.Password), user.PasswordHash)
+		if err != nil {
+			m.log.Error("unreadable password hash", "user_id", user.ID)
+			ok = false
+		}
+	case errors.Is(uerr, ErrNotFound):
+		// Same work as for a real user, same answer.
+		_, _, _ = VerifyPassword([]byte(req.Password), m.dummyHash)
+	default:
+		release()
+		return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, uerr)
+	}
+	release()
+
+	if ok {
+		// The account may have been disabled or given a new password while
+		// the hash ran: decide on its state now.
+		cur, err := m.d.Users.ByName(ctx, name)
+		if err != nil {
+			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+		}
+		ok = subtle.ConstantTimeCompare([]byte(cur.PasswordHash), []byte(user.PasswordHash)) == 1
+		user = cur
+	}
+	now := m.now().UTC()
+	if !ok {
+		if err := m.loginFailed(ctx, events.FailBadCredentials, user.ID, acct, ip, req, th, now); err != nil {
+			return events.TokenReply{}, "error", err
+		}
+		return events.TokenReply{}, "bad_credentials", ErrBadCredentials
+	}
+	if user.Disabled {
+		if err := m.loginFailed(ctx, events.FailDisabled, user.ID, acct, ip, req, th, now); err != nil {
+			return events.TokenReply{}, "error", err
+		}
+		return events.TokenReply{}, "disabled", ErrDisabled
+	}
+	if params != m.cfg.Password {
+		user = m.rehash(ctx, user, req.Password)
+	}
+	reply, err := m.startSession(ctx, user.ID, acct, ip, req, now)
+	if err != nil {
+		return events.TokenReply{}, "error", err
+	}
+	// A disable or password change that landed while the session was
+	// being created ends it at once.
+	if cur, err := m.d.Users.ByName(ctx, name); err != nil || cur.Disabled || cur.PasswordHash != user.PasswordHash {
+		reason := events.ReasonPasswordChanged
+		if err == nil && cur.Disabled {
+			reason = events.ReasonUserDisabled
+		}
+		if s, serr := m.session(ctx, reply.SessionID); serr == nil {
+			_ = m.revokeSession(ctx, s, reason)
+		}
+		if err != nil {
+			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+		}
+		return events.TokenReply{}, "changed", ErrBadCredentials
+	}
+	return reply, "ok", nil
+}
+
+func (m *Manager) loginFailed(ctx context.Context, reason, userID, acct, ip string, req LoginRequest, th Throttle, now time.Time) error {
+	data := events.LoginFailed{
+		UserID: userID, AccountKey: acct, Reason: reason, ClientID: req.ClientID,
+		IP: ip, UserAgent: req.UserAgent, FailedAt: now,
+	}
+	if until, starts := m.cfg.Throttle.StartsThrottle(th, now); starts && reason == events.FailBadCredentials {
+		data.ThrottledUntil = &until
+		if th.Failures+1 == m.cfg.Throttle.PerAddress {
+			data.Reason = events.FailLocked
+		}
+	}
+	subjectID := userID
+	if subjectID == "" {
+		subjectID = events.UnknownUser
+	}
+	seq, err := m.publish(ctx, events.TypeLoginFailed, subjectID, now, data, nil)
+	if err != nil {
+		return err
+	}
+	m.settle(ctx, seq)
+	return nil
+}
+
+// rehash upgrades a hash made with older parameters and returns the user
+// as stored; failure only delays the upgrade to the next login.
+func (m *Manager) rehash(ctx context.Context, u User, password string) User {
+	release, err := m.limiter.acquire(ctx)
+	if err != nil {
+		return u
+	}
+	h, err := HashPassword([]byte(password), m.cfg.Password)
+	release()
+	if err != nil {
+		return u
+	}
+	next := u
+	next.PasswordHash = h
+	next.UpdatedAt = m.now().UTC()
+	// Compare-and-set: a disable or password change since the read wins.
+	if err := m.d.Users.Update(ctx, next); err != nil {
+		m.log.Warn("password rehash not stored", "user_id", u.ID, "err", err)
+		return u
+	}
+	return next
+}
+
+func (m *Manager) startSession(ctx context.Context, userID, acct, ip string, req LoginRequest, now time.Time) (events.TokenReply, error) {
+	// A login in the second a user revocation rounded up to starts at its
+	// revoked_before, so that its tokens are not denied.
+	u, err := m.d.View.User(ctx, userID)
+	if err != nil {
+		return events.TokenReply{}, fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	if now.Before(u.RevokedBefore) {
+		now = u.RevokedBefore
+	}
+	sid := events.NewID()
+	refresh, err := newRefreshToken()
+	if err != nil {
+		return events.TokenReply{}, err
+	}
+	access, jti, kid, exp, err := m.issueAccess(userID, sid, req.ClientID, now, now)
+	if err != nil {
+		return events.TokenReply{}, err
+	}
+	data := events.SessionCreated{
+		SessionID: sid, UserID: userID, AccountKey: acct, ClientID: req.ClientID, IP: ip, UserAgent: req.UserAgent,
+		RefreshDigest: Digest(refresh), Generation: 1, AccessJTI: jti, AccessExpiresAt: exp, KeyID: kid,
+		CreatedAt: now, IdleExpiresAt: now.Add(m.cfg.IdleTimeout), ExpiresAt: now.Add(m.cfg.AbsoluteTimeout),
+	}
+	seq, err := m.publish(ctx, events.TypeSessionCreated, sid, now, data, &jsbus.Expect{Subject: events.SessionSubjects(sid)})
+	if err != nil {
+		return events.TokenReply{}, err
+	}
+	m.settle(ctx, seq)
+	return m.reply(access, refresh, sid), nil
+}
+
+// attempts keeps the logins this manager has in flight. Their failures
+// reach the view only after the hash, so a burst of concurrent attempts
+// would all pass the throttle. Attempts for one account from one address
+// therefore take turns (each then sees the failures of the one before),
+// and attempts for one account from other addresses count as failures of
+// the account until they are decided.
+type attempts struct {
+	mu   sync.Mutex
+	acct map[string]int
+	turn map[string]chan struct{} // closed when the attempt in turn ends
+}
+
+// begin waits for the turn of (acct, ip), at most wait, and returns how
+// many other attempts for the account are in flight; end ends the turn.
+func (a *attempts) begin(ctx context.Context, acct, ip string, wait time.Duration) (acctN int, end func(), err error) {
+	k := acct + "|" + ip
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		a.mu.Lock()
+		if a.acct == nil {
+			a.acct, a.turn = map[string]int{}, map[string]chan struct{}{}
+		}
+		busy, ok := a.turn[k]
+		if !ok {
+			done := make(chan struct{})
+			a.turn[k] = done
+			acctN = a.acct[acct]
+			a.acct[acct]++
+			a.mu.Unlock()
+			return acctN, func() {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				delete(a.turn, k)
+				if a.acct[acct]--; a.acct[acct] == 0 {
+					delete(a.acct, acct)
+				}
+				close(done)
+			}, nil
+		}
+		a.mu.Unlock()
+		select {
+		case <-busy:
+		case <-t.C:
+			return 0, nil, &RetryError{Err: ErrOverloaded, After: time.Second}
+		case <-ctx.Done():
+			return 0, nil, &RetryError{Err: ErrOverloaded, After: time.Second}
+		}
+	}
+}
