@@ -25,17 +25,7 @@ func (m *Manager) Login(ctx context.Context, req LoginRequest) (events.TokenRepl
 }
 
 func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenReply, string, error) {
-	name, err := m.NormalizeUsername(req.Username)
-	if err != nil {
-		return events.TokenReply{}, "invalid", err
-	}
-	if err := m.checkPassword(req.Password, 1); err != nil {
-		return events.TokenReply{}, "invalid", err
-	}
-	if err := errors.Join(checkOptional("client_id", req.ClientID, 128), checkOptional("user_agent", req.UserAgent, 512)); err != nil {
-		return events.TokenReply{}, "invalid", err
-	}
-	ip, err := normalizeIP(req.IP)
+	name, ip, err := m.checkLogin(req)
 	if err != nil {
 		return events.TokenReply{}, "invalid", err
 	}
@@ -49,54 +39,13 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 		return events.TokenReply{}, "overloaded", err
 	}
 	defer end()
-	th, err := m.d.View.Throttle(ctx, acct, ip)
+	th, result, err := m.checkThrottle(ctx, acct, ip, acctN)
 	if err != nil {
-		return events.TokenReply{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return events.TokenReply{}, result, err
 	}
-	// Attempts for the account from elsewhere count as failures until
-	// they are decided.
-	eff, now0 := th, m.now()
-	for range acctN {
-		eff.AccountFailures = appendRecent(eff.AccountFailures, now0)
-	}
-	if wait := m.cfg.Throttle.RetryAfter(eff, now0); wait > 0 {
-		m.m.throttled.Inc()
-		return events.TokenReply{}, "throttled", &RetryError{Err: ErrThrottled, After: wait}
-	}
-
-	release, err := m.limiter.acquire(ctx)
+	user, params, ok, result, err := m.checkCredentials(ctx, name, req.Password)
 	if err != nil {
-		m.m.overloaded.Inc()
-		return events.TokenReply{}, "overloaded", err
-	}
-	user, uerr := m.d.Users.ByName(ctx, name)
-	var ok bool
-	var params PasswordParams
-	switch {
-	case uerr == nil:
-		ok, params, err = VerifyPassword([]byte(req.Password), user.PasswordHash)
-		if err != nil {
-			m.log.Error("unreadable password hash", "user_id", user.ID)
-			ok = false
-		}
-	case errors.Is(uerr, ErrNotFound):
-		// Same work as for a real user, same answer.
-		_, _, _ = VerifyPassword([]byte(req.Password), m.dummyHash)
-	default:
-		release()
-		return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, uerr)
-	}
-	release()
-
-	if ok {
-		// The account may have been disabled or given a new password while
-		// the hash ran: decide on its state now.
-		cur, err := m.d.Users.ByName(ctx, name)
-		if err != nil {
-			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
-		}
-		ok = subtle.ConstantTimeCompare([]byte(cur.PasswordHash), []byte(user.PasswordHash)) == 1
-		user = cur
+		return events.TokenReply{}, result, err
 	}
 	now := m.now().UTC()
 	if !ok {
@@ -118,22 +67,115 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 	if err != nil {
 		return events.TokenReply{}, "error", err
 	}
-	// A disable or password change that landed while the session was
-	// being created ends it at once.
+	if result, err := m.endIfChanged(ctx, name, user, reply.SessionID); err != nil {
+		return events.TokenReply{}, result, err
+	}
+	return reply, "ok", nil
+}
+
+// checkLogin checks the fields of a login and returns its normalised
+// username and address.
+func (m *Manager) checkLogin(req LoginRequest) (name, ip string, err error) {
+	name, err = m.NormalizeUsername(req.Username)
+	if err != nil {
+		return "", "", err
+	}
+	if err := m.checkPassword(req.Password, 1); err != nil {
+		return "", "", err
+	}
+	if err := errors.Join(checkOptional("client_id", req.ClientID, 128), checkOptional("user_agent", req.UserAgent, 512)); err != nil {
+		return "", "", err
+	}
+	ip, err = normalizeIP(req.IP)
+	if err != nil {
+		return "", "", err
+	}
+	return name, ip, nil
+}
+
+// checkThrottle reads the throttle state of the account and address and
+// refuses the attempt (ErrThrottled) while it is throttled. acctN is the
+// number of other attempts for the account in flight. It returns the
+// state as read, and on error the result to count.
+func (m *Manager) checkThrottle(ctx context.Context, acct, ip string, acctN int) (Throttle, string, error) {
+	th, err := m.d.View.Throttle(ctx, acct, ip)
+	if err != nil {
+		return Throttle{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
+	}
+	// Attempts for the account from elsewhere count as failures until
+	// they are decided.
+	eff, now0 := th, m.now()
+	for range acctN {
+		eff.AccountFailures = appendRecent(eff.AccountFailures, now0)
+	}
+	if wait := m.cfg.Throttle.RetryAfter(eff, now0); wait > 0 {
+		m.m.throttled.Inc()
+		return Throttle{}, "throttled", &RetryError{Err: ErrThrottled, After: wait}
+	}
+	return th, "", nil
+}
+
+// checkCredentials verifies the password within the hash limiter; an
+// unknown username costs the same work and gets the same answer. ok
+// reports whether the password matches the user as stored after the
+// hash, which is the user it returns. On error it also returns the
+// result to count.
+func (m *Manager) checkCredentials(ctx context.Context, name, password string) (user User, params PasswordParams, ok bool, result string, err error) {
+	release, err := m.limiter.acquire(ctx)
+	if err != nil {
+		m.m.overloaded.Inc()
+		return User{}, PasswordParams{}, false, "overloaded", err
+	}
+	user, uerr := m.d.Users.ByName(ctx, name)
+	switch {
+	case uerr == nil:
+		var verr error
+		ok, params, verr = VerifyPassword([]byte(password), user.PasswordHash)
+		if verr != nil {
+			m.log.Error("unreadable password hash", "user_id", user.ID)
+			ok = false
+		}
+	case errors.Is(uerr, ErrNotFound):
+		// Same work as for a real user, same answer.
+		_, _, _ = VerifyPassword([]byte(password), m.dummyHash)
+	default:
+		release()
+		return User{}, PasswordParams{}, false, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, uerr)
+	}
+	release()
+
+	if ok {
+		// The account may have been disabled or given a new password while
+		// the hash ran: decide on its state now.
+		cur, err := m.d.Users.ByName(ctx, name)
+		if err != nil {
+			return User{}, PasswordParams{}, false, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+		}
+		ok = subtle.ConstantTimeCompare([]byte(cur.PasswordHash), []byte(user.PasswordHash)) == 1
+		user = cur
+	}
+	return user, params, ok, "", nil
+}
+
+// endIfChanged checks the user again after its session sid was started
+// for it. A disable or password change that landed while the session was
+// being created ends it at once; the result to count and the error are
+// then returned.
+func (m *Manager) endIfChanged(ctx context.Context, name string, user User, sid string) (string, error) {
 	if cur, err := m.d.Users.ByName(ctx, name); err != nil || cur.Disabled || cur.PasswordHash != user.PasswordHash {
 		reason := events.ReasonPasswordChanged
 		if err == nil && cur.Disabled {
 			reason = events.ReasonUserDisabled
 		}
-		if s, serr := m.session(ctx, reply.SessionID); serr == nil {
+		if s, serr := m.session(ctx, sid); serr == nil {
 			_ = m.revokeSession(ctx, s, reason)
 		}
 		if err != nil {
-			return events.TokenReply{}, "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
+			return "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
 		}
-		return events.TokenReply{}, "changed", ErrBadCredentials
+		return "changed", ErrBadCredentials
 	}
-	return reply, "ok", nil
+	return "", nil
 }
 
 func (m *Manager) loginFailed(ctx context.Context, reason, userID, acct, ip string, req LoginRequest, th Throttle, now time.Time) error {
