@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/events"
 )
 
 // barrier shares the read of the stream's last sequence between requests:
@@ -119,7 +119,7 @@ const conflictRetries = 8
 
 // reread waits for the view to catch up with the write that beat us.
 func (m *Manager) reread(ctx context.Context, err error) error {
-	var ce *jsbus.ConflictError
+	var ce *events.ConflictError
 	if errors.As(err, &ce) {
 		if werr := m.d.View.WaitApplied(ctx, ce.LastSeq); werr != nil {
 			return fmt.Errorf("%w: %v", ErrOverloaded, werr)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
 // LoginRequest is a login with the caller's context.
@@ -248,7 +247,7 @@ func (m *Manager) startSession(ctx context.Context, userID, acct, ip string, req
 		RefreshDigest: Digest(refresh), Generation: 1, AccessJTI: jti, AccessExpiresAt: exp, KeyID: kid,
 		CreatedAt: now, IdleExpiresAt: now.Add(m.cfg.IdleTimeout), ExpiresAt: now.Add(m.cfg.AbsoluteTimeout),
 	}
-	seq, err := m.publish(ctx, events.TypeSessionCreated, sid, now, data, &jsbus.Expect{Subject: events.SessionSubjects(sid)})
+	seq, err := m.publish(ctx, events.TypeSessionCreated, sid, now, data, &events.Expect{Subject: events.SessionSubjects(sid)})
 	if err != nil {
 		return events.TokenReply{}, err
 	}

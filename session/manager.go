@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
 // Deps are the parts a Manager works with.
@@ -106,7 +105,7 @@ func (m *Manager) notReady() error {
 	return nil
 }
 
-func (m *Manager) publish(ctx context.Context, t events.Type, id string, at time.Time, data any, expect *jsbus.Expect) (uint64, error) {
+func (m *Manager) publish(ctx context.Context, t events.Type, id string, at time.Time, data any, expect *events.Expect) (uint64, error) {
 	e, err := events.New(t, m.source, id, at, data)
 	if err != nil {
 		return 0, err
@@ -115,7 +114,7 @@ func (m *Manager) publish(ctx context.Context, t events.Type, id string, at time
 	seq, err := m.d.Publisher.Publish(ctx, e, expect)
 	m.m.publishTime.Observe(time.Since(start).Seconds())
 	if err != nil {
-		if errors.Is(err, jsbus.ErrConflict) {
+		if errors.Is(err, events.ErrConflict) {
 			m.m.conflicts.Inc()
 			return 0, err
 		}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
 // Session is the view's record of one session. It holds digests of
@@ -145,15 +144,13 @@ type View interface {
 
 // Publisher stores facts on the stream and returns their sequence once the
 // stream has acknowledged them; with expect set, it fails with
-// jsbus.ErrConflict when another writer moved the subjects first.
+// events.ErrConflict when another writer moved the subjects first.
 type Publisher interface {
-	Publish(ctx context.Context, e events.Event, expect *jsbus.Expect) (uint64, error)
+	Publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error)
 	// LastSeq returns the stream's last sequence, the read barrier for a
 	// view that may lag behind another manager's writes.
 	LastSeq(ctx context.Context) (uint64, error)
 }
-
-var _ Publisher = (*jsbus.Publisher)(nil)
 
 // User is an account. Users and their hashes live in the users store,
 // never on the stream.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
 // Refresh exchanges a refresh token for a new access token and, with
@@ -80,7 +79,7 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 			return events.TokenReply{}, "reuse", ErrInvalidToken
 		}
 		reply, err := m.rotate(ctx, s, token, digest, now)
-		if errors.Is(err, jsbus.ErrConflict) {
+		if errors.Is(err, events.ErrConflict) {
 			raced = true
 			if err := m.reread(ctx, err); err != nil {
 				return events.TokenReply{}, "error", err
@@ -114,7 +113,7 @@ func (m *Manager) rotate(ctx context.Context, s Session, token, digest string, n
 		IdleExpiresAt: minTime(now.Add(m.cfg.IdleTimeout), s.ExpiresAt),
 	}
 	seq, err := m.publish(ctx, events.TypeSessionRefreshed, s.ID, now, data,
-		&jsbus.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq})
+		&events.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq})
 	if err != nil {
 		return events.TokenReply{}, err
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
 // revokeSession publishes session.revoked for s, conditional on the
@@ -25,7 +24,7 @@ func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) e
 			SessionID: s.ID, UserID: s.UserID, Reason: reason, RevokedAt: now,
 			DenyUntil: maxTime(now, s.MaxAccessExp).Add(m.cfg.ClockLeeway),
 		}
-		expect := &jsbus.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq}
+		expect := &events.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq}
 		if attempt == conflictRetries-1 {
 			// Still losing: revoke unconditionally. A revocation only
 			// moves the session forward, so it needs no expectation; its
@@ -34,7 +33,7 @@ func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) e
 			data.DenyUntil = maxTime(now.Add(m.cfg.AccessTTL), s.MaxAccessExp).Add(m.cfg.ClockLeeway)
 		}
 		seq, err := m.publish(ctx, events.TypeSessionRevoked, s.ID, now, data, expect)
-		if errors.Is(err, jsbus.ErrConflict) {
+		if errors.Is(err, events.ErrConflict) {
 			if err := m.reread(ctx, err); err != nil {
 				return err
 			}

@@ -97,20 +97,20 @@ func TestPublishConflict(t *testing.T) {
 	ctx := context.Background()
 	_, p := setup(t)
 	filter := events.SessionSubjects("S1")
-	seq, err := p.Publish(ctx, revoked(t, "S1"), &jsbus.Expect{Subject: filter, LastSeq: 0})
+	seq, err := p.Publish(ctx, revoked(t, "S1"), &events.Expect{Subject: filter, LastSeq: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A fact about another session does not move S1's subjects.
-	if _, err := p.Publish(ctx, revoked(t, "S2"), &jsbus.Expect{Subject: events.SessionSubjects("S2")}); err != nil {
+	if _, err := p.Publish(ctx, revoked(t, "S2"), &events.Expect{Subject: events.SessionSubjects("S2")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.Publish(ctx, revoked(t, "S1"), &jsbus.Expect{Subject: filter, LastSeq: 0})
-	var ce *jsbus.ConflictError
-	if !errors.Is(err, jsbus.ErrConflict) || !errors.As(err, &ce) || ce.LastSeq != seq {
+	_, err = p.Publish(ctx, revoked(t, "S1"), &events.Expect{Subject: filter, LastSeq: 0})
+	var ce *events.ConflictError
+	if !errors.Is(err, events.ErrConflict) || !errors.As(err, &ce) || ce.LastSeq != seq {
 		t.Fatalf("err = %v, want conflict at %d", err, seq)
 	}
-	if _, err := p.Publish(ctx, revoked(t, "S1"), &jsbus.Expect{Subject: filter, LastSeq: seq}); err != nil {
+	if _, err := p.Publish(ctx, revoked(t, "S1"), &events.Expect{Subject: filter, LastSeq: seq}); err != nil {
 		t.Fatal(err)
 	}
 }

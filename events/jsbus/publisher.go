@@ -50,21 +50,13 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 	return p, nil
 }
 
-// Expect makes a publish conditional: the stream's last sequence on the
-// subjects matching Subject (a filter such as
-// events.SessionSubjects(id)) must be LastSeq; 0 means no message yet.
-type Expect struct {
-	Subject string
-	LastSeq uint64
-}
-
 // Publish stores e on its subject and returns the stream sequence once the
 // stream has acknowledged it. Failed attempts (timeouts, no responders,
 // reconnects) are retried with the same message id until ctx ends, so the
-// fact is stored at most once. With expect set, it returns a
-// *ConflictError (errors.Is ErrConflict) when another writer moved the
-// subjects first.
-func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *Expect) (uint64, error) {
+// fact is stored at most once. With expect set, it returns an
+// *events.ConflictError (errors.Is events.ErrConflict) when another
+// writer moved the subjects first.
+func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error) {
 	subject := e.NATSSubject()
 	if subject == "" {
 		return 0, fmt.Errorf("publish: %w: no subject for type %q and id %q", events.ErrMalformed, e.Type, e.Subject)
@@ -99,7 +91,7 @@ func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *Expect)
 					return seq, nil
 				}
 			}
-			return 0, &ConflictError{Subject: expect.Subject, LastSeq: last}
+			return 0, &events.ConflictError{Subject: expect.Subject, LastSeq: last}
 		}
 		if !retryable(err) {
 			return 0, fmt.Errorf("publish %s: %w", e.Type, err)
@@ -115,7 +107,7 @@ func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *Expect)
 
 // findStored looks for a message with Nats-Msg-Id id on the expectation's
 // subjects after the expected sequence.
-func (p *Publisher) findStored(ctx context.Context, expect *Expect, id string) (uint64, bool) {
+func (p *Publisher) findStored(ctx context.Context, expect *events.Expect, id string) (uint64, bool) {
 	s, err := p.js.Stream(ctx, events.StreamName)
 	if err != nil {
 		return 0, false

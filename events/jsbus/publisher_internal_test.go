@@ -41,7 +41,7 @@ func TestFindStoredAfterLostAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	expect := &Expect{Subject: events.SessionSubjects("S1")}
+	expect := &events.Expect{Subject: events.SessionSubjects("S1")}
 	seq, err := p.Publish(ctx, e, expect)
 	if err != nil {
 		t.Fatal(err)

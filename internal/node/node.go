@@ -33,6 +33,8 @@ import (
 	"github.com/sessionbus/sessionbus/session/tokens"
 )
 
+var _ session.Publisher = (*jsbus.Publisher)(nil)
+
 // Config of a node.
 type Config struct {
 	Session session.Config
