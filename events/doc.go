@@ -11,8 +11,12 @@
 // headers, the data as the JSON body, Nats-Msg-Id equal to the event id so
 // that a retried publish is stored once.
 //
-// This package knows nothing of sessions; it defines the types, subjects,
-// data shapes and the codec. Sub-packages add transport: jsbus talks to
-// JetStream (stream setup, publishing with optimistic concurrency) and
-// embedded runs the in-process NATS server.
+// This package holds no session logic; it defines the fact types,
+// subjects and data shapes, the codec, the command subjects with their
+// request and reply shapes and error codes, and the expectation of a
+// conditional publish (Expect, ErrConflict). Sub-packages add transport:
+// jsbus talks to JetStream (stream setup, publishing with optimistic
+// concurrency) and embedded runs the in-process NATS server. The JSON
+// Schemas of the data are in package schemas, which this package does
+// not use.
 package events

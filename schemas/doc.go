@@ -17,6 +17,11 @@
 // requests are strict and bounded: they come from outside and may carry a
 // secret. Replies, like facts, tolerate added fields.
 //
-// This package imports nothing of sessionbus, so that package events can
-// use it to validate what it publishes and decodes.
+// It is the published contract and a test oracle, not a run-time check:
+// no production code imports it. Package events encodes and decodes with
+// its own Go types; the tests of this package keep the schemas in step
+// with them (types, subjects, reasons, Base and events.SchemaBase), and
+// the tests of session and consumers/audit validate the facts and replies
+// they see against it. It imports nothing of sessionbus outside its
+// tests.
 package schemas

@@ -8,11 +8,12 @@ import "embed"
 var FS embed.FS
 
 // Base is the URI prefix of every schema's $id: a schema's $id is Base
-// plus its path in FS. It equals events.SchemaBase.
+// plus its path in FS. It equals events.SchemaBase (a test checks it).
 const Base = "https://sessionbus.io/schemas/"
 
 // eventFiles maps each fact type to its schema file. Kept here rather than
-// derived from package events, which may import this package.
+// derived from package events, so that this package imports nothing of
+// sessionbus; a test checks it against events.Types and events.SchemaFile.
 var eventFiles = map[string]string{
 	"io.sessionbus.session.created.v1":   "session.created.v1.json",
 	"io.sessionbus.session.refreshed.v1": "session.refreshed.v1.json",

@@ -33,7 +33,7 @@ type StreamConfig struct {
 func (c StreamConfig) Validate() error {
 	var errs []error
 	if c.Replicas < 0 || c.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas))
+		errs = append(errs, fmt.Errorf("%w: replicas %d not in 0..5 (0: the default, 1)", ErrInvalidConfig, c.Replicas))
 	}
 	if c.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative max age", ErrInvalidConfig))
