@@ -36,8 +36,7 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 		if _, err := w.get(kUser(d.UserID), &u); err != nil {
 			return err
 		}
-		u.RevokedBefore = later(u.RevokedBefore, d.RevokedBefore)
-		return w.put(kUser(d.UserID), u, time.Time{})
+		return w.put(kUser(d.UserID), session.ApplyUserRevoked(u, d), time.Time{})
 	case *events.TokenRevoked:
 		if !events.ValidID(d.JTI) {
 			return s.skip(w, st, errBadIDs)
@@ -47,12 +46,7 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 		if err != nil {
 			return err
 		}
-		if !found {
-			t = session.TokenInfo{JTI: d.JTI, SessionID: d.SessionID, UserID: d.UserID, ExpiresAt: d.DenyUntil}
-		}
-		if t.RevokedAt.IsZero() {
-			t.RevokedAt = d.RevokedAt
-		}
+		t = session.ApplyTokenRevoked(t, found, d)
 		return w.put(kToken(d.JTI), t, later(t.ExpiresAt, d.DenyUntil).Add(retention))
 	case *events.LoginFailed:
 		return s.applyLoginFailed(w, d)
@@ -64,10 +58,7 @@ func (s *Store) applyOne(w *writer, st events.Stored) error {
 		if _, err := w.get(kKey(d.KeyID), &k); err != nil {
 			return err
 		}
-		if k.RevokedAt.IsZero() {
-			k.RevokedAt = d.RevokedAt
-		}
-		return w.put(kKey(d.KeyID), k, time.Time{})
+		return w.put(kKey(d.KeyID), session.ApplyKeyRevoked(k, d), time.Time{})
 	case *events.KeyRotated:
 		return nil // keys live in the key store; the JWKS follows it
 	}
@@ -86,15 +77,10 @@ func (s *Store) applyCreated(w *writer, st events.Stored, d *events.SessionCreat
 		return err
 	}
 	if found {
-		cur.LastSeq = max(cur.LastSeq, st.Seq)
+		cur = session.SeenAt(cur, st.Seq)
 		return w.put(kSession(cur.ID), cur, cur.ExpiresAt.Add(retention))
 	}
-	sess := session.Session{
-		ID: d.SessionID, UserID: d.UserID, AccountKey: d.AccountKey, ClientID: d.ClientID,
-		IP: d.IP, UserAgent: d.UserAgent, Generation: d.Generation, RefreshDigest: d.RefreshDigest,
-		CreatedAt: d.CreatedAt, IdleExpiresAt: d.IdleExpiresAt, ExpiresAt: d.ExpiresAt,
-		MaxAccessExp: d.AccessExpiresAt, LastSeq: st.Seq,
-	}
+	sess := session.NewSession(d, st.Seq)
 	until := sess.ExpiresAt.Add(retention)
 	if err := w.put(kSession(sess.ID), sess, until); err != nil {
 		return err
@@ -126,7 +112,7 @@ func (s *Store) applyCreated(w *writer, st events.Stored, d *events.SessionCreat
 // access expiry of its user and key.
 func (s *Store) recordAccess(w *writer, sess session.Session, jti, kid string, exp time.Time) error {
 	if events.ValidID(jti) {
-		t := session.TokenInfo{JTI: jti, SessionID: sess.ID, UserID: sess.UserID, KeyID: kid, ExpiresAt: exp}
+		t := session.IssuedToken(sess, jti, kid, exp)
 		if err := w.put(kToken(jti), t, exp.Add(retention)); err != nil {
 			return err
 		}
@@ -135,8 +121,7 @@ func (s *Store) recordAccess(w *writer, sess session.Session, jti, kid string, e
 	if _, err := w.get(kUser(sess.UserID), &u); err != nil {
 		return err
 	}
-	if exp.After(u.MaxAccessExp) {
-		u.MaxAccessExp = exp.Add(maxExpStep)
+	if u, raised := session.RaiseUserAccessExp(u, exp); raised {
 		if err := w.put(kUser(sess.UserID), u, time.Time{}); err != nil {
 			return err
 		}
@@ -148,18 +133,11 @@ func (s *Store) recordAccess(w *writer, sess session.Session, jti, kid string, e
 	if _, err := w.get(kKey(kid), &k); err != nil {
 		return err
 	}
-	if exp.After(k.MaxAccessExp) {
-		k.MaxAccessExp = exp.Add(maxExpStep)
+	if k, raised := session.RaiseKeyAccessExp(k, exp); raised {
 		return w.put(kKey(kid), k, time.Time{})
 	}
 	return nil
 }
-
-// maxExpStep rounds the latest access expiry of a user or key up, so that
-// a busy user's refreshes rewrite it once a minute, not every time. The
-// recorded value is an upper bound: a deny_until computed from it covers
-// every token, by up to this much more.
-const maxExpStep = time.Minute
 
 func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRefreshed) error {
 	if d.RefreshDigest == "" {
@@ -170,24 +148,15 @@ func (s *Store) applyRefreshed(w *writer, st events.Stored, d *events.SessionRef
 		return err
 	}
 	until := sess.ExpiresAt.Add(retention)
-	if d.Generation <= sess.Generation {
+	next, rotated := session.ApplyRefreshed(sess, d, st.Time)
+	if !rotated {
 		return w.put(kSession(sess.ID), sess, until)
 	}
+	// The idle deadline moves: its index entry with it.
 	if err := w.del(kDue(sess.IdleExpiresAt, sess.ID)); err != nil {
 		return err
 	}
-	sess.PreviousDigest = d.PreviousRefreshDigest
-	sess.RefreshDigest = d.RefreshDigest
-	sess.Generation = d.Generation
-	// The rotation counts from when the stream stored it: a request that
-	// arrived before then could not have known of it.
-	sess.RotatedAt = st.Time
-	if sess.RotatedAt.IsZero() {
-		sess.RotatedAt = d.RefreshedAt
-	}
-	sess.LastRefreshedAt = d.RefreshedAt
-	sess.IdleExpiresAt = d.IdleExpiresAt
-	sess.MaxAccessExp = later(sess.MaxAccessExp, d.AccessExpiresAt)
+	sess = next
 	if err := w.put(kSession(sess.ID), sess, until); err != nil {
 		return err
 	}
@@ -217,8 +186,7 @@ func (s *Store) knownSession(w *writer, st events.Stored, id string) (session.Se
 		}
 		return sess, false, err
 	}
-	sess.LastSeq = max(sess.LastSeq, st.Seq)
-	return sess, true, nil
+	return session.SeenAt(sess, st.Seq), true, nil
 }
 
 var errUnknownSession = errors.New("fact about a session the view does not have")
@@ -228,10 +196,7 @@ func (s *Store) applySessionRevoked(w *writer, st events.Stored, d *events.Sessi
 	if !ok {
 		return err
 	}
-	if sess.RevokedAt.IsZero() {
-		sess.RevokedAt = d.RevokedAt
-		sess.RevokeReason = d.Reason
-	}
+	sess = session.ApplySessionRevoked(sess, d)
 	if err := w.del(kDue(sess.IdleExpiresAt, sess.ID)); err != nil {
 		return err
 	}

@@ -1,5 +1,9 @@
 // Package badgerstore is the session view on Badger: it applies the facts
-// of the AUTH_EVENTS stream in order and answers the manager's reads.
+// of the AUTH_EVENTS stream in order and answers the manager's reads. How
+// a fact changes a session, user, token or key record is decided by the
+// pure rules of package session (NewSession, ApplyRefreshed, …); this
+// package keeps the keys, the encoding, the records' expiry and the
+// transactions.
 //
 // The view records the last stream sequence it applied in the same
 // transaction as the facts' effects, so after a crash it resumes exactly
