@@ -48,6 +48,9 @@ type Config struct {
 	HTTPAddr, AdminAddr string
 	// TrustedProxies may set X-Forwarded-For (see httpapi.Config).
 	TrustedProxies []netip.Prefix
+	// AdminTokens, AdminHosts and IntrospectTokens guard the admin API
+	// and /introspect (see httpapi.Config).
+	AdminTokens, AdminHosts, IntrospectTokens []string
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -223,6 +226,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
+		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
 	})
 	for _, l := range []struct {
 		addr string

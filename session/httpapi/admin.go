@@ -6,7 +6,10 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 )
 
-// Admin returns the admin API, for its own listener only.
+// Admin returns the admin API, for its own listener only. Every request,
+// /metrics, /healthz and /readyz included, must carry an admin
+// credential (Config.AdminTokens) as its bearer token, name this
+// listener in its Host header and carry no Origin (see the package doc).
 func (h *Handlers) Admin() http.Handler {
 	mux := http.NewServeMux()
 	h.handle(mux, "POST /admin/revoke", h.adminRevoke)
@@ -19,8 +22,11 @@ func (h *Handlers) Admin() http.Handler {
 	h.handle(mux, "GET /admin/keys", h.adminKeys)
 	h.handle(mux, "POST /admin/keys/rotate", h.adminRotate)
 	h.handle(mux, "POST /admin/keys/{kid}/revoke", h.adminRevokeKey)
+	if h.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", h.cfg.Metrics)
+	}
 	h.common(mux)
-	return jsonFallback(mux)
+	return h.adminGuard(jsonFallback(mux))
 }
 
 func (h *Handlers) adminRevoke(w http.ResponseWriter, r *http.Request) error {

@@ -25,8 +25,21 @@ const MaxBodySize = 64 << 10
 type Config struct {
 	// Ready reports whether the manager has caught up with the stream.
 	Ready func() bool
-	// Metrics serves /metrics (nil: 404).
+	// Metrics serves /metrics on the admin listener, behind its
+	// credential (nil: 404). The public listener has no /metrics.
 	Metrics http.Handler
+	// AdminTokens are the bearer credentials the admin API accepts, any
+	// one of them. Without one the admin API refuses every request.
+	AdminTokens []string
+	// AdminHosts are further names the admin API answers to in the Host
+	// header ("name" on the listener's port, or "name:port"), beyond
+	// localhost, 127.0.0.1 and [::1] and the address the request came in
+	// on, each with the listener's port.
+	AdminHosts []string
+	// IntrospectTokens are the bearer credentials /introspect accepts
+	// (RFC 7662 §2.1), any one of them. Without one /introspect refuses
+	// every request.
+	IntrospectTokens []string
 	// Registerer receives the HTTP request counter (nil: none).
 	Registerer prometheus.Registerer
 	// TrustedProxies are the networks of reverse proxies whose
@@ -39,9 +52,11 @@ type Config struct {
 
 // Handlers builds the public and the admin handler.
 type Handlers struct {
-	m        *session.Manager
-	cfg      Config
-	requests *prometheus.CounterVec
+	m             *session.Manager
+	cfg           Config
+	admin         credentials
+	introspectors credentials
+	requests      *prometheus.CounterVec
 }
 
 // New returns the handlers of m.
@@ -52,7 +67,7 @@ func New(m *session.Manager, cfg Config) *Handlers {
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
-	h := &Handlers{m: m, cfg: cfg, requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+	h := &Handlers{m: m, cfg: cfg, admin: newCredentials(cfg.AdminTokens), introspectors: newCredentials(cfg.IntrospectTokens), requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "sessionbus", Name: "http_requests_total", Help: "HTTP requests by route and status code.",
 	}, []string{"route", "code"})}
 	if cfg.Registerer != nil {
@@ -108,9 +123,6 @@ func (h *Handlers) common(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	if h.cfg.Metrics != nil {
-		mux.Handle("GET /metrics", h.cfg.Metrics)
-	}
 }
 
 // handle mounts fn, mapping its error to a status, and counts requests by
@@ -145,6 +157,7 @@ var (
 var codeNames = map[int]string{
 	400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
 	405: "method_not_allowed", 409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
+	421: "misdirected_request",
 	429: "too_many_requests", 500: "internal_error", 503: "unavailable",
 }
 
@@ -156,6 +169,17 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code, msg = http.StatusRequestEntityTooLarge, errTooLarge.Error()
 	case errors.Is(err, errMediaType):
 		code, msg = http.StatusUnsupportedMediaType, err.Error()
+	case errors.Is(err, errNoCredential):
+		// RFC 6750 §3.1: no error code when no credential was sent.
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		code, msg = http.StatusUnauthorized, err.Error()
+	case errors.Is(err, errBadCredential):
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		code, msg = http.StatusUnauthorized, err.Error()
+	case errors.Is(err, errBrowser):
+		code, msg = http.StatusForbidden, err.Error()
+	case errors.Is(err, errMisdirected):
+		code, msg = http.StatusMisdirectedRequest, err.Error()
 	default:
 		code, msg = session.StatusCode(err)
 	}
@@ -183,13 +207,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readJSON decodes a JSON body strictly into v.
+// readJSON decodes a JSON body strictly into v. The body must be sent
+// as application/json: a form or text/plain body, which a web page can
+// send anywhere without asking, is refused before it is read.
 func readJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return fmt.Errorf("%w: send application/json", errMediaType)
-		}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return fmt.Errorf("%w: send application/json", errMediaType)
 	}
 	b, err := io.ReadAll(r.Body)
 	if err != nil {

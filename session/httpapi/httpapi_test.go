@@ -34,8 +34,20 @@ const (
 	ctForm        = "application/x-www-form-urlencoded"
 )
 
-// withHTTP serves the public and admin APIs on random loopback ports.
-func withHTTP(c *node.Config) { c.HTTPAddr = "127.0.0.1:0"; c.AdminAddr = "127.0.0.1:0" }
+// The bearer credentials of the test managers' admin API and /introspect.
+const (
+	adminToken      = "test-admin-credential-0123456789abcdef"
+	introspectToken = "test-introspect-credential-0123456789"
+)
+
+// withHTTP serves the public and admin APIs on random loopback ports,
+// with the credentials as serve sets them: the admin one for the admin
+// API, both for /introspect.
+func withHTTP(c *node.Config) {
+	c.HTTPAddr, c.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	c.AdminTokens = []string{adminToken}
+	c.IntrospectTokens = []string{introspectToken, adminToken}
+}
 
 // tokens is the HTTP token reply (contract).
 type tokens struct {
@@ -80,7 +92,9 @@ type response struct {
 	body   []byte
 }
 
-func do(t testing.TB, method, url, contentType string, body []byte) response {
+// do sends a request with a body of contentType and further headers
+// (name, value, …); a header named "Host" sets the request's Host.
+func do(t testing.TB, method, url, contentType string, body []byte, headers ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -88,6 +102,13 @@ func do(t testing.TB, method, url, contentType string, body []byte) response {
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
+		req.Header.Add(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -99,6 +120,13 @@ func do(t testing.TB, method, url, contentType string, body []byte) response {
 		t.Fatalf("%s %s: read body: %v", method, url, err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// adminDo sends a request to the admin listener with the admin
+// credential and further headers.
+func (f *fixture) adminDo(t testing.TB, method, path, contentType string, body []byte, headers ...string) response {
+	t.Helper()
+	return do(t, method, f.admin+path, contentType, body, append([]string{"Authorization", "Bearer " + adminToken}, headers...)...)
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -168,7 +196,7 @@ func (f *fixture) unchanged(t testing.TB, before state) {
 // codeNames are the error codes of the documented statuses.
 var codeNames = map[int]string{
 	400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-	409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
+	409: "conflict", 413: "request_too_large", 415: "unsupported_media_type", 421: "misdirected_request",
 	429: "too_many_requests", 503: "unavailable",
 }
 
@@ -210,13 +238,14 @@ func checkErrorBody(t testing.TB, r response) {
 	if want, ok := codeNames[r.status]; ok && code != want {
 		t.Errorf("error %q, want %q for %d", code, want, r.status)
 	}
-	// RFC 6750: a bearer challenge where a token was refused, not for bad
-	// credentials at /login.
+	// RFC 6750: a bearer challenge where a token or a bearer credential
+	// was refused, not for bad credentials at /login.
 	challenge := strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer")
-	if r.status == http.StatusUnauthorized && desc == "invalid token" && !challenge {
+	bearerRefused := desc == "invalid token" || desc == "credential required" || desc == "invalid credential"
+	if r.status == http.StatusUnauthorized && bearerRefused && !challenge {
 		t.Errorf("401 for a token without a Bearer WWW-Authenticate: %v", r.header)
 	}
-	if r.status == http.StatusUnauthorized && desc != "invalid token" && challenge {
+	if r.status == http.StatusUnauthorized && !bearerRefused && challenge {
 		t.Errorf("401 for credentials with a Bearer challenge: %v", r.header)
 	}
 	if r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable {
@@ -258,6 +287,7 @@ func jsonEndpointCases(valid []byte) []struct {
 		{"unknown field", ctJSON, withUnknownField(valid), 400},
 		{"trailing data", ctJSON, append(append([]byte{}, valid...), []byte(` {}`)...), 400},
 		{"text/plain", "text/plain", valid, 415},
+		{"no content type", "", valid, 415},
 		{"form content type", ctForm, valid, 415},
 		{"malformed content type", "application/", valid, 415},
 		{"body over 64 KiB", ctJSON, padded(valid), 413},
@@ -362,7 +392,7 @@ func TestLoginCredentials(t *testing.T) {
 
 	const bobPassword = "bob's password, right"
 	bob := f.m.AddUser(t, "bob", bobPassword)
-	if r := do(t, "POST", f.admin+"/admin/users/bob/disable", "", nil); r.status != http.StatusOK {
+	if r := f.adminDo(t, "POST", "/admin/users/bob/disable", "", nil); r.status != http.StatusOK {
 		t.Fatalf("disable bob: %d %s", r.status, r.body)
 	}
 	before = f.state(t)
@@ -402,7 +432,7 @@ func TestLoginOverloaded(t *testing.T) {
 		c.Session.Password.Time = 3 // slow enough to be seen in flight
 	})
 	inFlight := func() bool {
-		r := do(t, "GET", f.public+"/metrics", "", nil)
+		r := f.adminDo(t, "GET", "/metrics", "", nil)
 		return bytes.Contains(r.body, []byte("\nsessionbus_password_hashes_in_flight 1\n"))
 	}
 	for attempt := range 5 {
@@ -412,8 +442,10 @@ func TestLoginOverloaded(t *testing.T) {
 		go func() {
 			defer close(done)
 			body, _ := json.Marshal(map[string]string{"username": "filler" + strconv.Itoa(attempt), "password": "filler password"})
-			resp, err := http.Post(f.admin+"/admin/users", ctJSON, bytes.NewReader(body))
-			if err == nil {
+			req, _ := http.NewRequest("POST", f.admin+"/admin/users", bytes.NewReader(body))
+			req.Header.Set("Content-Type", ctJSON)
+			req.Header.Set("Authorization", "Bearer "+adminToken)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
 				resp.Body.Close()
 			}
 		}()
@@ -618,7 +650,7 @@ func withClaims(c jwt.MapClaims, kv ...any) jwt.MapClaims {
 
 func (f *fixture) introspect(t testing.TB, token string) response {
 	t.Helper()
-	return do(t, "POST", f.public+"/introspect", ctForm, form(token))
+	return do(t, "POST", f.public+"/introspect", ctForm, form(token), "Authorization", "Bearer "+introspectToken)
 }
 
 // wantInactive: 200 and exactly {"active":false}.
@@ -738,7 +770,7 @@ func TestIntrospect(t *testing.T) {
 	})
 	t.Run("revoked session", func(t *testing.T) {
 		s := f.mustLogin(t, "alice", alicePassword)
-		r := do(t, "POST", f.admin+"/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: s.SessionID}))
+		r := f.adminDo(t, "POST", "/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: s.SessionID}))
 		if r.status != http.StatusOK {
 			t.Fatalf("admin revoke: %d %s", r.status, r.body)
 		}
@@ -762,7 +794,7 @@ func TestIntrospect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.state(t)
-			wantError(t, do(t, "POST", f.public+"/introspect", tc.ct, tc.body), tc.status, f.secrets()...)
+			wantError(t, do(t, "POST", f.public+"/introspect", tc.ct, tc.body, "Authorization", "Bearer "+introspectToken), tc.status, f.secrets()...)
 			f.unchanged(t, before)
 		})
 	}
@@ -845,7 +877,7 @@ func TestListeners(t *testing.T) {
 		})
 	}
 	t.Run("admin listener has no public API", func(t *testing.T) {
-		wantError(t, do(t, "POST", f.admin+"/login", ctJSON, mustJSON(t, map[string]string{"username": "alice", "password": alicePassword})), 404, alicePassword)
+		wantError(t, f.adminDo(t, "POST", "/login", ctJSON, mustJSON(t, map[string]string{"username": "alice", "password": alicePassword})), 404, alicePassword)
 	})
 	for _, tc := range []struct {
 		name   string
@@ -866,15 +898,15 @@ func TestListeners(t *testing.T) {
 	} {
 		t.Run("admin revoke "+tc.name, func(t *testing.T) {
 			before := f.state(t)
-			wantError(t, do(t, "POST", f.admin+"/admin/revoke", tc.ct, tc.body), tc.status)
+			wantError(t, f.adminDo(t, "POST", "/admin/revoke", tc.ct, tc.body), tc.status)
 			f.unchanged(t, before)
 		})
 	}
 	t.Run("admin sessions bad user id", func(t *testing.T) {
-		wantError(t, do(t, "GET", f.admin+"/admin/sessions?user_id=a.b", "", nil), 400)
+		wantError(t, f.adminDo(t, "GET", "/admin/sessions?user_id=a.b", "", nil), 400)
 	})
 	t.Run("admin sessions and revoke", func(t *testing.T) {
-		r := do(t, "GET", f.admin+"/admin/sessions?user_id="+f.uid, "", nil)
+		r := f.adminDo(t, "GET", "/admin/sessions?user_id="+f.uid, "", nil)
 		var list events.SessionsReply
 		if err := json.Unmarshal(r.body, &list); r.status != 200 || err != nil || len(list.Sessions) != 1 {
 			t.Fatalf("%d %s", r.status, r.body)
@@ -884,7 +916,7 @@ func TestListeners(t *testing.T) {
 				t.Errorf("sessions list holds a secret: %s", r.body)
 			}
 		}
-		if r := do(t, "POST", f.admin+"/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: sid})); r.status != 200 {
+		if r := f.adminDo(t, "POST", "/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: sid})); r.status != 200 {
 			t.Fatalf("revoke: %d %s", r.status, r.body)
 		}
 		if s := f.session(t, sid); s.Status != session.StatusRevoked {
@@ -893,26 +925,28 @@ func TestListeners(t *testing.T) {
 	})
 }
 
-// testHealthAndMetrics: the probes answer and the metrics have the login
-// counter (of the fixture's one login).
+// testHealthAndMetrics: the probes answer; the metrics, on the admin
+// listener only, have the login counter (of the fixture's one login).
 func testHealthAndMetrics(t *testing.T, f *fixture) {
 	for _, path := range []string{"/healthz", "/readyz"} {
-		for _, base := range []string{f.public, f.admin} {
-			r := do(t, "GET", base+path, "", nil)
+		for _, r := range []response{do(t, "GET", f.public+path, "", nil), f.adminDo(t, "GET", path, "", nil)} {
 			var body map[string]string
 			if err := json.Unmarshal(r.body, &body); r.status != 200 || err != nil || body["status"] == "" {
-				t.Errorf("GET %s%s: %d %s", base, path, r.status, r.body)
+				t.Errorf("GET %s: %d %s", path, r.status, r.body)
 			}
 		}
 	}
-	r := do(t, "GET", f.public+"/metrics", "", nil)
+	r := f.adminDo(t, "GET", "/metrics", "", nil)
 	if r.status != 200 || !bytes.Contains(r.body, []byte(`sessionbus_logins_total{result="ok"} 1`)) {
 		t.Errorf("metrics: %d, no sessionbus_logins_total{result=\"ok\"} 1", r.status)
 	}
-	for _, s := range f.secrets() {
+	for _, s := range append(f.secrets(), adminToken, introspectToken) {
 		if bytes.Contains(r.body, []byte(s)) || bytes.Contains(r.body, []byte("alice")) {
 			t.Errorf("metrics hold a secret or a username")
 		}
+	}
+	if r := do(t, "GET", f.public+"/metrics", "", nil); r.status != http.StatusNotFound || bytes.Contains(r.body, []byte("sessionbus_")) {
+		t.Errorf("public /metrics: %d %s, want 404", r.status, r.body)
 	}
 	r = do(t, "GET", f.public+"/.well-known/jwks.json", "", nil)
 	if r.status != 200 || bytes.Contains(r.body, []byte(`"d"`)) {

@@ -110,8 +110,13 @@ func (h *Handlers) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// introspect is RFC 7662.
+// introspect is RFC 7662. The caller must authenticate (§2.1) with one
+// of Config.IntrospectTokens as its bearer token; without it nothing of
+// the request, the token included, is read.
 func (h *Handlers) introspect(w http.ResponseWriter, r *http.Request) error {
+	if err := h.introspectors.check(r); err != nil {
+		return err
+	}
 	if err := readForm(r); err != nil {
 		return err
 	}
