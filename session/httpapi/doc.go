@@ -43,8 +43,10 @@
 //
 // JSON bodies (login, refresh, logout and the admin API) must be sent as
 // application/json (415 otherwise: a page can post text/plain or a form
-// anywhere without asking, but not JSON), are decoded strictly and capped
-// at 64 KiB. /revoke and /introspect take forms, as their RFCs say.
+// anywhere without asking, but not JSON), are capped at 64 KiB and are
+// decoded strictly with events.DecodeStrict: an unknown field, a key twice
+// or two keys that differ only in case (encoding/json would keep the last
+// of them) get 400. /revoke and /introspect take forms, as their RFCs say.
 // Errors are JSON in the style of RFC 6749 §5.2, {"error": "<code>",
 // "error_description": "<message>"}, with the status codes of the NATS
 // API and Retry-After on 429 and 503; messages never tell whether a

@@ -69,6 +69,8 @@ func TestAdminPasswordResetRefused(t *testing.T) {
 		{"text/plain body (a form a page can post)", "text/plain", body, []string{"Authorization", bearer}, 415},
 		{"form body", ctForm, []byte("password=" + stolen), []string{"Authorization", bearer}, 415},
 		{"no content type", "", body, []string{"Authorization", bearer}, 415},
+		{"password in two cases", ctJSON, []byte(`{"password":"` + alicePassword + `","Password":"` + stolen + `"}`), []string{"Authorization", bearer}, 400},
+		{"password twice", ctJSON, []byte(`{"password":"` + alicePassword + `","password":"` + stolen + `"}`), []string{"Authorization", bearer}, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, record := f.state(t), f.userRecord(t)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/session"
 )
 
@@ -207,9 +207,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readJSON decodes a JSON body strictly into v. The body must be sent
-// as application/json: a form or text/plain body, which a web page can
-// send anywhere without asking, is refused before it is read.
+// readJSON decodes a JSON body strictly into v (events.DecodeStrict: no
+// unknown field, no key twice or in two cases, nothing after the value).
+// The body must be sent as application/json: a form or text/plain body,
+// which a web page can send anywhere without asking, is refused before it
+// is read.
 func readJSON(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -223,13 +225,8 @@ func readJSON(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("%w: read body: %v", session.ErrInvalidInput, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := events.DecodeStrict(b, v); err != nil {
 		return fmt.Errorf("%w: body is not the expected JSON: %v", session.ErrInvalidInput, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data after the JSON body", session.ErrInvalidInput)
 	}
 	return nil
 }

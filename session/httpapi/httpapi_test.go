@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -265,6 +266,18 @@ func withUnknownField(b []byte) []byte {
 	return append(bytes.TrimSuffix(bytes.TrimSpace(b), []byte("}")), []byte(`,"admin":true}`)...)
 }
 
+// withDuplicate repeats the first member of a JSON object at its end,
+// under the name rename makes of it.
+func withDuplicate(b []byte, rename func(string) string) []byte {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	_, _ = dec.Token()
+	key, _ := dec.Token()
+	var val json.RawMessage
+	_ = dec.Decode(&val)
+	k, _ := key.(string)
+	return append(bytes.TrimSuffix(bytes.TrimSpace(b), []byte("}")), []byte(`,"`+rename(k)+`":`+string(val)+`}`)...)
+}
+
 // jsonEndpointCases are the bad requests every JSON endpoint refuses;
 // valid is a body the endpoint would accept.
 func jsonEndpointCases(valid []byte) []struct {
@@ -285,6 +298,9 @@ func jsonEndpointCases(valid []byte) []struct {
 		{"JSON array", ctJSON, append(append([]byte("["), valid...), ']'), 400},
 		{"JSON string", ctJSON, []byte(`"x"`), 400},
 		{"unknown field", ctJSON, withUnknownField(valid), 400},
+		{"key twice", ctJSON, withDuplicate(valid, strings.Clone), 400},
+		{"key in two cases", ctJSON, withDuplicate(valid, strings.ToUpper), 400},
+		{"key in two cases, escaped", ctJSON, withDuplicate(valid, func(k string) string { return `\u` + fmt.Sprintf("%04X", k[0]-32) + k[1:] }), 400},
 		{"trailing data", ctJSON, append(append([]byte{}, valid...), []byte(` {}`)...), 400},
 		{"text/plain", "text/plain", valid, 415},
 		{"no content type", "", valid, 415},
