@@ -138,7 +138,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	}()
 	keyring := tokens.NewKeyring(tokens.Config{
 		Issuer: cfg.Session.Issuer, Audience: cfg.Session.Audience,
-		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: 5 * time.Second,
+		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: tokens.DefaultLeeway,
 	})
 	pub, err := jsbus.NewPublisher(js)
 	if err != nil {

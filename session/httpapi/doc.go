@@ -38,6 +38,8 @@
 // not read. A bearer credential rather than OAuth client authentication
 // (HTTP Basic with a client id and secret) because sessionbus keeps no
 // client registry; a resource server is given the introspect-token file.
+// Access tokens are judged by the rules and the leeway of consumers/httpauth
+// (session/tokens), so /introspect calls active what a service accepts.
 //
 // # Bodies
 //

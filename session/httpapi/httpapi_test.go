@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionbus/sessionbus/consumers/httpauth"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
@@ -653,6 +654,23 @@ func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jw
 	return s
 }
 
+// signHeaded signs claims with the real key, with typ typ (none if nil).
+func signHeaded(t testing.TB, km keyMaterial, claims jwt.MapClaims, typ any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = km.kid
+	if typ == nil {
+		delete(tok.Header, "typ")
+	} else {
+		tok.Header["typ"] = typ
+	}
+	s, err := tok.SignedString(km.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func withClaims(c jwt.MapClaims, kv ...any) jwt.MapClaims {
 	out := jwt.MapClaims{}
 	for k, v := range c {
@@ -758,6 +776,11 @@ func TestIntrospect(t *testing.T) {
 			return sign(t, jwt.SigningMethodES256, km.priv, km.kid, c)
 		}()},
 		{"real key, other issuer", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims, "iss", "evil"))},
+		{"real key, no typ", signHeaded(t, km, claims, nil)},
+		{"real key, typ JWT", signHeaded(t, km, claims, "JWT")},
+		{"real key, exp a numeric string", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims, "exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10)))},
+		{"real key, expired past the leeway of consumers/httpauth", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims,
+			"iat", now.Add(-time.Minute).Unix(), "nbf", now.Add(-time.Minute).Unix(), "exp", now.Add(-httpauth.DefaultLeeway-10*time.Second).Unix()))},
 		{"real key, unknown session", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims, "sid", events.NewID()))},
 		{"real key, unknown kid", sign(t, jwt.SigningMethodES256, km.priv, "not-a-kid", claims)},
 		{"garbage", "garbage"},
@@ -772,6 +795,18 @@ func TestIntrospect(t *testing.T) {
 			f.unchanged(t, before)
 		})
 	}
+
+	// The same leeway as the services': a token they still accept is
+	// still active.
+	t.Run("real key, expired within the leeway of consumers/httpauth", func(t *testing.T) {
+		tok := sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims,
+			"iat", now.Add(-time.Minute).Unix(), "nbf", now.Add(-time.Minute).Unix(), "exp", now.Add(-httpauth.DefaultLeeway+10*time.Second).Unix()))
+		var in map[string]any
+		r := f.introspect(t, tok)
+		if err := json.Unmarshal(r.body, &in); err != nil || in["active"] != true {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	})
 
 	t.Run("rotated refresh token", func(t *testing.T) {
 		s := f.mustLogin(t, "alice", alicePassword)
