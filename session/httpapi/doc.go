@@ -13,9 +13,10 @@
 // Every request to the admin handler, /metrics and the probes included,
 // passes three checks before anything of it is read, in this order:
 //
-//   - no Origin and no Sec-Fetch-Site header (403): browsers send one or
-//     both on every request a page makes, and no admin client does, so a
-//     page in the operator's browser cannot forge an admin request;
+//   - no Origin and no Sec-Fetch-Site header (403): browsers send Origin
+//     on every cross-origin and every non-GET request, and Sec-Fetch-Site
+//     on every request to localhost, and no admin client sends either, so
+//     a page in the operator's browser cannot forge an admin request;
 //   - a Host naming this listener (421): localhost, 127.0.0.1, [::1] or
 //     the address the connection came in on, with the listener's port, or
 //     a name in Config.AdminHosts; a name someone else controls, resolved

@@ -93,8 +93,10 @@ func (h *Handlers) adminGuard(next http.Handler) http.Handler {
 }
 
 // fromBrowser reports a request a browser made: browsers send Origin on
-// every cross-origin and every non-GET request, and Sec-Fetch-Site on all
-// of them. No legitimate admin client sends either.
+// every cross-origin and every non-GET request, and Sec-Fetch-Site on
+// every request to a trustworthy origin such as localhost (a plain-HTTP
+// name like a rebound evil.example gets neither on a simple GET, and is
+// refused by its Host). No admin client sends either.
 func fromBrowser(r *http.Request) bool {
 	return len(r.Header.Values("Origin")) > 0 || len(r.Header.Values("Sec-Fetch-Site")) > 0
 }
