@@ -91,7 +91,7 @@ func newServeCmd() *cobra.Command {
 	var f managerFlags
 	var httpAddr, adminAddr string
 	var rebuild bool
-	var proxies []string
+	var proxies, adminHosts []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the session manager (embedded NATS JetStream by default)",
@@ -104,7 +104,11 @@ which is how several managers share the load.
 
 The view of sessions (Badger, under <data-dir>/view) catches up with the
 stream before /readyz turns ready; delete it, or pass --rebuild-view, to
-rebuild it from the stream.`,
+rebuild it from the stream.
+
+The admin API and /introspect take bearer credentials that serve creates
+in the data dir on first start: admin-token (admin API, /metrics,
+/introspect) and introspect-token (/introspect only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var trusted []netip.Prefix
@@ -115,18 +119,19 @@ rebuild it from the stream.`,
 				}
 				trusted = append(trusted, pfx)
 			}
-			return serve(cmd.Context(), &f, httpAddr, adminAddr, rebuild, trusted)
+			return serve(cmd.Context(), &f, httpAddr, adminAddr, adminHosts, rebuild, trusted)
 		},
 	}
 	f.add(cmd.Flags())
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
+	cmd.Flags().StringSliceVar(&adminHosts, "admin-hosts", nil, "further Host names the admin API answers to (name or name:port), beyond localhost, 127.0.0.1 and [::1] on its port")
 	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the stream")
 	cmd.Flags().StringSliceVar(&proxies, "trusted-proxies", nil, "networks (CIDR) of reverse proxies whose X-Forwarded-For gives the client address for login throttling, e.g. 10.0.0.0/8")
 	return cmd
 }
 
-func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, rebuild bool, trusted []netip.Prefix) error {
+func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adminHosts []string, rebuild bool, trusted []netip.Prefix) error {
 	log := slog.Default()
 	if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -136,6 +141,14 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, reb
 		return err
 	}
 	defer unlock()
+	adminToken, err := httpCredential(f.nats.dataDir, adminTokenFile)
+	if err != nil {
+		return err
+	}
+	introspectToken, err := httpCredential(f.nats.dataDir, introspectTokenFile)
+	if err != nil {
+		return err
+	}
 
 	nc, shutdownNATS, err := f.openNATS(ctx, false)
 	if err != nil {
@@ -145,6 +158,8 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, reb
 
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
+	cfg.AdminTokens, cfg.AdminHosts = []string{adminToken}, adminHosts
+	cfg.IntrospectTokens = []string{introspectToken, adminToken}
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {
 		return err

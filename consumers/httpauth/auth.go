@@ -181,39 +181,6 @@ func New(cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// accessClaims is the JSON shape of an access token's claims.
-type accessClaims struct {
-	jwt.RegisteredClaims
-	SessionID string           `json:"sid"`
-	AuthTime  *jwt.NumericDate `json:"auth_time"`
-	ClientID  string           `json:"client_id,omitempty"`
-}
-
-// Validate is called by the parser after the registered claims' checks:
-// the contract's claims must be there.
-func (c *accessClaims) Validate() error {
-	var missing []string
-	if c.Subject == "" {
-		missing = append(missing, "sub")
-	}
-	if c.SessionID == "" {
-		missing = append(missing, "sid")
-	}
-	if c.ID == "" {
-		missing = append(missing, "jti")
-	}
-	if c.IssuedAt == nil {
-		missing = append(missing, "iat")
-	}
-	if c.AuthTime == nil {
-		missing = append(missing, "auth_time")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing claims %v", missing)
-	}
-	return nil
-}
-
 // Authenticate verifies the raw token (without "Bearer ") and checks the
 // deny-list. It returns ErrMalformed for a token too large or not shaped
 // like a JWT, ErrUnknownKey, ErrInvalidToken for any failed check,
@@ -274,6 +241,9 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 		defer func() { keyErr = err }()
 		if _, ok := t.Header["crit"]; ok {
 			return nil, fmt.Errorf("%w: crit header not understood", ErrInvalidToken)
+		}
+		if typ, _ := t.Header["typ"].(string); !accessTokenType(typ) {
+			return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
 		}
 		kid, _ = t.Header["kid"].(string)
 		if kid == "" {

@@ -22,9 +22,12 @@
 //   - alg is on a fixed allow-list (ES256, EdDSA, RS256): never none,
 //     never HMAC, so a token "signed" with the public key as an HMAC
 //     secret fails; a crit header is refused (no extension is understood);
-//     kid is required;
+//     kid is required; typ must be at+jwt (RFC 9068: any case, with or
+//     without "application/"), so no other kind of JWT signed with the
+//     same keys passes for an access token;
 //   - exp is required, nbf and iat are checked, all with a leeway of 30s
-//     (Leeway, at most 5m) for clock skew;
+//     (Leeway, at most 5m) for clock skew; exp, iat, nbf and auth_time
+//     must be JSON numbers (RFC 7519), not strings;
 //   - iss must be Config.Issuer; aud must hold Config.Audience when set;
 //   - sub, sid, jti, iat and auth_time are required (the contract);
 //   - the deny-list (consumers/denylist) must not deny the sid, jti, kid,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -237,6 +238,13 @@ func TestBadRequestsAndForgedTokens(t *testing.T) {
 		{"no iat", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { delete(c, "iat") })}, invalidToken},
 		{"no auth_time", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { delete(c, "auth_time") })}, invalidToken},
 		{"exp not a number", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { c["exp"] = "tomorrow" })}, invalidToken},
+		{"exp a numeric string", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { c["exp"] = strconv.FormatInt(now.Add(time.Minute).Unix(), 10) })}, invalidToken},
+		{"iat a numeric string", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { c["iat"] = strconv.FormatInt(now.Unix(), 10) })}, invalidToken},
+		{"nbf a numeric string", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { c["nbf"] = strconv.FormatInt(now.Unix(), 10) })}, invalidToken},
+		{"auth_time a numeric string", []string{"Bearer " + good(func(c jwt.MapClaims, _ map[string]any) { c["auth_time"] = strconv.FormatInt(now.Unix(), 10) })}, invalidToken},
+		{"no typ", []string{"Bearer " + good(func(_ jwt.MapClaims, h map[string]any) { delete(h, "typ") })}, invalidToken},
+		{"typ JWT", []string{"Bearer " + good(func(_ jwt.MapClaims, h map[string]any) { h["typ"] = "JWT" })}, invalidToken},
+		{"typ of an ID token", []string{"Bearer " + good(func(_ jwt.MapClaims, h map[string]any) { h["typ"] = "id+jwt" })}, invalidToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,6 +257,8 @@ func TestBadRequestsAndForgedTokens(t *testing.T) {
 	wantOK(t, f.bearer(good(func(c jwt.MapClaims, _ map[string]any) { c["nbf"] = now.Add(10 * time.Second).Unix() })))
 	wantOK(t, f.bearer(valid))
 	wantOK(t, f.do("bearer "+valid)) // the scheme is case-insensitive
+	// typ is a media type: any case, with or without application/.
+	wantOK(t, f.bearer(good(func(_ jwt.MapClaims, h map[string]any) { h["typ"] = "application/AT+JWT" })))
 }
 
 func TestAuthenticateErrors(t *testing.T) {

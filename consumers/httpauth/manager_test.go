@@ -90,12 +90,13 @@ func claims(now time.Time) jwt.MapClaims {
 	}
 }
 
-// sign signs claims with the key, after letting edit change them and the
-// header.
+// sign signs claims with the key, headed as the manager does (kid, typ
+// at+jwt), after letting edit change them and the header.
 func (s *signer) sign(t testing.TB, c jwt.MapClaims, edit func(c jwt.MapClaims, h map[string]any)) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(s.method, c)
 	tok.Header["kid"] = s.kid
+	tok.Header["typ"] = "at+jwt"
 	if edit != nil {
 		edit(c, tok.Header)
 	}

@@ -50,6 +50,9 @@ type Config struct {
 	HTTPAddr, AdminAddr string
 	// TrustedProxies may set X-Forwarded-For (see httpapi.Config).
 	TrustedProxies []netip.Prefix
+	// AdminTokens, AdminHosts and IntrospectTokens guard the admin API
+	// and /introspect (see httpapi.Config).
+	AdminTokens, AdminHosts, IntrospectTokens []string
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -137,7 +140,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	}()
 	keyring := tokens.NewKeyring(tokens.Config{
 		Issuer: cfg.Session.Issuer, Audience: cfg.Session.Audience,
-		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: 5 * time.Second,
+		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: tokens.DefaultLeeway,
 	})
 	pub, err := jsbus.NewPublisher(js)
 	if err != nil {
@@ -225,6 +228,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
+		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
 	})
 	for _, l := range []struct {
 		addr string

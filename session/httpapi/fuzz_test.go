@@ -24,7 +24,8 @@ func newFuzzTarget(f *testing.F) *fuzzTarget {
 	f.Helper()
 	m := nodetest.Start(f, natstest.Start(f))
 	uid := m.AddUser(f, "alice", alicePassword)
-	return &fuzzTarget{h: httpapi.New(m.Manager(), httpapi.Config{}).Public(), m: m, uid: uid}
+	h := httpapi.New(m.Manager(), httpapi.Config{IntrospectTokens: []string{introspectToken}}).Public()
+	return &fuzzTarget{h: h, m: m, uid: uid}
 }
 
 func (ft *fuzzTarget) serve(method, path, contentType string, body []byte) response {
@@ -32,6 +33,7 @@ func (ft *fuzzTarget) serve(method, path, contentType string, body []byte) respo
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	req.Header.Set("Authorization", "Bearer "+introspectToken)
 	rec := httptest.NewRecorder()
 	ft.h.ServeHTTP(rec, req)
 	return response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}

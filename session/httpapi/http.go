@@ -1,18 +1,15 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,8 +25,21 @@ const MaxBodySize = 64 << 10
 type Config struct {
 	// Ready reports whether the manager has caught up with the stream.
 	Ready func() bool
-	// Metrics serves /metrics (nil: 404).
+	// Metrics serves /metrics on the admin listener, behind its
+	// credential (nil: 404). The public listener has no /metrics.
 	Metrics http.Handler
+	// AdminTokens are the bearer credentials the admin API accepts, any
+	// one of them. Without one the admin API refuses every request.
+	AdminTokens []string
+	// AdminHosts are further names the admin API answers to in the Host
+	// header ("name" on the listener's port, or "name:port"), beyond
+	// localhost, 127.0.0.1 and [::1] and the address the request came in
+	// on, each with the listener's port.
+	AdminHosts []string
+	// IntrospectTokens are the bearer credentials /introspect accepts
+	// (RFC 7662 §2.1), any one of them. Without one /introspect refuses
+	// every request.
+	IntrospectTokens []string
 	// Registerer receives the HTTP request counter (nil: none).
 	Registerer prometheus.Registerer
 	// TrustedProxies are the networks of reverse proxies whose
@@ -42,9 +52,11 @@ type Config struct {
 
 // Handlers builds the public and the admin handler.
 type Handlers struct {
-	m        *session.Manager
-	cfg      Config
-	requests *prometheus.CounterVec
+	m             *session.Manager
+	cfg           Config
+	admin         credentials
+	introspectors credentials
+	requests      *prometheus.CounterVec
 }
 
 // New returns the handlers of m.
@@ -55,42 +67,13 @@ func New(m *session.Manager, cfg Config) *Handlers {
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
-	h := &Handlers{m: m, cfg: cfg, requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+	h := &Handlers{m: m, cfg: cfg, admin: newCredentials(cfg.AdminTokens), introspectors: newCredentials(cfg.IntrospectTokens), requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "sessionbus", Name: "http_requests_total", Help: "HTTP requests by route and status code.",
 	}, []string{"route", "code"})}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(h.requests)
 	}
 	return h
-}
-
-// Public returns the public API.
-func (h *Handlers) Public() http.Handler {
-	mux := http.NewServeMux()
-	h.handle(mux, "POST /login", h.login)
-	h.handle(mux, "POST /refresh", h.refresh)
-	h.handle(mux, "POST /logout", h.logout)
-	h.handle(mux, "POST /revoke", h.revokeToken)
-	h.handle(mux, "POST /introspect", h.introspect)
-	h.common(mux)
-	return jsonFallback(mux)
-}
-
-// Admin returns the admin API, for its own listener only.
-func (h *Handlers) Admin() http.Handler {
-	mux := http.NewServeMux()
-	h.handle(mux, "POST /admin/revoke", h.adminRevoke)
-	h.handle(mux, "GET /admin/sessions", h.adminSessions)
-	h.handle(mux, "GET /admin/users", h.adminUsers)
-	h.handle(mux, "POST /admin/users", h.adminAddUser)
-	h.handle(mux, "POST /admin/users/{user}/disable", h.adminDisable(true))
-	h.handle(mux, "POST /admin/users/{user}/enable", h.adminDisable(false))
-	h.handle(mux, "PUT /admin/users/{user}/password", h.adminPassword)
-	h.handle(mux, "GET /admin/keys", h.adminKeys)
-	h.handle(mux, "POST /admin/keys/rotate", h.adminRotate)
-	h.handle(mux, "POST /admin/keys/{kid}/revoke", h.adminRevokeKey)
-	h.common(mux)
-	return jsonFallback(mux)
 }
 
 // jsonFallback answers what mux does not route (404, and 405 with Allow
@@ -140,9 +123,6 @@ func (h *Handlers) common(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	if h.cfg.Metrics != nil {
-		mux.Handle("GET /metrics", h.cfg.Metrics)
-	}
 }
 
 // handle mounts fn, mapping its error to a status, and counts requests by
@@ -177,6 +157,7 @@ var (
 var codeNames = map[int]string{
 	400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
 	405: "method_not_allowed", 409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
+	421: "misdirected_request",
 	429: "too_many_requests", 500: "internal_error", 503: "unavailable",
 }
 
@@ -188,6 +169,17 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code, msg = http.StatusRequestEntityTooLarge, errTooLarge.Error()
 	case errors.Is(err, errMediaType):
 		code, msg = http.StatusUnsupportedMediaType, err.Error()
+	case errors.Is(err, errNoCredential):
+		// RFC 6750 §3.1: no error code when no credential was sent.
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		code, msg = http.StatusUnauthorized, err.Error()
+	case errors.Is(err, errBadCredential):
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		code, msg = http.StatusUnauthorized, err.Error()
+	case errors.Is(err, errBrowser):
+		code, msg = http.StatusForbidden, err.Error()
+	case errors.Is(err, errMisdirected):
+		code, msg = http.StatusMisdirectedRequest, err.Error()
 	default:
 		code, msg = session.StatusCode(err)
 	}
@@ -215,13 +207,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readJSON decodes a JSON body strictly into v.
+// readJSON decodes a JSON body strictly into v (events.DecodeStrict: no
+// unknown field, no key twice or in two cases, nothing after the value).
+// The body must be sent as application/json: a form or text/plain body,
+// which a web page can send anywhere without asking, is refused before it
+// is read.
 func readJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return fmt.Errorf("%w: send application/json", errMediaType)
-		}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return fmt.Errorf("%w: send application/json", errMediaType)
 	}
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -231,13 +225,8 @@ func readJSON(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("%w: read body: %v", session.ErrInvalidInput, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := events.DecodeStrict(b, v); err != nil {
 		return fmt.Errorf("%w: body is not the expected JSON: %v", session.ErrInvalidInput, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data after the JSON body", session.ErrInvalidInput)
 	}
 	return nil
 }
@@ -256,253 +245,5 @@ func readForm(r *http.Request) error {
 		}
 		return fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
 	}
-	return nil
-}
-
-// tokenReply is the HTTP shape of a token reply (contract).
-type tokenReply struct {
-	AccessToken  string `json:"accessToken"`
-	RefreshToken string `json:"refreshToken"`
-	TokenType    string `json:"tokenType"`
-	ExpiresIn    int    `json:"expiresIn"`
-	SessionID    string `json:"sessionId"`
-}
-
-func fromReply(r events.TokenReply) tokenReply {
-	return tokenReply{r.AccessToken, r.RefreshToken, r.TokenType, r.ExpiresIn, r.SessionID}
-}
-
-// clientIP is the address login throttling keys on: the peer, or, behind
-// a trusted proxy, the right-most X-Forwarded-For entry that is not one
-// (entries left of it could be forged by the client).
-func (h *Handlers) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return ""
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
-		return ""
-	}
-	if !h.trusted(peer) {
-		return peer.Unmap().String()
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		if !h.trusted(a) {
-			return a.Unmap().String()
-		}
-		peer = a
-	}
-	return peer.Unmap().String()
-}
-
-func (h *Handlers) trusted(a netip.Addr) bool {
-	for _, p := range h.cfg.TrustedProxies {
-		if p.Contains(a.Unmap()) {
-			return true
-		}
-	}
-	return false
-}
-
-func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-		ClientID string `json:"clientId,omitempty"`
-	}
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	ua := r.UserAgent()
-	if len(ua) > 512 {
-		ua = ua[:512]
-	}
-	rep, err := h.m.Login(r.Context(), events.LoginRequest{
-		Username: req.Username, Password: req.Password, ClientID: req.ClientID,
-		IP: h.clientIP(r), UserAgent: ua,
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, fromReply(rep))
-	return nil
-}
-
-type tokenBody struct {
-	Token string `json:"token"`
-}
-
-func (h *Handlers) refresh(w http.ResponseWriter, r *http.Request) error {
-	var req tokenBody
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	rep, err := h.m.Refresh(r.Context(), req.Token)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, fromReply(rep))
-	return nil
-}
-
-func (h *Handlers) logout(w http.ResponseWriter, r *http.Request) error {
-	var req tokenBody
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	if req.Token == "" {
-		return fmt.Errorf("%w: token is required", session.ErrInvalidInput)
-	}
-	lr := events.LogoutRequest{AccessToken: req.Token}
-	if session.IsRefreshToken(req.Token) {
-		lr = events.LogoutRequest{RefreshToken: req.Token}
-	}
-	if err := h.m.Logout(r.Context(), lr); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// revokeToken is RFC 7009: 200 for any token, valid or not.
-func (h *Handlers) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	if err := readForm(r); err != nil {
-		return err
-	}
-	token := r.PostForm.Get("token")
-	if token == "" {
-		return fmt.Errorf("%w: token is required", session.ErrInvalidInput)
-	}
-	if err := h.m.RevokeToken(r.Context(), token, r.PostForm.Get("token_type_hint")); err != nil {
-		return err
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	return nil
-}
-
-// introspect is RFC 7662.
-func (h *Handlers) introspect(w http.ResponseWriter, r *http.Request) error {
-	if err := readForm(r); err != nil {
-		return err
-	}
-	token := r.PostForm.Get("token")
-	if token == "" {
-		return fmt.Errorf("%w: token is required", session.ErrInvalidInput)
-	}
-	res, err := h.m.Introspect(r.Context(), token)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, res)
-	return nil
-}
-
-func (h *Handlers) adminRevoke(w http.ResponseWriter, r *http.Request) error {
-	var req events.RevokeRequest
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	if err := h.m.Revoke(r.Context(), req); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-	return nil
-}
-
-func (h *Handlers) adminSessions(w http.ResponseWriter, r *http.Request) error {
-	ss, err := h.m.Sessions(r.Context(), r.URL.Query().Get("user_id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, events.SessionsReply{Sessions: ss})
-	return nil
-}
-
-func (h *Handlers) adminUsers(w http.ResponseWriter, r *http.Request) error {
-	us, err := h.m.ListUsers(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": us})
-	return nil
-}
-
-func (h *Handlers) adminAddUser(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-	}
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	u, err := h.m.AddUser(r.Context(), req.Username, req.Password)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, u)
-	return nil
-}
-
-func (h *Handlers) adminDisable(disabled bool) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		u, err := h.m.SetDisabled(r.Context(), r.PathValue("user"), disabled)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, u)
-		return nil
-	}
-}
-
-func (h *Handlers) adminPassword(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Password string `json:"password"`
-	}
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	if err := h.m.SetPassword(r.Context(), r.PathValue("user"), req.Password); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (h *Handlers) adminKeys(w http.ResponseWriter, r *http.Request) error {
-	ks, err := h.m.ListKeys(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": ks})
-	return nil
-}
-
-func (h *Handlers) adminRotate(w http.ResponseWriter, r *http.Request) error {
-	var req events.KeyRequest
-	if r.ContentLength != 0 {
-		if err := readJSON(r, &req); err != nil {
-			return err
-		}
-	}
-	k, err := h.m.RotateKey(r.Context(), req.Alg)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, k)
-	return nil
-}
-
-func (h *Handlers) adminRevokeKey(w http.ResponseWriter, r *http.Request) error {
-	if err := h.m.RevokeKey(r.Context(), r.PathValue("kid")); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
 	return nil
 }

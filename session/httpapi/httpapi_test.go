@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionbus/sessionbus/consumers/httpauth"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
@@ -34,8 +36,20 @@ const (
 	ctForm        = "application/x-www-form-urlencoded"
 )
 
-// withHTTP serves the public and admin APIs on random loopback ports.
-func withHTTP(c *node.Config) { c.HTTPAddr = "127.0.0.1:0"; c.AdminAddr = "127.0.0.1:0" }
+// The bearer credentials of the test managers' admin API and /introspect.
+const (
+	adminToken      = "test-admin-credential-0123456789abcdef"
+	introspectToken = "test-introspect-credential-0123456789"
+)
+
+// withHTTP serves the public and admin APIs on random loopback ports,
+// with the credentials as serve sets them: the admin one for the admin
+// API, both for /introspect.
+func withHTTP(c *node.Config) {
+	c.HTTPAddr, c.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	c.AdminTokens = []string{adminToken}
+	c.IntrospectTokens = []string{introspectToken, adminToken}
+}
 
 // tokens is the HTTP token reply (contract).
 type tokens struct {
@@ -80,7 +94,9 @@ type response struct {
 	body   []byte
 }
 
-func do(t testing.TB, method, url, contentType string, body []byte) response {
+// do sends a request with a body of contentType and further headers
+// (name, value, …); a header named "Host" sets the request's Host.
+func do(t testing.TB, method, url, contentType string, body []byte, headers ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -88,6 +104,13 @@ func do(t testing.TB, method, url, contentType string, body []byte) response {
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
+		req.Header.Add(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -99,6 +122,13 @@ func do(t testing.TB, method, url, contentType string, body []byte) response {
 		t.Fatalf("%s %s: read body: %v", method, url, err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// adminDo sends a request to the admin listener with the admin
+// credential and further headers.
+func (f *fixture) adminDo(t testing.TB, method, path, contentType string, body []byte, headers ...string) response {
+	t.Helper()
+	return do(t, method, f.admin+path, contentType, body, append([]string{"Authorization", "Bearer " + adminToken}, headers...)...)
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -168,7 +198,7 @@ func (f *fixture) unchanged(t testing.TB, before state) {
 // codeNames are the error codes of the documented statuses.
 var codeNames = map[int]string{
 	400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-	409: "conflict", 413: "request_too_large", 415: "unsupported_media_type",
+	409: "conflict", 413: "request_too_large", 415: "unsupported_media_type", 421: "misdirected_request",
 	429: "too_many_requests", 503: "unavailable",
 }
 
@@ -210,13 +240,14 @@ func checkErrorBody(t testing.TB, r response) {
 	if want, ok := codeNames[r.status]; ok && code != want {
 		t.Errorf("error %q, want %q for %d", code, want, r.status)
 	}
-	// RFC 6750: a bearer challenge where a token was refused, not for bad
-	// credentials at /login.
+	// RFC 6750: a bearer challenge where a token or a bearer credential
+	// was refused, not for bad credentials at /login.
 	challenge := strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer")
-	if r.status == http.StatusUnauthorized && desc == "invalid token" && !challenge {
+	bearerRefused := desc == "invalid token" || desc == "credential required" || desc == "invalid credential"
+	if r.status == http.StatusUnauthorized && bearerRefused && !challenge {
 		t.Errorf("401 for a token without a Bearer WWW-Authenticate: %v", r.header)
 	}
-	if r.status == http.StatusUnauthorized && desc != "invalid token" && challenge {
+	if r.status == http.StatusUnauthorized && !bearerRefused && challenge {
 		t.Errorf("401 for credentials with a Bearer challenge: %v", r.header)
 	}
 	if r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable {
@@ -234,6 +265,18 @@ func padded(b []byte) []byte {
 
 func withUnknownField(b []byte) []byte {
 	return append(bytes.TrimSuffix(bytes.TrimSpace(b), []byte("}")), []byte(`,"admin":true}`)...)
+}
+
+// withDuplicate repeats the first member of a JSON object at its end,
+// under the name rename makes of it.
+func withDuplicate(b []byte, rename func(string) string) []byte {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	_, _ = dec.Token()
+	key, _ := dec.Token()
+	var val json.RawMessage
+	_ = dec.Decode(&val)
+	k, _ := key.(string)
+	return append(bytes.TrimSuffix(bytes.TrimSpace(b), []byte("}")), []byte(`,"`+rename(k)+`":`+string(val)+`}`)...)
 }
 
 // jsonEndpointCases are the bad requests every JSON endpoint refuses;
@@ -256,8 +299,12 @@ func jsonEndpointCases(valid []byte) []struct {
 		{"JSON array", ctJSON, append(append([]byte("["), valid...), ']'), 400},
 		{"JSON string", ctJSON, []byte(`"x"`), 400},
 		{"unknown field", ctJSON, withUnknownField(valid), 400},
+		{"key twice", ctJSON, withDuplicate(valid, strings.Clone), 400},
+		{"key in two cases", ctJSON, withDuplicate(valid, strings.ToUpper), 400},
+		{"key in two cases, escaped", ctJSON, withDuplicate(valid, func(k string) string { return `\u` + fmt.Sprintf("%04X", k[0]-32) + k[1:] }), 400},
 		{"trailing data", ctJSON, append(append([]byte{}, valid...), []byte(` {}`)...), 400},
 		{"text/plain", "text/plain", valid, 415},
+		{"no content type", "", valid, 415},
 		{"form content type", ctForm, valid, 415},
 		{"malformed content type", "application/", valid, 415},
 		{"body over 64 KiB", ctJSON, padded(valid), 413},
@@ -362,7 +409,7 @@ func TestLoginCredentials(t *testing.T) {
 
 	const bobPassword = "bob's password, right"
 	bob := f.m.AddUser(t, "bob", bobPassword)
-	if r := do(t, "POST", f.admin+"/admin/users/bob/disable", "", nil); r.status != http.StatusOK {
+	if r := f.adminDo(t, "POST", "/admin/users/bob/disable", "", nil); r.status != http.StatusOK {
 		t.Fatalf("disable bob: %d %s", r.status, r.body)
 	}
 	before = f.state(t)
@@ -402,7 +449,7 @@ func TestLoginOverloaded(t *testing.T) {
 		c.Session.Password.Time = 3 // slow enough to be seen in flight
 	})
 	inFlight := func() bool {
-		r := do(t, "GET", f.public+"/metrics", "", nil)
+		r := f.adminDo(t, "GET", "/metrics", "", nil)
 		return bytes.Contains(r.body, []byte("\nsessionbus_password_hashes_in_flight 1\n"))
 	}
 	for attempt := range 5 {
@@ -412,8 +459,10 @@ func TestLoginOverloaded(t *testing.T) {
 		go func() {
 			defer close(done)
 			body, _ := json.Marshal(map[string]string{"username": "filler" + strconv.Itoa(attempt), "password": "filler password"})
-			resp, err := http.Post(f.admin+"/admin/users", ctJSON, bytes.NewReader(body))
-			if err == nil {
+			req, _ := http.NewRequest("POST", f.admin+"/admin/users", bytes.NewReader(body))
+			req.Header.Set("Content-Type", ctJSON)
+			req.Header.Set("Authorization", "Bearer "+adminToken)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
 				resp.Body.Close()
 			}
 		}()
@@ -605,6 +654,23 @@ func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jw
 	return s
 }
 
+// signHeaded signs claims with the real key, with typ typ (none if nil).
+func signHeaded(t testing.TB, km keyMaterial, claims jwt.MapClaims, typ any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = km.kid
+	if typ == nil {
+		delete(tok.Header, "typ")
+	} else {
+		tok.Header["typ"] = typ
+	}
+	s, err := tok.SignedString(km.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func withClaims(c jwt.MapClaims, kv ...any) jwt.MapClaims {
 	out := jwt.MapClaims{}
 	for k, v := range c {
@@ -618,7 +684,7 @@ func withClaims(c jwt.MapClaims, kv ...any) jwt.MapClaims {
 
 func (f *fixture) introspect(t testing.TB, token string) response {
 	t.Helper()
-	return do(t, "POST", f.public+"/introspect", ctForm, form(token))
+	return do(t, "POST", f.public+"/introspect", ctForm, form(token), "Authorization", "Bearer "+introspectToken)
 }
 
 // wantInactive: 200 and exactly {"active":false}.
@@ -710,6 +776,11 @@ func TestIntrospect(t *testing.T) {
 			return sign(t, jwt.SigningMethodES256, km.priv, km.kid, c)
 		}()},
 		{"real key, other issuer", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims, "iss", "evil"))},
+		{"real key, no typ", signHeaded(t, km, claims, nil)},
+		{"real key, typ JWT", signHeaded(t, km, claims, "JWT")},
+		{"real key, exp a numeric string", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims, "exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10)))},
+		{"real key, expired past the leeway of consumers/httpauth", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims,
+			"iat", now.Add(-time.Minute).Unix(), "nbf", now.Add(-time.Minute).Unix(), "exp", now.Add(-httpauth.DefaultLeeway-10*time.Second).Unix()))},
 		{"real key, unknown session", sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims, "sid", events.NewID()))},
 		{"real key, unknown kid", sign(t, jwt.SigningMethodES256, km.priv, "not-a-kid", claims)},
 		{"garbage", "garbage"},
@@ -725,6 +796,18 @@ func TestIntrospect(t *testing.T) {
 		})
 	}
 
+	// The same leeway as the services': a token they still accept is
+	// still active.
+	t.Run("real key, expired within the leeway of consumers/httpauth", func(t *testing.T) {
+		tok := sign(t, jwt.SigningMethodES256, km.priv, km.kid, withClaims(claims,
+			"iat", now.Add(-time.Minute).Unix(), "nbf", now.Add(-time.Minute).Unix(), "exp", now.Add(-httpauth.DefaultLeeway+10*time.Second).Unix()))
+		var in map[string]any
+		r := f.introspect(t, tok)
+		if err := json.Unmarshal(r.body, &in); err != nil || in["active"] != true {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("rotated refresh token", func(t *testing.T) {
 		s := f.mustLogin(t, "alice", alicePassword)
 		r := do(t, "POST", f.public+"/refresh", ctJSON, mustJSON(t, map[string]string{"token": s.RefreshToken}))
@@ -738,7 +821,7 @@ func TestIntrospect(t *testing.T) {
 	})
 	t.Run("revoked session", func(t *testing.T) {
 		s := f.mustLogin(t, "alice", alicePassword)
-		r := do(t, "POST", f.admin+"/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: s.SessionID}))
+		r := f.adminDo(t, "POST", "/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: s.SessionID}))
 		if r.status != http.StatusOK {
 			t.Fatalf("admin revoke: %d %s", r.status, r.body)
 		}
@@ -762,7 +845,7 @@ func TestIntrospect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.state(t)
-			wantError(t, do(t, "POST", f.public+"/introspect", tc.ct, tc.body), tc.status, f.secrets()...)
+			wantError(t, do(t, "POST", f.public+"/introspect", tc.ct, tc.body, "Authorization", "Bearer "+introspectToken), tc.status, f.secrets()...)
 			f.unchanged(t, before)
 		})
 	}
@@ -845,7 +928,7 @@ func TestListeners(t *testing.T) {
 		})
 	}
 	t.Run("admin listener has no public API", func(t *testing.T) {
-		wantError(t, do(t, "POST", f.admin+"/login", ctJSON, mustJSON(t, map[string]string{"username": "alice", "password": alicePassword})), 404, alicePassword)
+		wantError(t, f.adminDo(t, "POST", "/login", ctJSON, mustJSON(t, map[string]string{"username": "alice", "password": alicePassword})), 404, alicePassword)
 	})
 	for _, tc := range []struct {
 		name   string
@@ -866,15 +949,15 @@ func TestListeners(t *testing.T) {
 	} {
 		t.Run("admin revoke "+tc.name, func(t *testing.T) {
 			before := f.state(t)
-			wantError(t, do(t, "POST", f.admin+"/admin/revoke", tc.ct, tc.body), tc.status)
+			wantError(t, f.adminDo(t, "POST", "/admin/revoke", tc.ct, tc.body), tc.status)
 			f.unchanged(t, before)
 		})
 	}
 	t.Run("admin sessions bad user id", func(t *testing.T) {
-		wantError(t, do(t, "GET", f.admin+"/admin/sessions?user_id=a.b", "", nil), 400)
+		wantError(t, f.adminDo(t, "GET", "/admin/sessions?user_id=a.b", "", nil), 400)
 	})
 	t.Run("admin sessions and revoke", func(t *testing.T) {
-		r := do(t, "GET", f.admin+"/admin/sessions?user_id="+f.uid, "", nil)
+		r := f.adminDo(t, "GET", "/admin/sessions?user_id="+f.uid, "", nil)
 		var list events.SessionsReply
 		if err := json.Unmarshal(r.body, &list); r.status != 200 || err != nil || len(list.Sessions) != 1 {
 			t.Fatalf("%d %s", r.status, r.body)
@@ -884,7 +967,7 @@ func TestListeners(t *testing.T) {
 				t.Errorf("sessions list holds a secret: %s", r.body)
 			}
 		}
-		if r := do(t, "POST", f.admin+"/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: sid})); r.status != 200 {
+		if r := f.adminDo(t, "POST", "/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: sid})); r.status != 200 {
 			t.Fatalf("revoke: %d %s", r.status, r.body)
 		}
 		if s := f.session(t, sid); s.Status != session.StatusRevoked {
@@ -893,26 +976,28 @@ func TestListeners(t *testing.T) {
 	})
 }
 
-// testHealthAndMetrics: the probes answer and the metrics have the login
-// counter (of the fixture's one login).
+// testHealthAndMetrics: the probes answer; the metrics, on the admin
+// listener only, have the login counter (of the fixture's one login).
 func testHealthAndMetrics(t *testing.T, f *fixture) {
 	for _, path := range []string{"/healthz", "/readyz"} {
-		for _, base := range []string{f.public, f.admin} {
-			r := do(t, "GET", base+path, "", nil)
+		for _, r := range []response{do(t, "GET", f.public+path, "", nil), f.adminDo(t, "GET", path, "", nil)} {
 			var body map[string]string
 			if err := json.Unmarshal(r.body, &body); r.status != 200 || err != nil || body["status"] == "" {
-				t.Errorf("GET %s%s: %d %s", base, path, r.status, r.body)
+				t.Errorf("GET %s: %d %s", path, r.status, r.body)
 			}
 		}
 	}
-	r := do(t, "GET", f.public+"/metrics", "", nil)
+	r := f.adminDo(t, "GET", "/metrics", "", nil)
 	if r.status != 200 || !bytes.Contains(r.body, []byte(`sessionbus_logins_total{result="ok"} 1`)) {
 		t.Errorf("metrics: %d, no sessionbus_logins_total{result=\"ok\"} 1", r.status)
 	}
-	for _, s := range f.secrets() {
+	for _, s := range append(f.secrets(), adminToken, introspectToken) {
 		if bytes.Contains(r.body, []byte(s)) || bytes.Contains(r.body, []byte("alice")) {
 			t.Errorf("metrics hold a secret or a username")
 		}
+	}
+	if r := do(t, "GET", f.public+"/metrics", "", nil); r.status != http.StatusNotFound || bytes.Contains(r.body, []byte("sessionbus_")) {
+		t.Errorf("public /metrics: %d %s, want 404", r.status, r.body)
 	}
 	r = do(t, "GET", f.public+"/.well-known/jwks.json", "", nil)
 	if r.status != 200 || bytes.Contains(r.body, []byte(`"d"`)) {

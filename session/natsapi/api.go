@@ -1,12 +1,12 @@
 package natsapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,22 +168,37 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 }
 
 func decode(r micro.Request) (events.Event, error) {
-	e, err := events.FromMsg(&nats.Msg{Subject: r.Subject(), Header: nats.Header(r.Headers()), Data: r.Data()})
+	m := &nats.Msg{Subject: r.Subject(), Header: nats.Header(r.Headers()), Data: r.Data()}
+	if !binaryMode(m.Header) && len(m.Data) <= events.MaxEventSize {
+		// Structured mode: the envelope may not say a thing twice (two
+		// "data" or "type" members) any more than its data may.
+		if err := events.CheckKeys(m.Data); err != nil {
+			return events.Event{}, fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+		}
+	}
+	e, err := events.FromMsg(m)
 	if err != nil {
 		return events.Event{}, fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
 	}
 	return e, nil
 }
 
-// data decodes the event's data strictly into v.
-func data(e events.Event, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(e.Data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: data: %v", session.ErrInvalidInput, err)
+// binaryMode reports a ce-specversion header, in any case, as
+// events.FromMsg looks for it.
+func binaryMode(h nats.Header) bool {
+	for k, v := range h {
+		if strings.EqualFold(k, events.HeaderSpecVersion) && len(v) > 0 && v[0] != "" {
+			return true
+		}
 	}
-	if dec.More() {
-		return fmt.Errorf("%w: data: trailing bytes", session.ErrInvalidInput)
+	return false
+}
+
+// data decodes the event's data strictly into v: no unknown field, no key
+// twice or in two cases (events.DecodeStrict), nothing after the value.
+func data(e events.Event, v any) error {
+	if err := events.DecodeStrict(e.Data, v); err != nil {
+		return fmt.Errorf("%w: data: %v", session.ErrInvalidInput, err)
 	}
 	return nil
 }

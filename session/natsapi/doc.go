@@ -6,7 +6,9 @@
 //
 // A request is a CloudEvent, binary or structured mode, whose type must be
 // the one its subject expects (jwks also takes an empty body); its data is
-// decoded strictly (unknown fields are refused). Errors use the micro
+// decoded strictly with events.DecodeStrict: unknown fields, a key twice
+// and keys that differ only in case are refused (400), and so is a
+// structured-mode envelope with a member twice. Errors use the micro
 // error headers with a code in HTTP terms and a message that leaks
 // nothing; a JSON body repeats them, with retry_after_seconds for 429 and
 // 503. Who may send the admin commands is decided by NATS permissions.

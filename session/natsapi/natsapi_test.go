@@ -1,6 +1,7 @@
 package natsapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -253,6 +254,41 @@ func withField(obj json.RawMessage, field string) json.RawMessage {
 	return json.RawMessage(strings.TrimSuffix(s, "}") + `,"` + field + `":1}`)
 }
 
+// withDuplicate repeats the first member of a JSON object at its end,
+// under the name rename makes of it.
+func withDuplicate(t testing.TB, obj json.RawMessage, rename func(string) string) json.RawMessage {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	var val json.RawMessage
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	key, err := dec.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Decode(&val); err != nil {
+		t.Fatal(err)
+	}
+	s := strings.TrimSpace(string(obj))
+	return json.RawMessage(strings.TrimSuffix(s, "}") + `,"` + rename(key.(string)) + `":` + string(val) + `}`)
+}
+
+// structuredWithMember is ev in structured mode with a further member
+// name: value written first, even if ev has it already.
+func structuredWithMember(t testing.TB, subject string, ev map[string]any, name string, value any) *nats.Msg {
+	t.Helper()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := json.Marshal(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return structuredRaw(subject, append([]byte(`{"`+name+`":`+string(v)+`,`), b[1:]...))
+}
+
 // padded is obj followed by enough JSON whitespace to pass 64 KiB: still
 // valid JSON of the same value, so size is the only fault.
 func padded(obj json.RawMessage) []byte {
@@ -390,12 +426,18 @@ func (f *fixture) badCases(t testing.TB, cmds []command, i int) []badCase {
 			}
 			return structuredRaw(c.subject, padded(b))
 		}(), wantMsg: "too large"},
+		{name: "structured with data twice", msg: structuredWithMember(t, c.subject, ev, "data", json.RawMessage(c.valid)), wantMsg: "duplicate key"},
+		{name: "structured with type twice", msg: structuredWithMember(t, c.subject, ev, "type", c.typ), wantMsg: "duplicate key"},
+		{name: "structured with TYPE and type", msg: structuredWithMember(t, c.subject, ev, "TYPE", c.typ), wantMsg: "duplicate key"},
 	}
 	if c.strictData {
 		cases = append(cases,
 			badCase{name: "binary without data", msg: binaryMsg(c.subject, c.typ, nil)},
 			badCase{name: "data with unknown field", msg: binaryMsg(c.subject, c.typ, withField(c.valid, "admin"))},
 			badCase{name: "structured data with unknown field", msg: structuredMsg(t, c.subject, with(ev, "data", withField(c.valid, "admin")))},
+			badCase{name: "data with a key twice", msg: binaryMsg(c.subject, c.typ, withDuplicate(t, c.valid, strings.Clone)), wantMsg: "duplicate key"},
+			badCase{name: "data with a key in two cases", msg: binaryMsg(c.subject, c.typ, withDuplicate(t, c.valid, strings.ToUpper)), wantMsg: "duplicate key"},
+			badCase{name: "structured data with a key in two cases", msg: structuredMsg(t, c.subject, with(ev, "data", withDuplicate(t, c.valid, strings.ToUpper))), wantMsg: "duplicate key"},
 		)
 		for j, d := range c.wrongTypes {
 			cases = append(cases, badCase{name: "data of wrong JSON type " + string(rune('a'+j)), msg: binaryMsg(c.subject, c.typ, d)})

@@ -4,7 +4,12 @@
 //
 // Access tokens carry the header typ "at+jwt" and kid, and the claims iss,
 // sub, aud (when configured), sid, jti, iat, nbf, exp, auth_time (when the
-// session started) and client_id (when given). Verification accepts only
-// the algorithms of the keys held (ES256, EdDSA, RS256) and never none or
-// HMAC.
+// session started) and client_id (when given). Verification applies the
+// rules of consumers/httpauth, so that introspection calls active exactly
+// the tokens a service accepts: only the algorithm of the kid's key (ES256,
+// EdDSA, RS256), never none or HMAC; typ at+jwt (RFC 9068; any case, with
+// or without "application/"); no crit; exp, iat, sub, sid, jti and
+// auth_time required; exp, iat, nbf and auth_time JSON numbers (a string
+// is refused, which jwt.NumericDate alone would accept); the leeway
+// DefaultLeeway, httpauth.DefaultLeeway's value (a test holds them equal).
 package tokens

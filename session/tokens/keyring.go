@@ -20,6 +20,12 @@ const MaxTokenSize = 8 << 10
 // TokenType is the typ header of access tokens (RFC 9068).
 const TokenType = "at+jwt"
 
+// DefaultLeeway is the clock skew tolerated on exp, nbf and iat when the
+// manager verifies a token (introspection, logout, RFC 7009 revocation):
+// consumers/httpauth.DefaultLeeway, so that both call the same tokens
+// valid. (session may not import consumers; a test holds them equal.)
+const DefaultLeeway = 30 * time.Second
+
 // Config of a Keyring.
 type Config struct {
 	Issuer   string
@@ -27,7 +33,9 @@ type Config struct {
 	// Retention is how long a retired key stays in the JWKS: the longest
 	// access-token lifetime plus the clock leeway.
 	Retention time.Duration
-	// Leeway is the clock skew tolerated when verifying exp, nbf and iat.
+	// Leeway is the clock skew tolerated when verifying exp, nbf and iat:
+	// DefaultLeeway, the same as consumers/httpauth, unless a test says
+	// otherwise.
 	Leeway time.Duration
 }
 
@@ -98,13 +106,6 @@ func (r *Keyring) ActiveKID() string {
 	return r.active.KID
 }
 
-type accessClaims struct {
-	jwt.RegisteredClaims
-	SessionID string           `json:"sid"`
-	AuthTime  *jwt.NumericDate `json:"auth_time,omitempty"`
-	ClientID  string           `json:"client_id,omitempty"`
-}
-
 var methods = map[string]jwt.SigningMethod{
 	session.AlgES256: jwt.SigningMethodES256,
 	session.AlgEdDSA: jwt.SigningMethodEdDSA,
@@ -120,20 +121,18 @@ func (r *Keyring) Issue(c session.AccessClaims) (string, string, error) {
 		return "", "", ErrNoActiveKey
 	}
 	claims := accessClaims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    c.Issuer,
-			Subject:   c.Subject,
-			Audience:  c.Audience,
-			ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
-			NotBefore: jwt.NewNumericDate(c.NotBefore),
-			IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
-			ID:        c.JTI,
-		},
+		Issuer:    c.Issuer,
+		Subject:   c.Subject,
+		Audience:  c.Audience,
+		ExpiresAt: newNumericDate(c.ExpiresAt),
+		NotBefore: newNumericDate(c.NotBefore),
+		IssuedAt:  newNumericDate(c.IssuedAt),
+		ID:        c.JTI,
 		SessionID: c.SessionID,
 		ClientID:  c.ClientID,
 	}
 	if !c.AuthTime.IsZero() {
-		claims.AuthTime = jwt.NewNumericDate(c.AuthTime)
+		claims.AuthTime = newNumericDate(c.AuthTime)
 	}
 	t := jwt.NewWithClaims(methods[k.Alg], claims)
 	t.Header["kid"] = k.KID
@@ -147,7 +146,12 @@ func (r *Keyring) Issue(c session.AccessClaims) (string, string, error) {
 
 // Verify checks a token and returns its claims; every failure is
 // session.ErrInvalidToken (wrapping the reason, which never includes the
-// token).
+// token). Its rules are those of consumers/httpauth, so that /introspect
+// calls active exactly the tokens a service accepts (the deny-list
+// aside): alg ES256, EdDSA or RS256 of the kid's key; typ at+jwt; no crit;
+// iss, and aud when configured; exp, iat and auth_time required, and exp,
+// iat, nbf and auth_time JSON numbers; sub, sid and jti required; exp, nbf
+// and iat checked with Config.Leeway (DefaultLeeway, as httpauth's).
 func (r *Keyring) Verify(token string) (session.AccessClaims, error) {
 	if len(token) > MaxTokenSize {
 		return session.AccessClaims{}, fmt.Errorf("%w: too large", session.ErrInvalidToken)
@@ -170,6 +174,9 @@ func (r *Keyring) Verify(token string) (session.AccessClaims, error) {
 		if _, ok := t.Header["crit"]; ok {
 			return nil, errors.New("crit header not understood")
 		}
+		if typ, _ := t.Header["typ"].(string); !IsAccessTokenType(typ) {
+			return nil, errors.New("typ is not at+jwt")
+		}
 		kid, _ = t.Header["kid"].(string)
 		r.mu.RLock()
 		k := r.keys[kid]
@@ -185,21 +192,13 @@ func (r *Keyring) Verify(token string) (session.AccessClaims, error) {
 	if err != nil {
 		return session.AccessClaims{}, fmt.Errorf("%w: %v", session.ErrInvalidToken, err)
 	}
-	if c.SessionID == "" || c.ID == "" || c.Subject == "" {
-		return session.AccessClaims{}, fmt.Errorf("%w: missing sid, jti or sub", session.ErrInvalidToken)
-	}
 	out := session.AccessClaims{
 		Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, SessionID: c.SessionID,
-		JTI: c.ID, ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time, KeyID: kid,
-	}
-	if c.IssuedAt != nil {
-		out.IssuedAt = c.IssuedAt.Time
+		JTI: c.ID, ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time, IssuedAt: c.IssuedAt.Time,
+		AuthTime: c.AuthTime.Time, KeyID: kid,
 	}
 	if c.NotBefore != nil {
 		out.NotBefore = c.NotBefore.Time
-	}
-	if c.AuthTime != nil {
-		out.AuthTime = c.AuthTime.Time
 	}
 	return out, nil
 }
