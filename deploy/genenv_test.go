@@ -42,22 +42,32 @@ func TestGenEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := envFileKeys(t, envFile, false)
-	want := envFileKeys(t, "docker/example.env", false)
-	if !slices.Equal(sorted(keysOf(got)), sorted(keysOf(want))) {
-		t.Errorf("gen-env.sh makes %v, example.env has %v", sorted(keysOf(got)), sorted(keysOf(want)))
-	}
-	if !bytes.Contains(out, []byte("_PASSWORD_HASH='$2")) {
-		t.Errorf("hashes are not single-quoted:\n%s", out)
-	}
-	for role, hashVar := range roles {
-		pw := got[strings.ToUpper(role)+"_PASSWORD"]
-		if len(pw) != 64 || bcrypt.CompareHashAndPassword([]byte(got[hashVar]), []byte(pw)) != nil {
-			t.Errorf("%s: the hash does not match the password", role)
+	t.Run("makes the variables of example.env", func(t *testing.T) {
+		want := envFileKeys(t, "docker/example.env", false)
+		if !slices.Equal(sorted(keysOf(got)), sorted(keysOf(want))) {
+			t.Errorf("gen-env.sh makes %v, example.env has %v", sorted(keysOf(got)), sorted(keysOf(want)))
 		}
-		t.Setenv(hashVar, got[hashVar])
-	}
-	opts := parseNATS(t, natsNodes[0])
-	if u := userOf(t, opts, "manager"); u.Password != got["NATS_MANAGER_PASSWORD_HASH"] {
-		t.Errorf("nats-1.conf: manager password %q, want the generated hash", u.Password)
-	}
+	})
+	t.Run("quotes the hashes", func(t *testing.T) {
+		if !bytes.Contains(out, []byte("_PASSWORD_HASH='$2")) {
+			t.Errorf("hashes are not single-quoted:\n%s", out)
+		}
+	})
+	t.Run("each hash matches its password", func(t *testing.T) {
+		for role, hashVar := range roles {
+			pw := got[strings.ToUpper(role)+"_PASSWORD"]
+			if len(pw) != 64 || bcrypt.CompareHashAndPassword([]byte(got[hashVar]), []byte(pw)) != nil {
+				t.Errorf("%s: the hash does not match the password", role)
+			}
+		}
+	})
+	t.Run("the NATS configs take the generated hashes", func(t *testing.T) {
+		for _, hashVar := range roles {
+			t.Setenv(hashVar, got[hashVar])
+		}
+		opts := parseNATS(t, natsNodes[0])
+		if u := userOf(t, opts, "manager"); u.Password != got["NATS_MANAGER_PASSWORD_HASH"] {
+			t.Errorf("nats-1.conf: manager password %q, want the generated hash", u.Password)
+		}
+	})
 }

@@ -133,31 +133,42 @@ func allowsAny(p *server.SubjectPermission, subjects ...string) (string, bool) {
 	return "", false
 }
 
-// checkRoles checks the users of a parsed config against the roles.
+// checkRoles checks the users of a parsed config against the roles, one
+// subtest per rule.
 func checkRoles(t *testing.T, opts *server.Options, want *server.Permissions) {
 	t.Helper()
-	for role := range roles {
-		u := userOf(t, opts, role)
-		if u.Password == "" || !strings.HasPrefix(u.Password, "$2") {
-			t.Errorf("%s: password is not the bcrypt hash from the environment", role)
+	t.Run("passwords are bcrypt hashes from the environment", func(t *testing.T) {
+		for role := range roles {
+			if u := userOf(t, opts, role); u.Password == "" || !strings.HasPrefix(u.Password, "$2") {
+				t.Errorf("%s: password is not the bcrypt hash from the environment", role)
+			}
 		}
-		wantAcc := "SESSIONBUS"
-		if role == "sys" {
-			wantAcc = "SYS"
+	})
+	t.Run("each role is in its account", func(t *testing.T) {
+		for role := range roles {
+			u := userOf(t, opts, role)
+			wantAcc := "SESSIONBUS"
+			if role == "sys" {
+				wantAcc = "SYS"
+			}
+			if u.Account == nil || u.Account.Name != wantAcc {
+				t.Errorf("%s: account %v, want %s", role, u.Account, wantAcc)
+			}
 		}
-		if u.Account == nil || u.Account.Name != wantAcc {
-			t.Errorf("%s: account %v, want %s", role, u.Account, wantAcc)
+	})
+	t.Run("the system account is SYS", func(t *testing.T) {
+		if opts.SystemAccount != "SYS" {
+			t.Errorf("system_account %q, want SYS", opts.SystemAccount)
 		}
-	}
-	if opts.SystemAccount != "SYS" {
-		t.Errorf("system_account %q, want SYS", opts.SystemAccount)
-	}
+	})
 
 	svc := userOf(t, opts, "service").Permissions
 	if svc == nil || svc.Publish == nil || svc.Subscribe == nil {
 		t.Fatal("service: no publish/subscribe permissions")
 	}
-	checkServiceUser(t, "service", svc, want)
+	t.Run("service is the embedded service role but for its inbox", func(t *testing.T) {
+		checkServiceUser(t, "service", svc, want)
+	})
 
 	// Private inboxes: every role subscribes to its own prefix and to no
 	// other inbox; none may publish into inboxes (the manager answers
@@ -167,143 +178,195 @@ func checkRoles(t *testing.T, opts *server.Options, want *server.Permissions) {
 		inboxSubjects = append(inboxSubjects, prefix+".x.1")
 	}
 	inboxSubjects = append(inboxSubjects, "_INBOX.x.1", "_INBOX_orders.x.1")
-	for role, prefix := range inboxes {
-		p := userOf(t, opts, role).Permissions
-		if p == nil || p.Subscribe == nil || p.Publish == nil {
-			t.Errorf("%s: no publish/subscribe permissions", role)
-			continue
-		}
-		var inboxAllows []string
-		for _, a := range p.Subscribe.Allow {
-			if strings.HasPrefix(a, "_INBOX") {
-				inboxAllows = append(inboxAllows, a)
-			}
-		}
-		if !slices.Equal(inboxAllows, []string{prefix + ".>"}) {
-			t.Errorf("%s subscribes to the inboxes %q, want only its own %s.>", role, inboxAllows, prefix)
-		}
-		for _, other := range inboxSubjects {
-			if strings.HasPrefix(other, prefix+".") {
+	t.Run("each role reads its own inbox only and publishes into none", func(t *testing.T) {
+		for role, prefix := range inboxes {
+			p := userOf(t, opts, role).Permissions
+			if p == nil || p.Subscribe == nil || p.Publish == nil {
+				t.Errorf("%s: no publish/subscribe permissions", role)
 				continue
 			}
-			if s, ok := allowsAny(p.Subscribe, other); ok {
-				t.Errorf("%s may read another inbox: %s", role, s)
+			var inboxAllows []string
+			for _, a := range p.Subscribe.Allow {
+				if strings.HasPrefix(a, "_INBOX") {
+					inboxAllows = append(inboxAllows, a)
+				}
+			}
+			if !slices.Equal(inboxAllows, []string{prefix + ".>"}) {
+				t.Errorf("%s subscribes to the inboxes %q, want only its own %s.>", role, inboxAllows, prefix)
+			}
+			for _, other := range inboxSubjects {
+				if strings.HasPrefix(other, prefix+".") {
+					continue
+				}
+				if s, ok := allowsAny(p.Subscribe, other); ok {
+					t.Errorf("%s may read another inbox: %s", role, s)
+				}
+			}
+			if s, ok := allowsAny(p.Publish, inboxSubjects...); ok {
+				t.Errorf("%s may publish into inboxes: %s", role, s)
 			}
 		}
-		if s, ok := allowsAny(p.Publish, inboxSubjects...); ok {
-			t.Errorf("%s may publish into inboxes: %s", role, s)
+	})
+	t.Run("only the manager has allow_responses", func(t *testing.T) {
+		for role := range inboxes {
+			if p := userOf(t, opts, role).Permissions; role != "manager" && p != nil && p.Response != nil {
+				t.Errorf("%s has allow_responses: only the manager answers requests", role)
+			}
 		}
-		if role != "manager" && p.Response != nil {
-			t.Errorf("%s has allow_responses: only the manager answers requests", role)
-		}
-	}
+	})
 
-	for _, role := range []string{"service", "audit", "admin"} {
-		p := userOf(t, opts, role).Permissions
-		if p == nil {
+	others := []string{"service", "audit", "admin"}
+	for _, role := range others {
+		if userOf(t, opts, role).Permissions == nil {
 			t.Fatalf("%s: no permissions (may do anything)", role)
 		}
-		if s, ok := allowsAny(p.Publish, managerOnly...); ok {
-			t.Errorf("%s may publish %s", role, s)
-		}
-		if s, ok := allowsAny(p.Subscribe, "$KV.sessionbus_users.x", "auth.cmd.login", "auth.cmd.>"); ok {
-			t.Errorf("%s may subscribe %s", role, s)
-		}
-		if s, ok := allowsAny(p.Publish, "auth.events.session.revoked.x"); ok {
-			t.Errorf("%s may publish facts: %s", role, s)
-		}
 	}
-	if s, ok := allowsAny(userOf(t, opts, "audit").Permissions.Publish, "auth.cmd.login", "auth.cmd.revoke", "auth.cmd.jwks"); ok {
-		t.Errorf("audit may publish %s", s)
-	}
-	if s, ok := allowsAny(svc.Publish, "auth.cmd.revoke", "auth.cmd.sessions", "auth.cmd.users.add", "auth.cmd.keys.rotate"); ok {
-		t.Errorf("service may send admin commands: %s", s)
-	}
+	t.Run("no other role publishes to the buckets or manages the stream", func(t *testing.T) {
+		for _, role := range others {
+			if s, ok := allowsAny(userOf(t, opts, role).Permissions.Publish, managerOnly...); ok {
+				t.Errorf("%s may publish %s", role, s)
+			}
+		}
+	})
+	t.Run("no other role reads the users bucket or serves commands", func(t *testing.T) {
+		for _, role := range others {
+			if s, ok := allowsAny(userOf(t, opts, role).Permissions.Subscribe, "$KV.sessionbus_users.x", "auth.cmd.login", "auth.cmd.>"); ok {
+				t.Errorf("%s may subscribe %s", role, s)
+			}
+		}
+	})
+	t.Run("no other role publishes facts", func(t *testing.T) {
+		for _, role := range others {
+			if s, ok := allowsAny(userOf(t, opts, role).Permissions.Publish, "auth.events.session.revoked.x"); ok {
+				t.Errorf("%s may publish facts: %s", role, s)
+			}
+		}
+	})
+	t.Run("audit sends no command", func(t *testing.T) {
+		if s, ok := allowsAny(userOf(t, opts, "audit").Permissions.Publish, "auth.cmd.login", "auth.cmd.revoke", "auth.cmd.jwks"); ok {
+			t.Errorf("audit may publish %s", s)
+		}
+	})
+	t.Run("service sends no admin command", func(t *testing.T) {
+		if s, ok := allowsAny(svc.Publish, "auth.cmd.revoke", "auth.cmd.sessions", "auth.cmd.users.add", "auth.cmd.keys.rotate"); ok {
+			t.Errorf("service may send admin commands: %s", s)
+		}
+	})
 
 	admin := userOf(t, opts, "admin").Permissions
-	for _, s := range want.Publish.Allow {
-		if !slices.ContainsFunc(admin.Publish.Allow, func(a string) bool { return subjectCovers(a, s) }) {
-			t.Errorf("admin lacks the service permission to publish %s", s)
+	t.Run("admin may publish all a service may", func(t *testing.T) {
+		for _, s := range want.Publish.Allow {
+			if !slices.ContainsFunc(admin.Publish.Allow, func(a string) bool { return subjectCovers(a, s) }) {
+				t.Errorf("admin lacks the service permission to publish %s", s)
+			}
 		}
-	}
+	})
 	// Operators read the whole stream (events tail), services do not.
-	if !slices.Contains(admin.Subscribe.Allow, events.SubjectPrefix+">") {
-		t.Errorf("admin may not subscribe to %s>: %q", events.SubjectPrefix, admin.Subscribe.Allow)
-	}
-	for _, s := range []string{events.SubjectRevoke, events.SubjectSessions, events.SubjectUsersAdd, events.SubjectUsersDisable,
-		events.SubjectUsersList, events.SubjectUsersEnable, events.SubjectUsersPasswd, events.SubjectKeysList, events.SubjectKeysRotate, events.SubjectKeysRevoke} {
-		if _, ok := allowsAny(admin.Publish, s); !ok {
-			t.Errorf("admin may not send %s", s)
+	t.Run("admin reads the whole stream", func(t *testing.T) {
+		if !slices.Contains(admin.Subscribe.Allow, events.SubjectPrefix+">") {
+			t.Errorf("admin may not subscribe to %s>: %q", events.SubjectPrefix, admin.Subscribe.Allow)
 		}
-	}
+	})
+	t.Run("admin sends the admin commands", func(t *testing.T) {
+		for _, s := range []string{events.SubjectRevoke, events.SubjectSessions, events.SubjectUsersAdd, events.SubjectUsersDisable,
+			events.SubjectUsersList, events.SubjectUsersEnable, events.SubjectUsersPasswd, events.SubjectKeysList, events.SubjectKeysRotate, events.SubjectKeysRevoke} {
+			if _, ok := allowsAny(admin.Publish, s); !ok {
+				t.Errorf("admin may not send %s", s)
+			}
+		}
+	})
 
 	mgr := userOf(t, opts, "manager").Permissions
-	for _, s := range []string{"auth.events.session.created.x", "$KV.sessionbus_users.x", "$KV.sessionbus_keys.x", "$KV.sessionbus_grace.x",
-		"$JS.API.STREAM.CREATE.AUTH_EVENTS", "$JS.API.STREAM.CREATE.KV_sessionbus_users", "$JS.API.STREAM.CREATE.KV_sessionbus_keys", "$JS.API.STREAM.CREATE.KV_sessionbus_grace"} {
-		if _, ok := allowsAny(mgr.Publish, s); !ok {
-			t.Errorf("manager may not publish %s", s)
+	t.Run("manager publishes facts, writes the buckets and creates the streams", func(t *testing.T) {
+		for _, s := range []string{"auth.events.session.created.x", "$KV.sessionbus_users.x", "$KV.sessionbus_keys.x", "$KV.sessionbus_grace.x",
+			"$JS.API.STREAM.CREATE.AUTH_EVENTS", "$JS.API.STREAM.CREATE.KV_sessionbus_users", "$JS.API.STREAM.CREATE.KV_sessionbus_keys", "$JS.API.STREAM.CREATE.KV_sessionbus_grace"} {
+			if _, ok := allowsAny(mgr.Publish, s); !ok {
+				t.Errorf("manager may not publish %s", s)
+			}
 		}
-	}
-	if s, ok := allowsAny(mgr.Publish, "$JS.API.STREAM.DELETE.AUTH_EVENTS", "$JS.API.STREAM.PURGE.AUTH_EVENTS"); ok {
-		t.Errorf("manager may delete or purge the stream: %s", s)
-	}
-	if !slices.Contains(mgr.Subscribe.Allow, "auth.cmd.> "+events.QueueGroup) {
-		t.Errorf("manager does not serve auth.cmd.> in queue group %q: %q", events.QueueGroup, mgr.Subscribe.Allow)
-	}
+	})
+	t.Run("manager may not delete or purge the stream", func(t *testing.T) {
+		if s, ok := allowsAny(mgr.Publish, "$JS.API.STREAM.DELETE.AUTH_EVENTS", "$JS.API.STREAM.PURGE.AUTH_EVENTS"); ok {
+			t.Errorf("manager may delete or purge the stream: %s", s)
+		}
+	})
+	t.Run("manager serves commands in its queue group", func(t *testing.T) {
+		if !slices.Contains(mgr.Subscribe.Allow, "auth.cmd.> "+events.QueueGroup) {
+			t.Errorf("manager does not serve auth.cmd.> in queue group %q: %q", events.QueueGroup, mgr.Subscribe.Allow)
+		}
+	})
 	// The manager replies to the requester's inbox, whatever its prefix,
 	// through allow_responses: one reply per request.
-	if r := mgr.Response; r == nil || r.MaxMsgs != 1 || r.Expires <= 0 {
-		t.Errorf("manager allow_responses %+v, want one reply per request, expiring", r)
-	}
+	t.Run("manager replies once per request", func(t *testing.T) {
+		if r := mgr.Response; r == nil || r.MaxMsgs != 1 || r.Expires <= 0 {
+			t.Errorf("manager allow_responses %+v, want one reply per request, expiring", r)
+		}
+	})
 }
 
 // checkServiceUser checks that a service user has the permissions of
 // the embedded service role (want) but for the inbox: the role's
-// _INBOX.> is the user's private inbox instead.
+// _INBOX.> is the user's private inbox instead. One subtest per rule.
 func checkServiceUser(t *testing.T, user string, p, want *server.Permissions) {
 	t.Helper()
 	if p == nil || p.Publish == nil || p.Subscribe == nil {
 		t.Fatalf("%s: no publish/subscribe permissions", user)
 	}
-	if got, w := sorted(p.Publish.Allow), sorted(want.Publish.Allow); !slices.Equal(got, w) {
-		t.Errorf("%s publish allow differs from embedded.ServicePermissions:\n got %q\nwant %q", user, got, w)
-	}
+	t.Run("publishes what the embedded role publishes", func(t *testing.T) {
+		if got, w := sorted(p.Publish.Allow), sorted(want.Publish.Allow); !slices.Equal(got, w) {
+			t.Errorf("%s publish allow differs from embedded.ServicePermissions:\n got %q\nwant %q", user, got, w)
+		}
+	})
 	// The one difference, explicitly.
 	inbox := "_INBOX_" + user + ".>"
-	if !slices.Contains(want.Subscribe.Allow, sharedInbox) {
-		t.Errorf("embedded.ServicePermissions subscribes %q without %s: revisit the inbox exception", want.Subscribe.Allow, sharedInbox)
-	}
-	if slices.Contains(p.Subscribe.Allow, sharedInbox) || !slices.Contains(p.Subscribe.Allow, inbox) {
-		t.Errorf("%s subscribes %q: want its private inbox %s instead of %s", user, p.Subscribe.Allow, inbox, sharedInbox)
-	}
-	rest := func(l []string, drop string) []string {
-		return sorted(slices.DeleteFunc(slices.Clone(l), func(s string) bool { return s == drop }))
-	}
-	if got, w := rest(p.Subscribe.Allow, inbox), rest(want.Subscribe.Allow, sharedInbox); !slices.Equal(got, w) {
-		t.Errorf("%s subscribe allow, but for the inbox, differs from embedded.ServicePermissions:\n got %q\nwant %q", user, got, w)
-	}
-	if len(p.Publish.Deny) != 0 || len(p.Subscribe.Deny) != 0 || p.Response != nil {
-		t.Errorf("%s has deny lists or allow_responses the embedded role has not", user)
-	}
+	t.Run("reads its private inbox instead of the shared one", func(t *testing.T) {
+		if !slices.Contains(want.Subscribe.Allow, sharedInbox) {
+			t.Errorf("embedded.ServicePermissions subscribes %q without %s: revisit the inbox exception", want.Subscribe.Allow, sharedInbox)
+		}
+		if slices.Contains(p.Subscribe.Allow, sharedInbox) || !slices.Contains(p.Subscribe.Allow, inbox) {
+			t.Errorf("%s subscribes %q: want its private inbox %s instead of %s", user, p.Subscribe.Allow, inbox, sharedInbox)
+		}
+	})
+	t.Run("subscribes, but for the inbox, to what the embedded role does", func(t *testing.T) {
+		rest := func(l []string, drop string) []string {
+			return sorted(slices.DeleteFunc(slices.Clone(l), func(s string) bool { return s == drop }))
+		}
+		if got, w := rest(p.Subscribe.Allow, inbox), rest(want.Subscribe.Allow, sharedInbox); !slices.Equal(got, w) {
+			t.Errorf("%s subscribe allow, but for the inbox, differs from embedded.ServicePermissions:\n got %q\nwant %q", user, got, w)
+		}
+	})
+	t.Run("no deny lists or allow_responses", func(t *testing.T) {
+		if len(p.Publish.Deny) != 0 || len(p.Subscribe.Deny) != 0 || p.Response != nil {
+			t.Errorf("%s has deny lists or allow_responses the embedded role has not", user)
+		}
+	})
 	// Of AUTH_EVENTS only the revocation and key facts, whatever the route.
-	for _, s := range serviceMayNotPublish {
-		if a, ok := serverAllows(p.Publish, s); ok {
-			t.Errorf("%s may publish %s (allowed by %s)", user, s, a)
+	t.Run("no request reads other facts or others' consumers", func(t *testing.T) {
+		for _, s := range serviceMayNotPublish {
+			if a, ok := serverAllows(p.Publish, s); ok {
+				t.Errorf("%s may publish %s (allowed by %s)", user, s, a)
+			}
 		}
-	}
-	for _, s := range serviceMayNotSubscribe {
-		if a, ok := serverAllows(p.Subscribe, s); ok {
-			t.Errorf("%s may subscribe to %s (allowed by %s)", user, s, a)
+	})
+	t.Run("no subscription receives other facts", func(t *testing.T) {
+		for _, s := range serviceMayNotSubscribe {
+			if a, ok := serverAllows(p.Subscribe, s); ok {
+				t.Errorf("%s may subscribe to %s (allowed by %s)", user, s, a)
+			}
 		}
-	}
-	for _, s := range []string{"auth.events.session.revoked.x", "auth.events.key.rotated.x", events.SubjectRevocations, events.SubjectPrefix + "key.>"} {
-		if _, ok := serverAllows(p.Subscribe, s); !ok {
-			t.Errorf("%s may not subscribe to %s", user, s)
+	})
+	t.Run("subscribes to the revocations and the key facts", func(t *testing.T) {
+		for _, s := range []string{"auth.events.session.revoked.x", "auth.events.key.rotated.x", events.SubjectRevocations, events.SubjectPrefix + "key.>"} {
+			if _, ok := serverAllows(p.Subscribe, s); !ok {
+				t.Errorf("%s may not subscribe to %s", user, s)
+			}
 		}
-	}
-	if _, ok := serverAllows(p.Publish, "$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x."+events.SubjectRevocations); !ok {
-		t.Errorf("%s may not create a consumer filtered on the revocations", user)
-	}
+	})
+	t.Run("creates a consumer filtered on the revocations", func(t *testing.T) {
+		if _, ok := serverAllows(p.Publish, "$JS.API.CONSUMER.CREATE.AUTH_EVENTS.x."+events.SubjectRevocations); !ok {
+			t.Errorf("%s may not create a consumer filtered on the revocations", user)
+		}
+	})
 }
 
 // serviceMayNotPublish are requests by which a service could read facts

@@ -153,15 +153,18 @@ func TestNATSClusterRoles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 
-	// A wrong password is refused.
-	if nc, err := nats.Connect(c.servers[0].ClientURL(), nats.UserInfo("service", "wrong")); err == nil {
-		nc.Close()
-		t.Error("service connected with a wrong password")
-	}
-	if nc, err := nats.Connect(c.servers[0].ClientURL()); err == nil {
-		nc.Close()
-		t.Error("connected without credentials")
-	}
+	t.Run("a wrong password is refused", func(t *testing.T) {
+		if nc, err := nats.Connect(c.servers[0].ClientURL(), nats.UserInfo("service", "wrong")); err == nil {
+			nc.Close()
+			t.Error("service connected with a wrong password")
+		}
+	})
+	t.Run("no credentials are refused", func(t *testing.T) {
+		if nc, err := nats.Connect(c.servers[0].ClientURL()); err == nil {
+			nc.Close()
+			t.Error("connected without credentials")
+		}
+	})
 
 	// The manager runs with the inbox prefix _INBOX_manager: its JetStream
 	// API replies, KV reads and watches all come there.
@@ -236,9 +239,11 @@ func TestNATSClusterRoles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("admin: stream info: %v", err)
 	}
-	if r := stream.CachedInfo().Config.Replicas; r != 3 {
-		t.Errorf("AUTH_EVENTS has %d replicas, want 3", r)
-	}
+	t.Run("AUTH_EVENTS has 3 replicas", func(t *testing.T) {
+		if r := stream.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("AUTH_EVENTS has %d replicas, want 3", r)
+		}
+	})
 	failedSubjects := []string{events.SubjectPrefix + "login.failed." + fmt.Sprint(user["id"]), events.SubjectPrefix + "login.failed.unknown"}
 	var failedSeqs []uint64
 	for _, subj := range failedSubjects {
@@ -259,42 +264,50 @@ func TestNATSClusterRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, subj := range []string{events.SubjectPrefix + ">", events.SubjectPrefix + "login.>", failedSubjects[1]} {
-		sub, err := snc.SubscribeSync(subj)
-		if err != nil {
-			t.Fatal(err)
+	t.Run("service may not subscribe to other facts", func(t *testing.T) {
+		for _, subj := range []string{events.SubjectPrefix + ">", events.SubjectPrefix + "login.>", failedSubjects[1]} {
+			sub, err := snc.SubscribeSync(subj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serrs.waitViolation(t, "service", "subscription", subj)
+			if msg, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+				t.Errorf("service: subscribed to %s, got %s", subj, msg.Subject)
+			}
 		}
-		serrs.waitViolation(t, "service", "subscription", subj)
-		if msg, err := sub.NextMsg(100 * time.Millisecond); err == nil {
-			t.Errorf("service: subscribed to %s, got %s", subj, msg.Subject)
+	})
+	t.Run("service may not consume other facts", func(t *testing.T) {
+		for _, filters := range [][]string{nil, {events.SubjectPrefix + "login.failed.>"}, {events.SubjectPrefix + ">"}, {events.SubjectRevocations, events.SubjectPrefix + "login.>"}} {
+			cctx, ccancel := context.WithTimeout(ctx, time.Second)
+			if _, err := sjs.OrderedConsumer(cctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: filters}); err == nil {
+				t.Errorf("service: created a consumer filtered on %q", filters)
+			}
+			ccancel()
 		}
-	}
-	for _, filters := range [][]string{nil, {events.SubjectPrefix + "login.failed.>"}, {events.SubjectPrefix + ">"}, {events.SubjectRevocations, events.SubjectPrefix + "login.>"}} {
-		cctx, ccancel := context.WithTimeout(ctx, time.Second)
-		if _, err := sjs.OrderedConsumer(cctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: filters}); err == nil {
-			t.Errorf("service: created a consumer filtered on %q", filters)
+		serrs.waitViolation(t, "service", "publish", "$JS.API.CONSUMER.CREATE."+events.StreamName+".")
+	})
+	t.Run("service may not get messages or stream info", func(t *testing.T) {
+		for _, r := range []struct{ subject, body string }{
+			{"$JS.API.STREAM.MSG.GET." + events.StreamName, `{"seq":1}`},
+			{"$JS.API.STREAM.MSG.GET." + events.StreamName, fmt.Sprintf(`{"seq":%d}`, failedSeqs[0])},
+			{"$JS.API.DIRECT.GET." + events.StreamName, fmt.Sprintf(`{"seq":%d}`, failedSeqs[1])},
+			{"$JS.API.DIRECT.GET." + events.StreamName + "." + failedSubjects[1], ``},
+			{"$JS.API.STREAM.INFO." + events.StreamName, `{"subjects_filter":"auth.events.login.>"}`},
+		} {
+			if msg, err := snc.Request(r.subject, []byte(r.body), 500*time.Millisecond); err == nil {
+				t.Errorf("service: %s %s answered: %s", r.subject, r.body, msg.Data)
+			}
+			serrs.waitViolation(t, "service", "publish", r.subject)
 		}
-		ccancel()
-	}
-	serrs.waitViolation(t, "service", "publish", "$JS.API.CONSUMER.CREATE."+events.StreamName+".")
-	for _, r := range []struct{ subject, body string }{
-		{"$JS.API.STREAM.MSG.GET." + events.StreamName, `{"seq":1}`},
-		{"$JS.API.STREAM.MSG.GET." + events.StreamName, fmt.Sprintf(`{"seq":%d}`, failedSeqs[0])},
-		{"$JS.API.DIRECT.GET." + events.StreamName, fmt.Sprintf(`{"seq":%d}`, failedSeqs[1])},
-		{"$JS.API.DIRECT.GET." + events.StreamName + "." + failedSubjects[1], ``},
-		{"$JS.API.STREAM.INFO." + events.StreamName, `{"subjects_filter":"auth.events.login.>"}`},
-	} {
-		if msg, err := snc.Request(r.subject, []byte(r.body), 500*time.Millisecond); err == nil {
-			t.Errorf("service: %s %s answered: %s", r.subject, r.body, msg.Data)
-		}
-		serrs.waitViolation(t, "service", "publish", r.subject)
-	}
+	})
 	// The server compares the filter configured with the one in the
 	// create subject the service may use.
-	smuggled := "$JS.API.CONSUMER.CREATE." + events.StreamName + ".snoop." + events.SubjectRevocations
-	if msg, err := snc.Request(smuggled, []byte(`{"stream_name":"AUTH_EVENTS","config":{"name":"snoop","filter_subject":"auth.events.>","ack_policy":"none"}}`), 5*time.Second); err != nil || !bytes.Contains(msg.Data, []byte(`"error"`)) {
-		t.Errorf("service: a consumer filtered on auth.events.> through %s: %v", smuggled, err)
-	}
+	t.Run("service may not widen the filter of the consumer it may create", func(t *testing.T) {
+		smuggled := "$JS.API.CONSUMER.CREATE." + events.StreamName + ".snoop." + events.SubjectRevocations
+		if msg, err := snc.Request(smuggled, []byte(`{"stream_name":"AUTH_EVENTS","config":{"name":"snoop","filter_subject":"auth.events.>","ack_policy":"none"}}`), 5*time.Second); err != nil || !bytes.Contains(msg.Data, []byte(`"error"`)) {
+			t.Errorf("service: a consumer filtered on auth.events.> through %s: %v", smuggled, err)
+		}
+	})
 	// The revocations it may read, from the start of the stream (read
 	// below, once there is one).
 	oc, err := sjs.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectRevocations}})
@@ -330,68 +343,84 @@ func TestNATSClusterRoles(t *testing.T) {
 	kerr := make(chan error, 1)
 	go func() { kerr <- keys.Run(kctx) }()
 	t.Cleanup(func() { kcancel(); <-kerr })
-	for len(keys.KeyIDs()) == 0 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	oldKeys := keys.KeyIDs()
-	if err := events.Request(ctx, anc, events.SubjectKeysRotate, "/deploy-test", struct{}{}, nil); err != nil {
-		t.Fatalf("admin: keys rotate: %v", err)
-	}
-	for !slices.ContainsFunc(keys.KeyIDs(), func(id string) bool { return !slices.Contains(oldKeys, id) }) {
-		if ctx.Err() != nil {
-			t.Fatalf("service: the key set did not follow the rotation: %q", keys.KeyIDs())
+	t.Run("the service's key set follows a rotation by the admin", func(t *testing.T) {
+		for len(keys.KeyIDs()) == 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		oldKeys := keys.KeyIDs()
+		if err := events.Request(ctx, anc, events.SubjectKeysRotate, "/deploy-test", struct{}{}, nil); err != nil {
+			t.Fatalf("admin: keys rotate: %v", err)
+		}
+		for !slices.ContainsFunc(keys.KeyIDs(), func(id string) bool { return !slices.Contains(oldKeys, id) }) {
+			if ctx.Err() != nil {
+				t.Fatalf("service: the key set did not follow the rotation: %q", keys.KeyIDs())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 
 	// The service cannot publish facts, read the buckets or send admin
 	// commands.
 	forged := events.SubjectPrefix + "session.revoked.forged"
-	if err := snc.Publish(forged, []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	_ = snc.Flush()
-	serrs.waitViolation(t, "service", "publish", forged)
+	t.Run("service may not publish facts", func(t *testing.T) {
+		if err := snc.Publish(forged, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		_ = snc.Flush()
+		serrs.waitViolation(t, "service", "publish", forged)
+	})
 	// Denied requests get no answer: wait briefly, then look for the
 	// permission violation.
 	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 500*time.Millisecond) }
-	sctx, scancel := short()
-	if _, err := sjs.KeyValue(sctx, kvstore.UsersBucket); err == nil {
-		t.Error("service opened the users bucket")
-	}
-	scancel()
-	direct := "$JS.API.DIRECT.GET.KV_" + kvstore.UsersBucket
-	if _, err := snc.Request(direct, []byte(`{"last_by_subj":"$KV.sessionbus_users.x"}`), 500*time.Millisecond); err == nil {
-		t.Error("service read the users bucket with a direct get")
-	}
-	serrs.waitViolation(t, "service", "publish", direct)
-	if _, err := snc.SubscribeSync("$KV." + kvstore.KeysBucket + ".>"); err != nil {
-		t.Fatal(err)
-	}
-	serrs.waitViolation(t, "service", "subscription", "$KV."+kvstore.KeysBucket+".>")
-	if _, err := snc.QueueSubscribeSync(events.SubjectLogin, events.QueueGroup); err != nil {
-		t.Fatal(err)
-	}
-	serrs.waitViolation(t, "service", "subscription", events.SubjectLogin)
-	sctx, scancel = short()
-	if err := events.Request(sctx, snc, events.SubjectRevoke, "/deploy-test", events.RevokeRequest{SessionID: tok.SessionID, Reason: "test"}, nil); err == nil {
-		t.Error("service revoked a session")
-	}
-	scancel()
-	serrs.waitViolation(t, "service", "publish", events.SubjectRevoke)
+	t.Run("service may not open the users bucket", func(t *testing.T) {
+		sctx, scancel := short()
+		if _, err := sjs.KeyValue(sctx, kvstore.UsersBucket); err == nil {
+			t.Error("service opened the users bucket")
+		}
+		scancel()
+	})
+	t.Run("service may not read the users bucket with a direct get", func(t *testing.T) {
+		direct := "$JS.API.DIRECT.GET.KV_" + kvstore.UsersBucket
+		if _, err := snc.Request(direct, []byte(`{"last_by_subj":"$KV.sessionbus_users.x"}`), 500*time.Millisecond); err == nil {
+			t.Error("service read the users bucket with a direct get")
+		}
+		serrs.waitViolation(t, "service", "publish", direct)
+	})
+	t.Run("service may not watch the keys bucket", func(t *testing.T) {
+		if _, err := snc.SubscribeSync("$KV." + kvstore.KeysBucket + ".>"); err != nil {
+			t.Fatal(err)
+		}
+		serrs.waitViolation(t, "service", "subscription", "$KV."+kvstore.KeysBucket+".>")
+	})
+	t.Run("service may not serve commands", func(t *testing.T) {
+		if _, err := snc.QueueSubscribeSync(events.SubjectLogin, events.QueueGroup); err != nil {
+			t.Fatal(err)
+		}
+		serrs.waitViolation(t, "service", "subscription", events.SubjectLogin)
+	})
+	t.Run("service may not revoke a session", func(t *testing.T) {
+		sctx, scancel := short()
+		if err := events.Request(sctx, snc, events.SubjectRevoke, "/deploy-test", events.RevokeRequest{SessionID: tok.SessionID, Reason: "test"}, nil); err == nil {
+			t.Error("service revoked a session")
+		}
+		scancel()
+		serrs.waitViolation(t, "service", "publish", events.SubjectRevoke)
+	})
 
 	// Private inboxes. Another program with the service password, on the
 	// admin's server, may subscribe to the service's inbox but not to the
 	// shared _INBOX.> nor to the admin's, manager's or audit's inboxes.
 	spy, spyErrs := c.connect(t, 1, "service", pw["service"])
-	for _, subj := range []string{sharedInbox, inboxes["admin"] + ".>", inboxes["manager"] + ".>", inboxes["audit"] + ".>", ">"} {
-		sub, err := spy.SubscribeSync(subj)
-		if err != nil {
-			t.Fatal(err)
+	t.Run("service may not read the shared inbox or other roles' inboxes", func(t *testing.T) {
+		for _, subj := range []string{sharedInbox, inboxes["admin"] + ".>", inboxes["manager"] + ".>", inboxes["audit"] + ".>", ">"} {
+			sub, err := spy.SubscribeSync(subj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spyErrs.waitViolation(t, "service", "subscription", subj)
+			_ = sub.Unsubscribe()
 		}
-		spyErrs.waitViolation(t, "service", "subscription", subj)
-		_ = sub.Unsubscribe()
-	}
+	})
 	var spyMu sync.Mutex
 	var spied []*nats.Msg
 	spySub, err := spy.Subscribe(inboxes["service"]+".>", func(m *nats.Msg) {
@@ -416,94 +445,105 @@ func TestNATSClusterRoles(t *testing.T) {
 		return slices.ContainsFunc(spied, want)
 	}
 	// The spy's subscription works: it sees its own login reply, tokens
-	// included, on _INBOX_service.
-	var spyTok events.TokenReply
-	if err := events.Request(ctx, spy, events.SubjectLogin, "/deploy-test", events.LoginRequest{Username: "alice", Password: "correct horse battery"}, &spyTok); err != nil {
-		t.Fatalf("service: login with _INBOX_service: %v", err)
-	}
-	for !spiedData(func(m *nats.Msg) bool { return bytes.Contains(m.Data, []byte(spyTok.RefreshToken)) }) {
-		if ctx.Err() != nil {
-			t.Fatal("service: its inbox subscription did not see its own login reply")
+	// included, on _INBOX_service. (Without that, the next rule would
+	// prove nothing.)
+	if !t.Run("service reads its own replies on its private inbox", func(t *testing.T) {
+		var spyTok events.TokenReply
+		if err := events.Request(ctx, spy, events.SubjectLogin, "/deploy-test", events.LoginRequest{Username: "alice", Password: "correct horse battery"}, &spyTok); err != nil {
+			t.Fatalf("service: login with _INBOX_service: %v", err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		for !spiedData(func(m *nats.Msg) bool { return bytes.Contains(m.Data, []byte(spyTok.RefreshToken)) }) {
+			if ctx.Err() != nil {
+				t.Fatal("service: its inbox subscription did not see its own login reply")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}) {
+		t.FailNow()
 	}
 	// The admin's requests work with _INBOX_admin, and their replies (user
 	// and session lists) never reach the spy.
-	var list struct {
-		Users []struct {
-			ID       string `json:"id"`
-			Username string `json:"username"`
-		} `json:"users"`
-	}
-	if err := events.Request(ctx, anc, events.SubjectUsersList, "/deploy-test", struct{}{}, &list); err != nil {
-		t.Fatalf("admin: users list: %v", err)
-	}
-	if len(list.Users) != 1 || list.Users[0].Username != "alice" {
-		t.Errorf("admin: users list %+v, want alice", list.Users)
-	}
-	// The manager's view applies the spy's login asynchronously: ask
-	// until both sessions of alice are listed.
-	requests := 1
-	for {
-		var sessions events.SessionsReply
-		requests++
-		if err := events.Request(ctx, anc, events.SubjectSessions, "/deploy-test", events.SessionsRequest{UserID: fmt.Sprint(user["id"])}, &sessions); err != nil {
-			t.Fatalf("admin: sessions: %v", err)
+	t.Run("admin's replies reach its private inbox and no one else", func(t *testing.T) {
+		var list struct {
+			Users []struct {
+				ID       string `json:"id"`
+				Username string `json:"username"`
+			} `json:"users"`
 		}
-		if len(sessions.Sessions) == 2 {
-			break
+		if err := events.Request(ctx, anc, events.SubjectUsersList, "/deploy-test", struct{}{}, &list); err != nil {
+			t.Fatalf("admin: users list: %v", err)
 		}
-		if ctx.Err() != nil || requests > 100 {
-			t.Fatalf("admin: %d sessions of alice, want 2", len(sessions.Sessions))
+		if len(list.Users) != 1 || list.Users[0].Username != "alice" {
+			t.Errorf("admin: users list %+v, want alice", list.Users)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	var fromManager []*nats.Msg
-	for len(fromManager) < requests {
-		select {
-		case m := <-adminReplies:
-			fromManager = append(fromManager, m)
-		case <-ctx.Done():
-			t.Fatalf("admin: %d replies seen on %s.>, want %d", len(fromManager), inboxes["admin"], requests)
+		// The manager's view applies the spy's login asynchronously: ask
+		// until both sessions of alice are listed.
+		requests := 1
+		for {
+			var sessions events.SessionsReply
+			requests++
+			if err := events.Request(ctx, anc, events.SubjectSessions, "/deploy-test", events.SessionsRequest{UserID: fmt.Sprint(user["id"])}, &sessions); err != nil {
+				t.Fatalf("admin: sessions: %v", err)
+			}
+			if len(sessions.Sessions) == 2 {
+				break
+			}
+			if ctx.Err() != nil || requests > 100 {
+				t.Fatalf("admin: %d sessions of alice, want 2", len(sessions.Sessions))
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-	}
-	_ = spy.Flush()
-	for _, r := range fromManager {
-		if !strings.HasPrefix(r.Subject, inboxes["admin"]+".") {
-			t.Errorf("admin reply on %s", r.Subject)
+		var fromManager []*nats.Msg
+		for len(fromManager) < requests {
+			select {
+			case m := <-adminReplies:
+				fromManager = append(fromManager, m)
+			case <-ctx.Done():
+				t.Fatalf("admin: %d replies seen on %s.>, want %d", len(fromManager), inboxes["admin"], requests)
+			}
 		}
-		if spiedData(func(m *nats.Msg) bool { return m.Subject == r.Subject || bytes.Equal(m.Data, r.Data) }) {
-			t.Errorf("service read the admin's reply on %s", r.Subject)
+		_ = spy.Flush()
+		for _, r := range fromManager {
+			if !strings.HasPrefix(r.Subject, inboxes["admin"]+".") {
+				t.Errorf("admin reply on %s", r.Subject)
+			}
+			if spiedData(func(m *nats.Msg) bool { return m.Subject == r.Subject || bytes.Equal(m.Data, r.Data) }) {
+				t.Errorf("service read the admin's reply on %s", r.Subject)
+			}
 		}
-	}
+	})
 	_ = spySub.Unsubscribe()
 	_ = adminSub.Unsubscribe()
 	// A client that keeps the default prefix is refused its own inbox, and
 	// its requests time out.
-	lost, lostErrs := c.connect(t, 1, "admin", pw["admin"], nats.CustomInboxPrefix("_INBOX"))
-	ri := lost.NewRespInbox()
-	sctx, scancel = short()
-	if err := events.Request(sctx, lost, events.SubjectJWKS, "/deploy-test", struct{}{}, nil); err == nil {
-		t.Error("admin got a reply on the shared _INBOX")
-	}
-	scancel()
-	lostErrs.waitViolation(t, "admin with the default inbox", "subscription", ri[:strings.LastIndex(ri, ".")+1]+"*")
+	t.Run("a client with the default inbox prefix gets no reply", func(t *testing.T) {
+		lost, lostErrs := c.connect(t, 1, "admin", pw["admin"], nats.CustomInboxPrefix("_INBOX"))
+		ri := lost.NewRespInbox()
+		sctx, scancel := short()
+		if err := events.Request(sctx, lost, events.SubjectJWKS, "/deploy-test", struct{}{}, nil); err == nil {
+			t.Error("admin got a reply on the shared _INBOX")
+		}
+		scancel()
+		lostErrs.waitViolation(t, "admin with the default inbox", "subscription", ri[:strings.LastIndex(ri, ".")+1]+"*")
+	})
 
 	// The manager can read the buckets (it wrote alice there).
-	mjs, err := jetstream.New(mnc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := mjs.KeyValue(ctx, kvstore.UsersBucket)
-	if err != nil {
-		t.Fatalf("manager: users bucket: %v", err)
-	}
-	if st, err := kv.Status(ctx); err != nil || st.Values() == 0 {
-		t.Errorf("manager: users bucket status %v, %v", st, err)
-	}
-	if _, err := mjs.Stream(ctx, events.StreamName); err != nil {
-		t.Errorf("manager: %v", err)
-	}
+	t.Run("manager reads the buckets and the stream", func(t *testing.T) {
+		mjs, err := jetstream.New(mnc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := mjs.KeyValue(ctx, kvstore.UsersBucket)
+		if err != nil {
+			t.Fatalf("manager: users bucket: %v", err)
+		}
+		if st, err := kv.Status(ctx); err != nil || st.Values() == 0 {
+			t.Errorf("manager: users bucket status %v, %v", st, err)
+		}
+		if _, err := mjs.Stream(ctx, events.StreamName); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
 
 	// Audit: the real audit code replays the stream, follows it through a
 	// durable consumer (deleting a stale durable of the same name to
@@ -514,102 +554,124 @@ func TestNATSClusterRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replayFile := filepath.Join(t.TempDir(), "replay.jsonl")
-	rep, err := audit.NewReplayer(ujs, audit.ReplayConfig{Out: replayFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rstats, err := rep.Run(ctx)
-	if err != nil || rstats.Lines < 2 {
-		t.Fatalf("audit: replay: %d lines, %v", rstats.Lines, err)
-	}
-	if r, err := audit.Verify(ctx, []string{replayFile}, audit.VerifyConfig{Against: ujs}); err != nil || r.StreamChecked != rstats.Lines {
-		t.Errorf("audit: verify against the stream: %v (%d of %d lines checked)", err, r.StreamChecked, rstats.Lines)
-	}
-	if _, err := ujs.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
-		Durable: "audit-test", FilterSubject: events.SubjectRevocations, AckPolicy: jetstream.AckExplicitPolicy,
-	}); err != nil {
-		t.Fatalf("audit: durable consumer: %v", err)
-	}
-	fol, err := audit.NewFollower(ujs, audit.FollowConfig{Durable: "audit-test", Out: filepath.Join(t.TempDir(), "follow.jsonl")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fctx, fcancel := context.WithCancel(ctx)
-	ferr := make(chan error, 1)
-	go func() { ferr <- fol.Run(fctx) }()
-	for fol.Stats().Lines < rstats.Lines && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	fcancel()
-	if err := <-ferr; err != nil || fol.Stats().LastSeq != rstats.LastSeq {
-		t.Errorf("audit: follow: %v, at sequence %d, want %d", err, fol.Stats().LastSeq, rstats.LastSeq)
-	}
-	sctx, scancel = short()
-	if err := events.Request(sctx, unc, events.SubjectJWKS, "/deploy-test", struct{}{}, nil); err == nil {
-		t.Error("audit sent a command")
-	}
-	scancel()
-	uerrs.waitViolation(t, "audit", "publish", events.SubjectJWKS)
+	t.Run("audit replays, follows and verifies against the stream", func(t *testing.T) {
+		replayFile := filepath.Join(t.TempDir(), "replay.jsonl")
+		rep, err := audit.NewReplayer(ujs, audit.ReplayConfig{Out: replayFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rstats, err := rep.Run(ctx)
+		if err != nil || rstats.Lines < 2 {
+			t.Fatalf("audit: replay: %d lines, %v", rstats.Lines, err)
+		}
+		if r, err := audit.Verify(ctx, []string{replayFile}, audit.VerifyConfig{Against: ujs}); err != nil || r.StreamChecked != rstats.Lines {
+			t.Errorf("audit: verify against the stream: %v (%d of %d lines checked)", err, r.StreamChecked, rstats.Lines)
+		}
+		if _, err := ujs.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+			Durable: "audit-test", FilterSubject: events.SubjectRevocations, AckPolicy: jetstream.AckExplicitPolicy,
+		}); err != nil {
+			t.Fatalf("audit: durable consumer: %v", err)
+		}
+		fol, err := audit.NewFollower(ujs, audit.FollowConfig{Durable: "audit-test", Out: filepath.Join(t.TempDir(), "follow.jsonl")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fctx, fcancel := context.WithCancel(ctx)
+		ferr := make(chan error, 1)
+		go func() { ferr <- fol.Run(fctx) }()
+		for fol.Stats().Lines < rstats.Lines && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		fcancel()
+		if err := <-ferr; err != nil || fol.Stats().LastSeq != rstats.LastSeq {
+			t.Errorf("audit: follow: %v, at sequence %d, want %d", err, fol.Stats().LastSeq, rstats.LastSeq)
+		}
+	})
+	t.Run("audit sends no command", func(t *testing.T) {
+		sctx, scancel := short()
+		if err := events.Request(sctx, unc, events.SubjectJWKS, "/deploy-test", struct{}{}, nil); err == nil {
+			t.Error("audit sent a command")
+		}
+		scancel()
+		uerrs.waitViolation(t, "audit", "publish", events.SubjectJWKS)
+	})
 
 	// Admin revokes the session; the manager may not subscribe to
 	// commands outside its queue group.
-	if err := events.Request(ctx, anc, events.SubjectRevoke, "/deploy-test", events.RevokeRequest{SessionID: tok.SessionID, Reason: "test"}, nil); err != nil {
-		t.Errorf("admin: revoke: %v", err)
-	}
-	for denied, _ := deny.Denied(denylist.Token{SessionID: tok.SessionID}); !denied; denied, _ = deny.Denied(denylist.Token{SessionID: tok.SessionID}) {
-		if ctx.Err() != nil {
-			t.Fatal("service: the revoked session never reached the deny-list")
+	if !t.Run("admin revokes a session and the service's deny-list has it", func(t *testing.T) {
+		if err := events.Request(ctx, anc, events.SubjectRevoke, "/deploy-test", events.RevokeRequest{SessionID: tok.SessionID, Reason: "test"}, nil); err != nil {
+			t.Errorf("admin: revoke: %v", err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		for denied, _ := deny.Denied(denylist.Token{SessionID: tok.SessionID}); !denied; denied, _ = deny.Denied(denylist.Token{SessionID: tok.SessionID}) {
+			if ctx.Err() != nil {
+				t.Fatal("service: the revoked session never reached the deny-list")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}) {
+		t.FailNow()
 	}
 	// The service's own consumer and core subscription on the
 	// revocations see it too.
 	wantRev := events.SubjectPrefix + "session.revoked." + tok.SessionID
-	// (Each Next of an ordered consumer creates a server consumer; in a
-	// cluster its first pull may come before the consumer listens: "no
-	// responders". Ask again.)
-	for {
-		msg, err := oc.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if err == nil {
-			if msg.Subject() != wantRev {
-				t.Errorf("service: ordered consumer on the revocations read %s, want %s", msg.Subject(), wantRev)
+	t.Run("service's consumer on the revocations reads the revocation", func(t *testing.T) {
+		// (Each Next of an ordered consumer creates a server consumer; in a
+		// cluster its first pull may come before the consumer listens: "no
+		// responders". Ask again.)
+		for {
+			msg, err := oc.Next(jetstream.FetchMaxWait(2 * time.Second))
+			if err == nil {
+				if msg.Subject() != wantRev {
+					t.Errorf("service: ordered consumer on the revocations read %s, want %s", msg.Subject(), wantRev)
+				}
+				break
 			}
-			break
+			if ctx.Err() != nil {
+				t.Fatalf("service: ordered consumer on the revocations: %v, want %s", err, wantRev)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("service: ordered consumer on the revocations: %v, want %s", err, wantRev)
+	})
+	t.Run("service's subscription to the revocations receives the revocation", func(t *testing.T) {
+		if msg, err := revSub.NextMsg(5 * time.Second); err != nil || msg.Subject != wantRev {
+			t.Errorf("service: subscription to the revocations: %v, want %s", err, wantRev)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if msg, err := revSub.NextMsg(5 * time.Second); err != nil || msg.Subject != wantRev {
-		t.Errorf("service: subscription to the revocations: %v, want %s", err, wantRev)
-	}
-	if _, err := anc.SubscribeSync(events.SubjectLogin); err != nil {
-		t.Fatal(err)
-	}
-	aerrs.waitViolation(t, "admin", "subscription", events.SubjectLogin)
-	mnc2, merrs := c.connect(t, 1, "manager", pw["manager"])
-	if _, err := mnc2.SubscribeSync(events.SubjectLogin); err != nil {
-		t.Fatal(err)
-	}
-	merrs.waitViolation(t, "manager", "subscription", events.SubjectLogin)
-	// Nor may it read other users' inboxes.
-	for _, subj := range []string{sharedInbox, inboxes["admin"] + ".>", inboxes["service"] + ".>"} {
-		if _, err := mnc2.SubscribeSync(subj); err != nil {
+	})
+	t.Run("admin may not serve commands", func(t *testing.T) {
+		if _, err := anc.SubscribeSync(events.SubjectLogin); err != nil {
 			t.Fatal(err)
 		}
-		merrs.waitViolation(t, "manager", "subscription", subj)
-	}
-	// Every connection above used its private inbox.
-	for user, nc := range map[string]*nats.Conn{"manager": mnc, "admin": anc, "service": snc, "audit": unc} {
-		if ri := nc.NewRespInbox(); !strings.HasPrefix(ri, inboxes[user]+".") {
-			t.Errorf("%s: inbox %s, want %s.…", user, ri, inboxes[user])
+		aerrs.waitViolation(t, "admin", "subscription", events.SubjectLogin)
+	})
+	mnc2, merrs := c.connect(t, 1, "manager", pw["manager"])
+	t.Run("manager serves commands only in its queue group", func(t *testing.T) {
+		if _, err := mnc2.SubscribeSync(events.SubjectLogin); err != nil {
+			t.Fatal(err)
 		}
-	}
+		merrs.waitViolation(t, "manager", "subscription", events.SubjectLogin)
+	})
+	// Nor may it read other users' inboxes.
+	t.Run("manager may not read other roles' inboxes", func(t *testing.T) {
+		for _, subj := range []string{sharedInbox, inboxes["admin"] + ".>", inboxes["service"] + ".>"} {
+			if _, err := mnc2.SubscribeSync(subj); err != nil {
+				t.Fatal(err)
+			}
+			merrs.waitViolation(t, "manager", "subscription", subj)
+		}
+	})
+	// Every connection above used its private inbox.
+	t.Run("every connection used its private inbox", func(t *testing.T) {
+		for user, nc := range map[string]*nats.Conn{"manager": mnc, "admin": anc, "service": snc, "audit": unc} {
+			if ri := nc.NewRespInbox(); !strings.HasPrefix(ri, inboxes[user]+".") {
+				t.Errorf("%s: inbox %s, want %s.…", user, ri, inboxes[user])
+			}
+		}
+	})
 
 	// No one but the manager published: the forged fact is not stored.
-	if _, err := stream.GetLastMsgForSubject(ctx, forged); !errors.Is(err, jetstream.ErrMsgNotFound) {
-		t.Errorf("forged fact: %v, want not found", err)
-	}
+	t.Run("the forged fact is not stored", func(t *testing.T) {
+		if _, err := stream.GetLastMsgForSubject(ctx, forged); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			t.Errorf("forged fact: %v, want not found", err)
+		}
+	})
 }
