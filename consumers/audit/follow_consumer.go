@@ -95,6 +95,7 @@ func (f *Follower) consume(ctx context.Context, stream jetstream.Stream, cons je
 		f.setStats(func(s *Stats) {
 			s.Lines += stats.Lines
 			s.Unreadable += stats.Unreadable
+			s.MsgIDMismatch += stats.MsgIDMismatch
 			s.Foreign += stats.Foreign
 			s.Gaps += stats.Gaps
 			s.LastSeq, s.LastHash, s.Part = w.st.lastSeq, w.st.prevHash(), w.st.part
