@@ -61,6 +61,15 @@ func newEncoder(stream string) *encoder {
 	return &encoder{stream: stream, good: make(map[string]struct{})}
 }
 
+// bodyEncoder turns stream messages into line bodies, as encoder does.
+type bodyEncoder interface {
+	appendBody(dst []byte, m *stored) ([]byte, kind, string)
+}
+
+// newBodyEncoder makes the encoder of replay and follow; the benchmarks
+// swap it to compare encoders side by side.
+var newBodyEncoder = func(stream string) bodyEncoder { return newEncoder(stream) }
+
 // appendBody appends the body of the line of m to dst, and returns the
 // line's kind and CloudEvent type.
 func (enc *encoder) appendBody(dst []byte, m *stored) ([]byte, kind, string) {

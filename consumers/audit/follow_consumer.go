@@ -75,7 +75,7 @@ func (f *Follower) consume(ctx context.Context, stream jetstream.Stream, cons je
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 
-	enc := newEncoder(f.cfg.Stream)
+	enc := newBodyEncoder(f.cfg.Stream)
 	var body []byte
 	var pending []jetstream.Msg // on the file, not yet synced nor acked
 	var stats Stats

@@ -328,7 +328,7 @@ func (r *Replayer) read(ctx context.Context, stream jetstream.Stream, endSeq uin
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 
-	enc := newEncoder(r.cfg.Stream)
+	enc := newBodyEncoder(r.cfg.Stream)
 	b := batchPool.Get().(*batch)
 	b.buf, b.recs, b.untilStop = b.buf[:0], b.recs[:0], false
 	send := func() bool {
