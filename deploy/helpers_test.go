@@ -20,8 +20,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sessionbus/sessionbus/events"
 )
