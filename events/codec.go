@@ -122,19 +122,61 @@ func FromCloudEvent(c ce.Event) (Event, error) {
 // (ce- headers), or in structured mode (content-type
 // application/cloudevents+json, the whole event as the JSON body). It
 // checks the envelope only; the type may be unknown (check Type.Known).
-// It returns ErrTooLarge or ErrMalformed.
+// It returns ErrTooLarge or ErrMalformed, and ErrMsgIDMismatch for a
+// message with a Nats-Msg-Id header (under any case, any of its values)
+// that is not the event's ce-id.
 func FromMsg(m *nats.Msg) (Event, error) {
 	if size := len(m.Data) + headerSize(m.Header); size > MaxEventSize {
 		return Event{}, fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
 	}
+	var e Event
+	var err error
 	if hv := header(m.Header, HeaderSpecVersion); hv != "" {
-		return fromBinary(m)
+		e, err = fromBinary(m)
+	} else if ct := header(m.Header, HeaderContentType); ct == "" || strings.HasPrefix(strings.ToLower(ct), ContentTypeCloudEvents) {
+		e, err = FromStructured(m.Data)
+	} else {
+		return Event{}, fmt.Errorf("%w: no ce-specversion header and content-type %q is not %s", ErrMalformed, ct, ContentTypeCloudEvents)
 	}
-	ct := header(m.Header, HeaderContentType)
-	if ct == "" || strings.HasPrefix(strings.ToLower(ct), ContentTypeCloudEvents) {
-		return FromStructured(m.Data)
+	if err != nil {
+		return Event{}, err
 	}
-	return Event{}, fmt.Errorf("%w: no ce-specversion header and content-type %q is not %s", ErrMalformed, ct, ContentTypeCloudEvents)
+	if err := checkMsgID(m.Header, e.ID); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// checkMsgID returns ErrMsgIDMismatch when h has a Nats-Msg-Id header,
+// under any case, with a value other than id. When several do, it names
+// the exact name first, then the smallest other name, so that the error
+// is the same for the same message.
+func checkMsgID(h nats.Header, id string) error {
+	for _, v := range h[HeaderMsgID] {
+		if v != id {
+			return msgIDMismatch(id, HeaderMsgID, v)
+		}
+	}
+	name, value := "", ""
+	for k, vs := range h {
+		if len(k) != len(HeaderMsgID) || k == HeaderMsgID || !strings.EqualFold(k, HeaderMsgID) {
+			continue
+		}
+		for _, v := range vs {
+			if v != id && (name == "" || k < name) {
+				name, value = k, v
+				break
+			}
+		}
+	}
+	if name != "" {
+		return msgIDMismatch(id, name, value)
+	}
+	return nil
+}
+
+func msgIDMismatch(id, name, value string) error {
+	return fmt.Errorf("%w: ce-id %q, %s %q", ErrMsgIDMismatch, id, name, value)
 }
 
 // FromStructured decodes one structured-mode CloudEvent JSON object.

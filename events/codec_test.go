@@ -180,3 +180,70 @@ func FuzzFromMsg(f *testing.F) {
 		}
 	})
 }
+
+func TestMsgIDMismatch(t *testing.T) {
+	e := sampleEvent(t)
+	binary := func(t *testing.T) *nats.Msg {
+		t.Helper()
+		m, err := events.ToMsg(e.NATSSubject(), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	structured := func(t *testing.T) *nats.Msg {
+		t.Helper()
+		b, err := json.Marshal(e.CloudEvent())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &nats.Msg{Subject: e.NATSSubject(), Header: nats.Header{"content-type": {events.ContentTypeCloudEvents}}, Data: b}
+	}
+	for _, tc := range []struct {
+		name     string
+		msg      func(*testing.T) *nats.Msg
+		edit     func(nats.Header)
+		mismatch bool
+	}{
+		{"binary, as published", binary, func(nats.Header) {}, false},
+		{"binary, without Nats-Msg-Id", binary, func(h nats.Header) { delete(h, events.HeaderMsgID) }, false},
+		{"binary, another Nats-Msg-Id", binary, func(h nats.Header) { h[events.HeaderMsgID] = []string{"01JDA0000000000000000000ZZ"} }, true},
+		{"binary, an empty Nats-Msg-Id", binary, func(h nats.Header) { h[events.HeaderMsgID] = []string{""} }, true},
+		{"binary, a second value", binary, func(h nats.Header) { h[events.HeaderMsgID] = append(h[events.HeaderMsgID], "other") }, true},
+		{"binary, another one under another case", binary, func(h nats.Header) { h["nats-msg-id"] = []string{"other"} }, true},
+		{"binary, the same under another case", binary, func(h nats.Header) {
+			delete(h, events.HeaderMsgID)
+			h["NATS-MSG-ID"] = []string{e.ID}
+		}, false},
+		{"structured, the same", structured, func(h nats.Header) { h[events.HeaderMsgID] = []string{e.ID} }, false},
+		{"structured, another", structured, func(h nats.Header) { h[events.HeaderMsgID] = []string{"other"} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.msg(t)
+			tc.edit(m.Header)
+			got, err := events.FromMsg(m)
+			if !tc.mismatch {
+				if err != nil || got.ID != e.ID {
+					t.Fatalf("FromMsg: %+v, %v", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, events.ErrMsgIDMismatch) || !errors.Is(err, events.ErrMalformed) {
+				t.Fatalf("FromMsg: %v, want ErrMsgIDMismatch (and ErrMalformed)", err)
+			}
+			if got.ID != "" {
+				t.Errorf("FromMsg returned the event %+v with the error", got)
+			}
+			if !strings.Contains(err.Error(), e.ID) {
+				t.Errorf("error %q does not name the ce-id", err)
+			}
+		})
+	}
+	// A malformed message stays malformed, not a mismatch.
+	m := binary(t)
+	m.Header[events.HeaderMsgID] = []string{"other"}
+	m.Data = []byte(`{"truncated":`)
+	if _, err := events.FromMsg(m); !errors.Is(err, events.ErrMalformed) || errors.Is(err, events.ErrMsgIDMismatch) {
+		t.Errorf("malformed with another Nats-Msg-Id: %v, want ErrMalformed only", err)
+	}
+}

@@ -9,7 +9,8 @@
 // AUTH_EVENTS under the subject auth.events.<aggregate>.<action>.<id>, in
 // binary content mode of the CloudEvents NATS binding: attributes as ce-
 // headers, the data as the JSON body, Nats-Msg-Id equal to the event id so
-// that a retried publish is stored once.
+// that a retried publish is stored once. FromMsg refuses a message whose
+// Nats-Msg-Id is not its ce-id (ErrMsgIDMismatch): consumers skip it.
 //
 // This package holds no session logic; it defines the fact types,
 // subjects and data shapes, the codec, the command subjects with their

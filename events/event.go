@@ -101,6 +101,6 @@ type Stored struct {
 	// be unknown to this version (check Type.Known).
 	Event Event
 	// Err says why the message is not a readable CloudEvent
-	// (ErrMalformed, ErrTooLarge).
+	// (ErrMalformed, ErrTooLarge, ErrMsgIDMismatch).
 	Err error
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/schemas"

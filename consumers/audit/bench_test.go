@@ -115,8 +115,18 @@ func reportRates(b *testing.B, cpu0 time.Duration) {
 }
 
 // BenchmarkReplay copies the whole stream into a file (fsynced at the
-// end), one op per 100,000 events.
+// end), one op per 100,000 events: with the package's encoder (its fast
+// path, JSON validator and string encoder), and with the same lines
+// written by encoding/json and events.FromMsg alone.
 func BenchmarkReplay(b *testing.B) {
+	b.Run("encoder=hand", benchmarkReplay)
+	b.Run("encoder=encoding-json", func(b *testing.B) {
+		defer audit.UseEncodingJSON()()
+		benchmarkReplay(b)
+	})
+}
+
+func benchmarkReplay(b *testing.B) {
 	js := benchStream(b)
 	dir := b.TempDir()
 	var n int

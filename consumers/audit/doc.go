@@ -54,6 +54,11 @@
 //     io.sessionbus.audit.unreadable.v1, id <stream>-<seq>, whose data
 //     holds the reason, the headers and the body in base64 (see
 //     UnreadableData); counted.
+//   - A message whose Nats-Msg-Id (the stream's de-duplication id) is not
+//     its ce-id was not stored by the fact's publisher
+//     (events.ErrMsgIDMismatch): it becomes such an unreadable line too,
+//     counted apart (Stats.MsgIDMismatch, unreadable_total{reason=
+//     "msgid_mismatch"}).
 //   - Sequences with no message (aged out under the stream's MaxAge
 //     before they were copied, or deleted) become one line of type
 //     io.sessionbus.audit.gap.v1 whose streamseq is the last missing
@@ -115,11 +120,21 @@
 // byte for byte the line its stream message makes, which also catches a
 // chain recomputed after an edit.
 //
+// An intact chain may still hold facts not to trust: a line whose ce-id
+// an earlier line has (the same fact stored twice, or a line copied into
+// a recomputed chain), and a line recording a message whose Nats-Msg-Id
+// was not its ce-id. Verify lists them (Report.Suspects) and fails with
+// ErrDuplicateFact or ErrMsgIDMismatch. It keeps the ce-ids read in
+// memory, 40 to 55 bytes a line.
+//
 // # Performance
 //
 // Replay validates and encodes each message without reflection (a fast
 // path held to events.FromMsg by a fuzz test, a JSON validator held to
 // encoding/json.Valid by another), hashes and writes it through a 256 KiB
 // buffer on a second goroutine, and fsyncs once at the end. See
-// BenchmarkReplay and BenchmarkOrderedConsumerRaw.
+// BenchmarkReplay and BenchmarkOrderedConsumerRaw; BenchmarkReplay also
+// runs an encoder that writes the same lines with events.FromMsg and
+// encoding/json alone, to show what the fast path, the validator and the
+// string encoder buy.
 package audit

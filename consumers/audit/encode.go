@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,9 @@ const (
 	kindForeign                // a valid CloudEvent of a type this version does not know
 	kindUnreadable             // not copyable as a CloudEvent: TypeUnreadable
 	kindGap                    // TypeGap
+	// kindMsgIDMismatch is a TypeUnreadable line for a message whose
+	// Nats-Msg-Id is not its ce-id (events.ErrMsgIDMismatch).
+	kindMsgIDMismatch
 )
 
 // ext is an extension attribute copied from a stream message.
@@ -57,12 +61,25 @@ func newEncoder(stream string) *encoder {
 	return &encoder{stream: stream, good: make(map[string]struct{})}
 }
 
+// bodyEncoder turns stream messages into line bodies, as encoder does.
+type bodyEncoder interface {
+	appendBody(dst []byte, m *stored) ([]byte, kind, string)
+}
+
+// newBodyEncoder makes the encoder of replay and follow; the benchmarks
+// swap it to compare encoders side by side.
+var newBodyEncoder = func(stream string) bodyEncoder { return newEncoder(stream) }
+
 // appendBody appends the body of the line of m to dst, and returns the
 // line's kind and CloudEvent type.
 func (enc *encoder) appendBody(dst []byte, m *stored) ([]byte, kind, string) {
-	e, exts, reason := enc.decode(m)
+	e, exts, reason, mismatch := enc.decode(m)
 	if reason != "" {
-		return enc.appendUnreadable(dst, m, reason), kindUnreadable, TypeUnreadable
+		k := kindUnreadable
+		if mismatch {
+			k = kindMsgIDMismatch
+		}
+		return enc.appendUnreadable(dst, m, reason), k, TypeUnreadable
 	}
 	k := kindFact
 	if !events.Type(e.Type).Known() {
@@ -158,27 +175,26 @@ func appendGap(dst []byte, stream string, first, last uint64) []byte {
 }
 
 // decode reads m as events.FromMsg does, plus its extension attributes.
-// A non-empty reason means m is to be written as unreadable.
-func (enc *encoder) decode(m *stored) (events.Event, []ext, string) {
+// A non-empty reason means m is to be written as unreadable; mismatch
+// says that the reason is events.ErrMsgIDMismatch.
+func (enc *encoder) decode(m *stored) (e events.Event, exts []ext, reason string, mismatch bool) {
 	e, ok := enc.decodeFast(m.Header, m.Data)
-	var exts []ext
 	if !ok {
-		var reason string
-		if e, exts, reason = enc.decodeSlow(m); reason != "" {
-			return e, nil, reason
+		if e, exts, reason, mismatch = enc.decodeSlow(m); reason != "" {
+			return e, nil, reason, mismatch
 		}
 	}
 	if strings.HasPrefix(string(e.Type), typePrefix) {
-		return e, nil, "type " + strconv.Quote(string(e.Type)) + " is reserved for audit lines"
+		return e, nil, "type " + strconv.Quote(string(e.Type)) + " is reserved for audit lines", false
 	}
 	if !utf8.ValidString(e.ID) || !utf8.ValidString(e.Source) || !utf8.ValidString(string(e.Type)) ||
 		!utf8.ValidString(e.Subject) || !utf8.ValidString(e.DataSchema) {
-		return e, nil, "an attribute is not valid UTF-8"
+		return e, nil, "an attribute is not valid UTF-8", false
 	}
 	if !utf8.Valid(e.Data) {
-		return e, nil, "data is not valid UTF-8"
+		return e, nil, "data is not valid UTF-8", false
 	}
-	return e, exts, ""
+	return e, exts, "", false
 }
 
 // isFastHeader reports whether the fast path knows the header name k.
@@ -227,6 +243,11 @@ func (enc *encoder) decodeFast(h nats.Header, data []byte) (events.Event, bool) 
 	}
 	tm := header(h, events.HeaderTime, &size, &found)
 	header(h, events.HeaderMsgID, &size, &found)
+	for _, v := range h[events.HeaderMsgID] {
+		if v != e.ID {
+			return events.Event{}, false // events.ErrMsgIDMismatch
+		}
+	}
 	if found != len(h) {
 		// Other headers: count them, and leave extensions (any other ce-
 		// header) and differently cased names to the slow path.
@@ -238,7 +259,8 @@ func (enc *encoder) decodeFast(h nats.Header, data []byte) (events.Event, bool) 
 				size += len(k) + len(v) + 4
 			}
 			if len(k) >= 3 && k[0]|0x20 == 'c' && k[1]|0x20 == 'e' && k[2] == '-' ||
-				len(k) == len(events.HeaderContentType) && strings.EqualFold(k, events.HeaderContentType) {
+				len(k) == len(events.HeaderContentType) && strings.EqualFold(k, events.HeaderContentType) ||
+				len(k) == len(events.HeaderMsgID) && strings.EqualFold(k, events.HeaderMsgID) {
 				return events.Event{}, false
 			}
 		}
@@ -294,15 +316,16 @@ var reservedAttrs = map[string]bool{
 }
 
 // decodeSlow decodes m with events.FromMsg and collects its extension
-// attributes, or returns why it cannot be copied.
-func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string) {
+// attributes, or returns why it cannot be copied (and whether that is
+// events.ErrMsgIDMismatch).
+func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string, bool) {
 	e, err := events.FromMsg(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
 	if err != nil {
 		// sdk-go lists validation problems in map order: sort them so that
 		// the same message always gives the same line.
 		parts := strings.Split(err.Error(), "\n")
 		slices.Sort(parts)
-		return e, nil, strings.Join(parts, "; ")
+		return e, nil, strings.Join(parts, "; "), errors.Is(err, events.ErrMsgIDMismatch)
 	}
 	var exts []ext
 	seen := map[string]bool{}
@@ -327,7 +350,7 @@ func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string) {
 				continue
 			}
 			if r := add(lk[3:], vs[0]); r != "" {
-				return e, nil, r
+				return e, nil, r, false
 			}
 		}
 	} else {
@@ -336,10 +359,10 @@ func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string) {
 			for name, v := range c.Extensions() {
 				s, err := types.Format(v)
 				if err != nil {
-					return e, nil, "extension attribute " + strconv.Quote(name) + ": " + err.Error()
+					return e, nil, "extension attribute " + strconv.Quote(name) + ": " + err.Error(), false
 				}
 				if r := add(name, s); r != "" {
-					return e, nil, r
+					return e, nil, r, false
 				}
 			}
 		}
@@ -347,7 +370,7 @@ func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string) {
 	slices.SortFunc(exts, func(a, b ext) int { return strings.Compare(a.name, b.name) })
 	for _, x := range exts {
 		if !utf8.ValidString(x.value) {
-			return e, nil, "extension attribute " + strconv.Quote(x.name) + " is not valid UTF-8"
+			return e, nil, "extension attribute " + strconv.Quote(x.name) + " is not valid UTF-8", false
 		}
 	}
 	if len(enc.good) < maxGoodURIs {
@@ -356,7 +379,7 @@ func (enc *encoder) decodeSlow(m *stored) (events.Event, []ext, string) {
 			enc.good[e.DataSchema] = struct{}{}
 		}
 	}
-	return e, exts, ""
+	return e, exts, "", false
 }
 
 func first(h nats.Header, name string) string {

@@ -80,3 +80,34 @@ func BenchmarkFromMsg(b *testing.B) {
 		}
 	}
 }
+
+// TestEncodeMsgIDMismatch: the fast path never accepts a message whose
+// Nats-Msg-Id is not its ce-id, under any name case; the line is then
+// unreadable, of its own kind.
+func TestEncodeMsgIDMismatch(t *testing.T) {
+	m := sampleMsgs(t)[0]
+	enc := newEncoder(events.StreamName)
+	enc.appendBody(nil, &m) // the source and dataschema are known good now
+	if _, ok := enc.decodeFast(m.Header, m.Data); !ok {
+		t.Fatal("the fast path refuses a message as published")
+	}
+	for name, edit := range map[string]func(nats.Header){
+		"another value":  func(h nats.Header) { h[events.HeaderMsgID] = []string{"other"} },
+		"a second value": func(h nats.Header) { h[events.HeaderMsgID] = append(h[events.HeaderMsgID], "other") },
+		"another case":   func(h nats.Header) { h["nats-msg-id"] = []string{"other"} },
+	} {
+		h := nats.Header{}
+		for k, v := range m.Header {
+			h[k] = append([]string(nil), v...)
+		}
+		edit(h)
+		if _, ok := enc.decodeFast(h, m.Data); ok {
+			t.Errorf("%s: the fast path accepts it", name)
+		}
+		fm := m
+		fm.Header = h
+		if _, k, typ := enc.appendBody(nil, &fm); k != kindMsgIDMismatch || typ != TypeUnreadable {
+			t.Errorf("%s: kind %v, type %s", name, k, typ)
+		}
+	}
+}

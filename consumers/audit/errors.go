@@ -32,6 +32,15 @@ var (
 	// ErrMismatch reports lines that differ from the stream's messages,
 	// or that the stream does not have.
 	ErrMismatch = errors.New("audit: file differs from the stream")
+	// ErrDuplicateFact reports a line whose ce-id an earlier line of the
+	// files already has: the same fact stored twice on the stream (past
+	// its de-duplication window), or a line copied and the chain
+	// recomputed.
+	ErrDuplicateFact = errors.New("audit: fact id appears twice")
+	// ErrMsgIDMismatch reports a line recording a stream message whose
+	// Nats-Msg-Id was not its ce-id (events.ErrMsgIDMismatch): a fact
+	// stored by someone other than its publisher, copied as unreadable.
+	ErrMsgIDMismatch = errors.New("audit: a stream message's Nats-Msg-Id is not its ce-id")
 	// ErrExists reports a replay output file that already exists.
 	ErrExists = errors.New("audit: output file exists")
 	// ErrFileAhead reports an audit file whose last sequence is beyond

@@ -58,6 +58,11 @@ func (c ReplayConfig) Validate() error {
 // Stats summarises what a replay or a follow wrote.
 type Stats struct {
 	Lines, Unreadable, Foreign, Gaps int64
+	// MsgIDMismatch counts, among the Unreadable, the messages whose
+	// Nats-Msg-Id is not their ce-id (events.ErrMsgIDMismatch): not
+	// copied as facts, since their publisher is not the one the ce-id
+	// names; Verify flags their lines.
+	MsgIDMismatch int64
 	// LastSeq and LastHash are the last line's streamseq and chainhash.
 	LastSeq  uint64
 	LastHash string
@@ -70,6 +75,9 @@ func (s *Stats) count(k kind) {
 	switch k {
 	case kindUnreadable:
 		s.Unreadable++
+	case kindMsgIDMismatch:
+		s.Unreadable++
+		s.MsgIDMismatch++
 	case kindForeign:
 		s.Foreign++
 	case kindGap:
@@ -320,7 +328,7 @@ func (r *Replayer) read(ctx context.Context, stream jetstream.Stream, endSeq uin
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 
-	enc := newEncoder(r.cfg.Stream)
+	enc := newBodyEncoder(r.cfg.Stream)
 	b := batchPool.Get().(*batch)
 	b.buf, b.recs, b.untilStop = b.buf[:0], b.recs[:0], false
 	send := func() bool {

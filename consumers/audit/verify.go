@@ -65,6 +65,13 @@ type Report struct {
 	// chain starts in these files); LastHash the last line's chainhash.
 	FirstPrevHash string `json:"first_prevhash"`
 	LastHash      string `json:"last_chainhash"`
+	// DuplicateIDs counts the lines whose ce-id an earlier line already
+	// has; MsgIDMismatch the lines recording a message whose Nats-Msg-Id
+	// was not its ce-id. Suspects lists those lines (the first 1,000);
+	// Verify fails when there is any.
+	DuplicateIDs  int64     `json:"duplicate_ids,omitempty"`
+	MsgIDMismatch int64     `json:"msgid_mismatch,omitempty"`
+	Suspects      []Suspect `json:"suspects,omitempty"`
 	// Notes are facts worth a look that are not failures.
 	Notes []string `json:"notes,omitempty"`
 	// With VerifyConfig.Against: lines compared with their stream
@@ -92,6 +99,14 @@ type chainFile struct {
 // the first failure, a *LineError wrapping ErrNotAuditFile, ErrEdited,
 // ErrRemoved, ErrInserted, ErrReordered or ErrIncomplete. With
 // cfg.Against it then compares with the stream: ErrMissing, ErrMismatch.
+//
+// A chain intact in all of that may still hold facts not to be trusted:
+// a line whose ce-id an earlier line already has, and a line recording a
+// message whose Nats-Msg-Id was not its ce-id. Verify lists them in
+// Report.Suspects and then fails with a *LineError for the first of each
+// kind, wrapping ErrDuplicateFact or ErrMsgIDMismatch (joined when there
+// are both). Duplicates are found among the files given: give every part
+// of a chain to find a fact repeated across parts.
 func Verify(ctx context.Context, paths []string, cfg VerifyConfig) (*Report, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("%w: no file to verify", ErrInvalidConfig)
@@ -139,7 +154,7 @@ func Verify(ctx context.Context, paths []string, cfg VerifyConfig) (*Report, err
 		return rep, nil
 	}
 	rep.Stream, rep.Filter = head.Stream, head.RawFilter
-	v := &verifier{rep: rep, filter: head.Filter, cfg: cfg, anchors: map[string]bool{}}
+	v := &verifier{rep: rep, filter: head.Filter, cfg: cfg, anchors: map[string]bool{}, ids: newIDSet()}
 	for _, h := range cfg.ExpectHashes {
 		v.anchors[h] = false
 	}
@@ -173,7 +188,7 @@ func Verify(ctx context.Context, paths []string, cfg VerifyConfig) (*Report, err
 			return rep, err
 		}
 	}
-	return rep, nil
+	return rep, v.suspectsErr()
 }
 
 func boolCmp(a, b bool) int {
@@ -223,6 +238,10 @@ type verifier struct {
 	// where the previous line is
 	prevPath string
 	prevLine int64
+
+	ids *idSet // the ce-ids seen
+	// the first suspect line of each kind
+	firstDup, firstMismatch *LineError
 }
 
 func (v *verifier) file(ctx context.Context, cf chainFile, last bool) error {
@@ -283,6 +302,7 @@ func (v *verifier) file(ctx context.Context, cf chainFile, last bool) error {
 		fr.Lines++
 		fr.LastSeq = l.Seq
 		v.count(l)
+		v.inspect(cf.path, n, l)
 	}
 }
 

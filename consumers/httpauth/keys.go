@@ -2,123 +2,16 @@ package httpauth
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/nats-io/nats.go"
-
-	"github.com/sessionbus/sessionbus/events"
 )
-
-// The signature algorithms a token may use: the manager's three. HMAC and
-// "none" are never accepted.
-const (
-	AlgES256 = "ES256" // ECDSA P-256 with SHA-256, the manager's default
-	AlgEdDSA = "EdDSA" // Ed25519
-	AlgRS256 = "RS256" // RSA PKCS #1 v1.5 with SHA-256, at least 2048 bits
-)
-
-// MaxJWKSSize caps the size of a key set read from either source.
-const MaxJWKSSize = 1 << 20
-
-// minRSABits is the smallest RSA modulus accepted.
-const minRSABits = 2048
-
-// JWKSSource fetches the manager's JWK Set, as JSON.
-type JWKSSource interface {
-	FetchJWKS(ctx context.Context) ([]byte, error)
-}
-
-// NATSSource fetches the key set with a request to auth.cmd.jwks on nc,
-// sending a jwks.requested CloudEvent. source is the ce-source of the
-// request ("" gives /consumers/httpauth).
-func NATSSource(nc *nats.Conn, source string) JWKSSource {
-	if source == "" {
-		source = "/consumers/httpauth"
-	}
-	return natsSource{nc: nc, source: source}
-}
-
-type natsSource struct {
-	nc     *nats.Conn
-	source string
-}
-
-func (s natsSource) FetchJWKS(ctx context.Context) ([]byte, error) {
-	m, err := events.NewCommand(events.SubjectJWKS, s.source, struct{}{})
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.nc.RequestMsgWithContext(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", events.SubjectJWKS, err)
-	}
-	if err := events.ReplyError(resp); err != nil {
-		return nil, err
-	}
-	if len(resp.Data) > MaxJWKSSize {
-		return nil, fmt.Errorf("key set of %d bytes is too large", len(resp.Data))
-	}
-	return resp.Data, nil
-}
-
-// HTTPSource fetches the key set with GET <baseURL>/.well-known/jwks.json.
-// A nil client uses one with a 10s timeout.
-func HTTPSource(client *http.Client, baseURL string) (JWKSSource, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: JWKS base URL %q is not an http(s) URL", ErrInvalidConfig, baseURL)
-	}
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	return httpSource{client: client, url: strings.TrimSuffix(baseURL, "/") + "/.well-known/jwks.json"}, nil
-}
-
-type httpSource struct {
-	client *http.Client
-	url    string
-}
-
-func (s httpSource) FetchJWKS(ctx context.Context) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("GET %s: %s", s.url, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", s.url, err)
-	}
-	if len(b) > MaxJWKSSize {
-		return nil, fmt.Errorf("GET %s: key set larger than %d bytes", s.url, MaxJWKSSize)
-	}
-	return b, nil
-}
 
 // Defaults of KeySetConfig.
 const (
@@ -160,11 +53,6 @@ type KeySet struct {
 	lastFetch time.Time
 
 	listeners []func(ok, removed bool) // guarded by mu
-}
-
-type publicKey struct {
-	alg string
-	key any // *ecdsa.PublicKey, ed25519.PublicKey or *rsa.PublicKey
 }
 
 type fetchCall struct {
@@ -327,138 +215,4 @@ func (k *KeySet) fetch(ctx context.Context) error {
 	}
 	k.notify(true, removed)
 	return nil
-}
-
-// parseJWKS reads a JWK Set and keeps the public signature keys of the
-// three algorithms; others (symmetric keys, other curves, short RSA keys,
-// keys for encryption, keys with private parts, duplicates) are skipped
-// and logged.
-func parseJWKS(b []byte, log *slog.Logger) (map[string]publicKey, error) {
-	var set struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
-	}
-	if set.Keys == nil {
-		return nil, fmt.Errorf("%w: no \"keys\" member", ErrJWKS)
-	}
-	keys := make(map[string]publicKey, len(set.Keys))
-	dup := map[string]bool{}
-	for i, raw := range set.Keys {
-		var jwk jose.JSONWebKey
-		if err := jwk.UnmarshalJSON(raw); err != nil {
-			log.Warn("skipped an unreadable JWK", "index", i, "err", err)
-			continue
-		}
-		skip := func(why string) { log.Warn("skipped a JWK", "index", i, "kid", jwk.KeyID, "why", why) }
-		switch {
-		case jwk.KeyID == "":
-			skip("no kid")
-			continue
-		case jwk.Use != "" && jwk.Use != "sig":
-			skip("use is not sig")
-			continue
-		case !jwk.IsPublic():
-			skip("holds private key material")
-			continue
-		}
-		alg, ok := algFor(jwk.Key)
-		if !ok {
-			skip("unsupported key type")
-			continue
-		}
-		if jwk.Algorithm != "" && jwk.Algorithm != alg {
-			skip("alg " + jwk.Algorithm + " does not fit the key")
-			continue
-		}
-		if _, seen := keys[jwk.KeyID]; seen || dup[jwk.KeyID] {
-			skip("duplicate kid")
-			delete(keys, jwk.KeyID)
-			dup[jwk.KeyID] = true
-			continue
-		}
-		keys[jwk.KeyID] = publicKey{alg: alg, key: jwk.Key}
-	}
-	return keys, nil
-}
-
-func algFor(key any) (string, bool) {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		return AlgES256, k.Curve == elliptic.P256()
-	case ed25519.PublicKey:
-		return AlgEdDSA, len(k) == ed25519.PublicKeySize
-	case *rsa.PublicKey:
-		return AlgRS256, k.N.BitLen() >= minRSABits
-	}
-	return "", false
-}
-
-// Run keeps the key set current until ctx ends, then returns nil: it
-// fetches it at once (retrying until it succeeds), again every
-// RefreshInterval, and at each key.rotated or key.revoked fact on Watch;
-// after a rotation it keeps refreshing (every MinRefreshInterval, up to
-// five times) until the new kid is in the set. It returns an error when
-// the subscription cannot be made.
-func (k *KeySet) Run(ctx context.Context) error {
-	if !k.running.CompareAndSwap(false, true) {
-		return errors.New("httpauth: key set already running")
-	}
-	defer k.running.Store(false)
-	trigger := make(chan string, 1)
-	if k.cfg.Watch != nil {
-		sub, err := k.cfg.Watch.Subscribe(events.SubjectPrefix+"key.>", func(m *nats.Msg) {
-			_, action, kid, _ := events.ParseSubject(m.Subject)
-			if action != "rotated" {
-				kid = ""
-			}
-			select {
-			case trigger <- kid:
-			default:
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("httpauth: watch key facts: %w", err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
-	}
-	periodic := time.NewTicker(k.cfg.RefreshInterval)
-	defer periodic.Stop()
-	retry := time.NewTimer(0) // the first fetch
-	defer retry.Stop()
-	var (
-		waitFor string // kid of a rotation not yet in the set
-		tries   int
-		backoff = 100 * time.Millisecond
-	)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case kid := <-trigger:
-			if kid != "" {
-				waitFor, tries = kid, 0
-			}
-		case <-periodic.C:
-		case <-retry.C:
-		}
-		err := k.refresh(ctx, true)
-		switch {
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil
-			}
-			k.log.Warn("key set refresh failed", "err", err, "retry_in", backoff)
-			retry.Reset(backoff)
-			backoff = min(2*backoff, k.cfg.MinRefreshInterval)
-			continue
-		case waitFor != "" && !k.has(waitFor) && tries < 5:
-			tries++
-			retry.Reset(k.cfg.MinRefreshInterval)
-		default:
-			waitFor = ""
-		}
-		backoff = 100 * time.Millisecond
-	}
 }
