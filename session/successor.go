@@ -5,7 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"strconv"
+	"sync"
 )
 
 // A refresh token's successor is derived from it: HMAC-SHA256, keyed by
@@ -20,37 +22,55 @@ import (
 // successors; the secret lives with the signing keys, whose holder can
 // mint access tokens anyway.
 
-// derivation holds the keys, derived from the shared secret.
+// derivation holds HMACs keyed by keys derived from the shared secret,
+// pooled: a refresh derives two values, and a fresh HMAC allocates.
 type derivation struct {
-	successorKey, jtiKey []byte
+	successorMAC, jtiMAC *sync.Pool
 }
 
 func newDerivation(secret []byte) (derivation, error) {
-	s, err := hkdf.Key(sha256.New, secret, nil, "sessionbus refresh successor v1", 32)
+	pool := func(info string) (*sync.Pool, error) {
+		key, err := hkdf.Key(sha256.New, secret, nil, info, 32)
+		if err != nil {
+			return nil, err
+		}
+		return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}, nil
+	}
+	s, err := pool("sessionbus refresh successor v1")
 	if err != nil {
 		return derivation{}, err
 	}
-	j, err := hkdf.Key(sha256.New, secret, nil, "sessionbus access jti v1", 32)
+	j, err := pool("sessionbus access jti v1")
 	if err != nil {
 		return derivation{}, err
 	}
-	return derivation{successorKey: s, jtiKey: j}, nil
+	return derivation{successorMAC: s, jtiMAC: j}, nil
+}
+
+// mac returns the HMAC of the parts with a MAC from pool.
+func mac(pool *sync.Pool, parts ...[]byte) [sha256.Size]byte {
+	h := pool.Get().(hash.Hash)
+	h.Reset()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	pool.Put(h)
+	return sum
 }
 
 // successor returns the refresh token that rotating token issues.
 func (d derivation) successor(token string) string {
-	mac := hmac.New(sha256.New, d.successorKey)
-	mac.Write([]byte(token))
-	return RefreshTokenPrefix + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	sum := mac(d.successorMAC, []byte(token))
+	return RefreshTokenPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // accessJTI returns the jti of the access token issued at generation gen
 // for the refresh token presented: 128 bits, unique per token and
 // generation.
 func (d derivation) accessJTI(token string, gen uint64) string {
-	mac := hmac.New(sha256.New, d.jtiKey)
-	mac.Write([]byte(token))
-	mac.Write([]byte{0})
-	mac.Write(strconv.AppendUint(nil, gen, 10))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+	var g [21]byte
+	sum := mac(d.jtiMAC, []byte(token), []byte{0}, strconv.AppendUint(g[:0], gen, 10))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
