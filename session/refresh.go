@@ -84,7 +84,8 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 	if err := m.notReady(); err != nil {
 		return events.TokenReply{}, "overloaded", err
 	}
-	raced := false // this request lost a conditional write
+	raced := false  // this request lost a conditional write
+	synced := false // the view has applied what the stream held after this request arrived
 	for range conflictRetries {
 		digest := Digest(token)
 		s, gen, err := m.sessionByDigest(ctx, digest)
@@ -124,6 +125,16 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 			token = next
 			continue
 		case redeemReplay:
+			if !synced {
+				// A replay publishes nothing, so no conditional write
+				// would notice a view that has not yet seen the successor
+				// used through another manager: catch up first.
+				if err := m.caughtUp(ctx); err != nil {
+					return events.TokenReply{}, "error", err
+				}
+				synced = true
+				continue
+			}
 			reply, ok, err := m.replay(ctx, s, token, next, now)
 			if err != nil {
 				return events.TokenReply{}, "error", err
