@@ -195,6 +195,10 @@ func TestThreeServicesRefuseEveryKind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Once the successor was used, the old token is reuse.
+		if next, err = mgr.Refresh(bg, next.RefreshToken); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := mgr.Refresh(bg, s.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
 			t.Fatalf("reuse: %v", err)
 		}

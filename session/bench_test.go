@@ -78,6 +78,33 @@ func BenchmarkRefresh(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
 }
 
+// BenchmarkRefreshRetry: each goroutine presents a token that was just
+// rotated, again and again, as a client retrying after lost replies does:
+// read the view, derive the successor, sign the access token again; no
+// publish.
+func BenchmarkRefreshRetry(b *testing.B) {
+	_, m := start(b)
+	_, toks := createSessions(b, m, 64)
+	for _, tok := range toks {
+		if _, err := m.Manager().Refresh(bg, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		tok := toks[next.Add(1)-1]
+		for pb.Next() {
+			if _, err := m.Manager().Refresh(bg, tok); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "retries/s")
+}
+
 // BenchmarkRevokeSession: admin revocation of distinct sessions (created
 // beforehand by publishing session.created facts directly, so that the
 // setup does not pay a password hash per session).

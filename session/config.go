@@ -26,9 +26,11 @@ type Config struct {
 	// true). Off, a client keeps its first refresh token for the life of
 	// the session.
 	RefreshRotation bool
-	// RefreshGrace is how long after a rotation the previous refresh token
-	// may be presented again and get the same successor instead of
-	// revoking the session (default 0: never).
+	// RefreshGrace is how long after a refresh token's successor was
+	// first used the token may still be presented and get the session's
+	// current token instead of revoking the session (default 0: never).
+	// Until its successor is used, a rotated token gets that successor
+	// again whatever RefreshGrace is (see Manager.Refresh).
 	RefreshGrace time.Duration
 	// IdleTimeout ends a session that was not refreshed for this long
 	// (default 24h).

@@ -12,6 +12,16 @@
 // several managers can serve one stream without two of them rotating the
 // same refresh token.
 //
+// Refresh is idempotent for the holder of the token (RFC 9700 §4.14.2): a
+// rotated refresh token stays redeemable until its successor is first
+// used, and redeeming it again gives the same successor and access token.
+// The successor is derived from the token (HMAC keyed by a secret the
+// managers share), so any manager can answer a retry after a lost reply,
+// a crash or a failover without anything stored for it; facts hold
+// digests only. The window is from the rotation to the successor's first
+// use; after it, presenting the old token is reuse and revokes the
+// session. docs/refresh.md compares this with grace periods elsewhere.
+//
 // The package holds the domain and the interfaces it needs; sub-packages
 // implement them with one technology each: badgerstore (the view on
 // Badger), kvstore (users and signing keys in JetStream key-value buckets

@@ -3,13 +3,14 @@ package session_test
 import (
 	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/kvstore"
 )
@@ -107,30 +108,75 @@ func TestUnreadableFactDoesNotWedgeASession(t *testing.T) {
 	}
 }
 
-// The grace store holds no usable token.
-func TestGraceStoreHoldsNoToken(t *testing.T) {
-	_, m := start(t, withSession(func(c *session.Config) { c.RefreshGrace = 5 * time.Second }))
+// Refresh tokens, their successors and access tokens appear in no fact
+// and no log line, whether the refresh rotates, is retried, races its
+// duplicates or is reused.
+func TestNoTokenInFactsOrLogs(t *testing.T) {
+	var logs lockedBuffer
+	_, m := start(t, func(c *node.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	m.AddUser(t, "alice", pw)
 	r := login(t, m, "alice")
+	secrets := []string{r.RefreshToken, r.AccessToken}
 	n := must(m.Manager().Refresh(bg, r.RefreshToken))
-	if again := must(m.Manager().Refresh(bg, r.RefreshToken)); again.RefreshToken != n.RefreshToken {
-		t.Fatal("grace retry got another successor")
+	again := must(m.Manager().Refresh(bg, r.RefreshToken))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if r, err := m.Manager().Refresh(bg, n.RefreshToken); err == nil {
+				logs.keep(r.RefreshToken, r.AccessToken)
+			}
+		})
 	}
-	js := jsTestStream(t, m)
-	kv, err := js.KeyValue(bg, kvstore.GraceBucket)
-	if err != nil {
-		t.Fatal(err)
+	wg.Wait()
+	if _, err := m.Manager().Refresh(bg, r.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+		t.Fatalf("reuse: %v", err)
 	}
-	e, err := kv.Get(bg, "g."+session.Digest(r.RefreshToken))
-	if err != nil {
-		t.Fatal(err)
+	secrets = append(secrets, n.RefreshToken, n.AccessToken, again.AccessToken)
+	secrets = append(secrets, logs.kept()...)
+	checkStream(t, m.NC, secrets...)
+	out := logs.String()
+	if !strings.Contains(out, "refresh token reuse") {
+		t.Fatalf("the reuse was not logged:\n%s", out)
 	}
-	for _, secret := range []string{n.RefreshToken, n.AccessToken, n.AccessToken[:40], "sbr_", "eyJ"} {
-		if bytes.Contains(e.Value(), []byte(secret)) {
-			t.Fatalf("grace entry holds a token in the clear")
+	for _, s := range append(secrets, session.RefreshTokenPrefix, "eyJ") {
+		if strings.Contains(out, s) {
+			t.Fatalf("a log line holds a token (%d bytes)", len(s))
 		}
 	}
-	_ = jetstream.KeyValueEntry(e)
+}
+
+// lockedBuffer is a log destination that goroutines may share, and a
+// place to keep the tokens they were given.
+type lockedBuffer struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	tokens []string
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) keep(tokens ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens = append(b.tokens, tokens...)
+}
+
+func (b *lockedBuffer) kept() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.tokens...)
 }
 
 // Two changes to one user cannot undo each other: the second writer with

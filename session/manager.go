@@ -22,7 +22,6 @@ type Deps struct {
 	Tokens    Tokens
 	Keys      KeyStore
 	NewKey    KeyGenerator
-	Grace     GraceStore
 	// ReloadKeys, if set, makes Tokens take the key store's current keys;
 	// the manager calls it after rotating or revoking a key so that its
 	// own next token uses the new key at once (other managers follow the
@@ -32,8 +31,11 @@ type Deps struct {
 	// stream; until it has, commands that read the view answer
 	// ErrOverloaded rather than decide from an old state.
 	Ready func() bool
-	// AccountSecret keys the account digests of login throttling; shared
-	// by all managers, never published.
+	// AccountSecret keys the account digests of login throttling and,
+	// through keys derived from it, the successors of refresh tokens
+	// (successor.go); shared by all managers, never published. It must
+	// not change while sessions live: a retried refresh whose successor
+	// cannot be derived again gets a new one instead.
 	AccountSecret []byte
 	// Logger (nil discards) and Registerer (nil: no metrics registered).
 	Logger     *slog.Logger
@@ -46,6 +48,7 @@ type Deps struct {
 type Manager struct {
 	attempts  attempts
 	barrier   barrier
+	derive    derivation
 	cfg       Config
 	d         Deps
 	source    string
@@ -66,7 +69,7 @@ func New(cfg Config, d Deps) (*Manager, error) {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"View": d.View != nil, "Publisher": d.Publisher != nil, "Users": d.Users != nil,
-		"Tokens": d.Tokens != nil, "Keys": d.Keys != nil, "NewKey": d.NewKey != nil, "Grace": d.Grace != nil,
+		"Tokens": d.Tokens != nil, "Keys": d.Keys != nil, "NewKey": d.NewKey != nil,
 		"AccountSecret": len(d.AccountSecret) >= 16,
 	} {
 		if !ok {
@@ -94,6 +97,9 @@ func New(cfg Config, d Deps) (*Manager, error) {
 		return nil, err
 	}
 	m.dummyHash = h
+	if m.derive, err = newDerivation(d.AccountSecret); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

@@ -19,9 +19,10 @@ type Session struct {
 	// Generation counts refresh-token rotations, 1 at login.
 	Generation    uint64 `json:"generation"`
 	RefreshDigest string `json:"refresh_digest"`
-	// PreviousDigest is the refresh token rotated into this generation,
+	// PreviousDigest is the refresh token presented for this generation,
 	// RotatedAt when the stream stored that rotation (zero at generation
-	// 1).
+	// 1). While PreviousDigest is set, that token may be presented again
+	// and gets this generation again (see Refresh).
 	PreviousDigest  string    `json:"previous_digest,omitempty"`
 	RotatedAt       time.Time `json:"rotated_at,omitzero"`
 	CreatedAt       time.Time `json:"created_at"`
@@ -211,18 +212,6 @@ type Tokens interface {
 	// JWKS returns the JSON Web Key Set of the keys tokens may be signed
 	// with.
 	JWKS() []byte
-}
-
-// GraceStore keeps, for RefreshGrace, the reply of a refresh under the
-// digest of the refresh token it rotated, so that a retry of that refresh
-// on any manager gets the same successor. The reply is sealed with a key
-// derived from that refresh token, so the store holds nothing usable.
-type GraceStore interface {
-	// Put keeps a sealed reply (see grace.go) under the digest of the
-	// refresh token it rotated.
-	Put(ctx context.Context, previousDigest string, sealed []byte) error
-	// Get returns the sealed reply, or ErrNotFound.
-	Get(ctx context.Context, previousDigest string) ([]byte, error)
 }
 
 // Signing algorithms (contract): ES256 by default, EdDSA and RS256

@@ -168,3 +168,68 @@ func TestThrottlePerAddressOverAllAccounts(t *testing.T) {
 		t.Fatal("known address delayed")
 	}
 }
+
+// What a presented refresh token gets (RFC 9700 §4.14.2, with the
+// previous token valid until its successor is first used).
+func TestRedeem(t *testing.T) {
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	// Generation 3 was issued for token "t2" (issued at generation 2); its
+	// refresh token is "t3".
+	s := Session{Generation: 3, PreviousDigest: "t2", RefreshDigest: "t3", RotatedAt: at}
+	off := Session{Generation: 3, PreviousDigest: "t", RefreshDigest: "t", RotatedAt: at}
+	tests := []struct {
+		name      string
+		s         Session
+		gen       uint64
+		digest    string
+		successor string
+		raced     bool
+		grace     time.Duration
+		now       time.Time
+		want      redemption
+	}{
+		{"current token rotates", s, 3, "t3", "t4", false, 0, at, redeemRotate},
+		{"current token that lost a write rotates again", s, 3, "t3", "t4", true, 0, at, redeemRotate},
+		{"rotated token whose successor is unused replays", s, 2, "t2", "t3", false, 0, at, redeemReplay},
+		{"a day later, still unused: replays", s, 2, "t2", "t3", false, 0, at.Add(24 * time.Hour), redeemReplay},
+		{"successor used: reuse", s, 1, "t1", "t2", false, 0, at, redeemReuse},
+		{"successor used, within the grace: answered as the successor", s, 1, "t1", "t2", false, time.Second, at.Add(time.Second), redeemSuccessor},
+		{"successor used, after the grace: reuse", s, 1, "t1", "t2", false, time.Second, at.Add(time.Second + 1), redeemReuse},
+		{"older still, within the grace: reuse", s, 0, "t0", "t1", false, time.Minute, at, redeemReuse},
+		{"rotation off: the token rotates", off, 3, "t", "t", false, 0, at, redeemRotate},
+		{"rotation off, lost the write to the same token: replays", off, 3, "t", "t", true, 0, at, redeemReplay},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := redeem(tc.s, tc.gen, tc.digest, tc.successor, tc.raced, tc.grace, tc.now); got != tc.want {
+				t.Fatalf("redeem = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// Successors and jtis are functions of the token (and generation) and
+// the secret only, distinct for distinct inputs, and shaped like what
+// they stand for.
+func TestDerivation(t *testing.T) {
+	d1, err := newDerivation([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := newDerivation([]byte("another secret of thirty-two b.."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := newRefreshToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := d1.successor(tok)
+	if !IsRefreshToken(next) || next == tok || d1.successor(tok) != next || d2.successor(tok) == next || d1.successor(next) == next {
+		t.Fatal("successor is not a deterministic, keyed refresh token")
+	}
+	j := d1.accessJTI(tok, 2)
+	if len(j) != 22 || strings.ContainsAny(j, "+/=") || d1.accessJTI(tok, 2) != j || d1.accessJTI(tok, 3) == j || d1.accessJTI(next, 2) == j || d2.accessJTI(tok, 2) == j {
+		t.Fatal("jti is not a deterministic, keyed id per token and generation")
+	}
+}

@@ -166,23 +166,30 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
-// Within the grace interval a retried refresh gets the same successor;
-// after it, the old token is reuse.
+// With --refresh-grace, a token whose successor was just used still gets
+// the session's current token (a second tab that read the old one);
+// after the grace it is reuse.
 func TestRefreshGrace(t *testing.T) {
 	t.Parallel()
-	_, m := start(t, withSession(func(c *session.Config) { c.RefreshGrace = time.Second }))
+	const grace = time.Second
+	_, m := start(t, withSession(func(c *session.Config) { c.RefreshGrace = grace }))
 	m.AddUser(t, "alice", pw)
 	r := login(t, m, "alice")
 	a := must(m.Manager().Refresh(bg, r.RefreshToken))
-	b := must(m.Manager().Refresh(bg, r.RefreshToken))
-	if a.RefreshToken != b.RefreshToken {
-		t.Fatal("retry within grace got a different successor")
+	b := must(m.Manager().Refresh(bg, a.RefreshToken)) // a's successor is used
+	late := must(m.Manager().Refresh(bg, r.RefreshToken))
+	if late.RefreshToken != b.RefreshToken || !active(t, m, late.AccessToken) {
+		t.Fatal("within the grace the old token must get the current one")
 	}
-	time.Sleep(1100 * time.Millisecond)
+	s, err := m.View().Session(bg, r.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the grace to pass", func() bool { return time.Since(s.RotatedAt) > grace })
 	if _, err := m.Manager().Refresh(bg, r.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
 		t.Fatalf("reuse after grace: %v", err)
 	}
-	if _, err := m.Manager().Refresh(bg, a.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
+	if _, err := m.Manager().Refresh(bg, b.RefreshToken); !errors.Is(err, session.ErrInvalidToken) {
 		t.Fatal("session survived reuse after grace")
 	}
 }

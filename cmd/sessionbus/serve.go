@@ -58,7 +58,7 @@ func (f *managerFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.audience, "audience", nil, "aud claim(s) of access tokens, comma separated")
 	fs.DurationVar(&f.sess.AccessTTL, "access-ttl", f.sess.AccessTTL, "access token lifetime")
 	fs.BoolVar(&f.sess.RefreshRotation, "refresh-rotation", f.sess.RefreshRotation, "issue a new refresh token on every refresh (false: clients keep their first one)")
-	fs.DurationVar(&f.sess.RefreshGrace, "refresh-grace", f.sess.RefreshGrace, "how long a just-rotated refresh token may be retried and get the same successor (0: never)")
+	fs.DurationVar(&f.sess.RefreshGrace, "refresh-grace", f.sess.RefreshGrace, "how long after a successor's first use the token before it still gets the current token instead of revoking the session (0: never; a retry before that first use always gets the same successor)")
 	fs.DurationVar(&f.sess.IdleTimeout, "idle-timeout", f.sess.IdleTimeout, "end sessions not refreshed for this long")
 	fs.DurationVar(&f.sess.AbsoluteTimeout, "absolute-timeout", f.sess.AbsoluteTimeout, "end sessions this long after login")
 	fs.StringVar(&f.sess.SigningAlg, "signing-alg", f.sess.SigningAlg, "algorithm of new signing keys: ES256, EdDSA or RS256")

@@ -17,11 +17,21 @@ import (
 // DefaultPublishTimeout bounds a Publish whose context has no deadline.
 const DefaultPublishTimeout = 10 * time.Second
 
+// Defaults of the publisher's options.
+const (
+	DefaultAttemptTimeout = 2 * time.Second
+	DefaultSettleTimeout  = 10 * time.Second
+	// DefaultDuplicateWindow is StreamConfig's default Duplicates.
+	DefaultDuplicateWindow = 2 * time.Minute
+)
+
 // Publisher publishes facts to AUTH_EVENTS and waits for the stream's ack.
 // It is safe for concurrent use.
 type Publisher struct {
 	js             jetstream.JetStream
 	attemptTimeout time.Duration
+	settleTimeout  time.Duration
+	dupWindow      time.Duration
 }
 
 // PublisherOption configures a Publisher.
@@ -39,9 +49,35 @@ func WithAttemptTimeout(d time.Duration) PublisherOption {
 	}
 }
 
+// WithSettleTimeout sets how long Publish goes on, after its context
+// ended, finding out whether an attempt it heard no answer to was stored
+// (default 10s).
+func WithSettleTimeout(d time.Duration) PublisherOption {
+	return func(p *Publisher) error {
+		if d <= 0 {
+			return fmt.Errorf("jsbus: settle timeout must be positive, got %s", d)
+		}
+		p.settleTimeout = d
+		return nil
+	}
+}
+
+// WithDuplicateWindow tells the publisher the stream's de-duplication
+// window (StreamConfig.Duplicates; default 2m). A message id is sent
+// again only well within it, so a late re-send is never stored twice.
+func WithDuplicateWindow(d time.Duration) PublisherOption {
+	return func(p *Publisher) error {
+		if d <= 0 {
+			return fmt.Errorf("jsbus: duplicate window must be positive, got %s", d)
+		}
+		p.dupWindow = d
+		return nil
+	}
+}
+
 // NewPublisher returns a Publisher on js.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
-	p := &Publisher{js: js, attemptTimeout: 2 * time.Second}
+	p := &Publisher{js: js, attemptTimeout: DefaultAttemptTimeout, settleTimeout: DefaultSettleTimeout, dupWindow: DefaultDuplicateWindow}
 	for _, o := range opts {
 		if err := o(p); err != nil {
 			return nil, err
@@ -56,6 +92,15 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 // fact is stored at most once. With expect set, it returns an
 // *events.ConflictError (errors.Is events.ErrConflict) when another
 // writer moved the subjects first.
+//
+// An attempt that got no answer may have been stored. If ctx ends after
+// such an attempt, Publish settles it before returning, on a context of
+// its own bounded by the settle timeout: it sends the same message id
+// again (the stream answers with the stored sequence if the first one
+// landed) or, with expect set, reads the first message after the expected
+// sequence and compares its message id. The caller hears the truth:
+// a sequence, a conflict, or, if the stream did not answer in time,
+// ErrUnsettled.
 func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error) {
 	subject := e.NATSSubject()
 	if subject == "" {
@@ -66,64 +111,158 @@ func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *events.
 		ctx, cancel = context.WithTimeout(ctx, DefaultPublishTimeout)
 		defer cancel()
 	}
+	pub := publication{p: p, e: e, subject: subject, expect: expect}
+	if seq, done, err := pub.retry(ctx); done {
+		return seq, err
+	}
+	if !pub.unknown {
+		return 0, fmt.Errorf("publish %s: %w (last attempt: %v)", e.Type, ctx.Err(), pub.last)
+	}
+	// Settle on a context of our own: the caller's has ended.
+	sctx, cancel := context.WithTimeout(context.Background(), p.settleTimeout)
+	defer cancel()
+	if seq, done, err := pub.retry(sctx); done {
+		return seq, err
+	}
+	return 0, fmt.Errorf("publish %s: %w (last attempt: %v)", e.Type, ErrUnsettled, pub.last)
+}
+
+// publication is one Publish: its attempts share the message id.
+type publication struct {
+	p       *Publisher
+	e       events.Event
+	subject string
+	expect  *events.Expect
+	first   time.Time // when the first attempt was sent
+	unknown bool      // an attempt was sent and its outcome is unknown
+	last    error     // the last attempt's error
+}
+
+// retry makes attempts until one has a definite outcome (done) or ctx
+// ends.
+func (pub *publication) retry(ctx context.Context) (seq uint64, done bool, err error) {
 	backoff := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		msg, err := events.ToMsg(subject, e)
-		if err != nil {
-			return 0, fmt.Errorf("publish: %w", err)
-		}
-		opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
-		if expect != nil {
-			opts = append(opts, jetstream.WithExpectLastSequenceForSubject(expect.LastSeq, expect.Subject))
-		}
-		actx, cancel := context.WithTimeout(ctx, p.attemptTimeout)
-		ack, err := p.js.PublishMsg(actx, msg, opts...)
-		cancel()
-		if err == nil {
-			return ack.Sequence, nil
-		}
-		if last, ok := wrongLastSequence(err); ok {
-			if attempt > 1 {
-				// An earlier attempt may have been stored without our
-				// hearing the ack: the server checks expectations before
-				// de-duplication, so look for our own message id.
-				if seq, found := p.findStored(ctx, expect, e.ID); found {
-					return seq, nil
-				}
-			}
-			return 0, &events.ConflictError{Subject: expect.Subject, LastSeq: last}
-		}
-		if !retryable(err) {
-			return 0, fmt.Errorf("publish %s: %w", e.Type, err)
+	for {
+		if seq, done, err := pub.attempt(ctx); done {
+			return seq, true, err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("publish %s: %w (last attempt: %v)", e.Type, ctx.Err(), err)
+			return 0, false, nil
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
 }
 
-// findStored looks for a message with Nats-Msg-Id id on the expectation's
-// subjects after the expected sequence.
-func (p *Publisher) findStored(ctx context.Context, expect *events.Expect, id string) (uint64, bool) {
+// attempt sends the message once, or, once re-sending is no longer safe,
+// looks for it.
+func (pub *publication) attempt(ctx context.Context) (seq uint64, done bool, err error) {
+	p, e, expect := pub.p, pub.e, pub.expect
+	if ctx.Err() != nil {
+		return 0, false, nil
+	}
+	if pub.unknown && time.Since(pub.first) > p.dupWindow*9/10 {
+		// Past the window a re-send could be stored a second time:
+		// only a lookup can tell.
+		return pub.lookup(ctx)
+	}
+	msg, err := events.ToMsg(pub.subject, e)
+	if err != nil {
+		return 0, true, fmt.Errorf("publish: %w", err)
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
+	if expect != nil {
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(expect.LastSeq, expect.Subject))
+	}
+	if pub.first.IsZero() {
+		pub.first = time.Now()
+	}
+	actx, cancel := context.WithTimeout(ctx, p.attemptTimeout)
+	ack, err := p.js.PublishMsg(actx, msg, opts...)
+	cancel()
+	if err == nil {
+		return ack.Sequence, true, nil
+	}
+	pub.last = err
+	if last, ok := wrongLastSequence(err); ok {
+		if pub.unknown {
+			// An earlier attempt may have been stored without our
+			// hearing the ack: the server checks expectations before
+			// de-duplication, so look for our own message id.
+			seq, found, err := p.findStored(ctx, expect, e.ID)
+			if err != nil {
+				pub.last = err
+				return 0, false, nil
+			}
+			if found {
+				return seq, true, nil
+			}
+		}
+		return 0, true, &events.ConflictError{Subject: expect.Subject, LastSeq: last}
+	}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		// Nobody took this attempt: it was not stored.
+		return 0, false, nil
+	case retryable(err), errors.Is(err, context.Canceled):
+		// Sent, or maybe sent: only the stream knows.
+		pub.unknown = true
+		return 0, false, nil
+	}
+	if pub.unknown {
+		return 0, true, fmt.Errorf("publish %s: %w: %v", e.Type, ErrUnsettled, err)
+	}
+	return 0, true, fmt.Errorf("publish %s: %w", e.Type, err)
+}
+
+// lookup settles an unknown attempt without sending: with an expectation,
+// the stored message, if any, is the first one after the expected
+// sequence on its subjects; without one, only the subject's last message
+// can be checked.
+func (pub *publication) lookup(ctx context.Context) (uint64, bool, error) {
+	s, err := pub.p.js.Stream(ctx, events.StreamName)
+	if err != nil {
+		pub.last = err
+		return 0, false, nil
+	}
+	var m *jetstream.RawStreamMsg
+	if pub.expect != nil {
+		m, err = s.GetMsg(ctx, pub.expect.LastSeq+1, jetstream.WithGetMsgSubject(pub.expect.Subject))
+	} else {
+		m, err = s.GetLastMsgForSubject(ctx, pub.subject)
+	}
+	switch {
+	case err == nil && m.Header.Get(jetstream.MsgIDHeader) == pub.e.ID:
+		return m.Sequence, true, nil
+	case err == nil && pub.expect != nil:
+		// Another message took the place ours needed.
+		return 0, true, &events.ConflictError{Subject: pub.expect.Subject, LastSeq: m.Sequence}
+	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
+		pub.last = err
+		return 0, false, nil
+	}
+	err = errors.New("not found among the stored messages")
+	pub.last = err
+	return 0, true, fmt.Errorf("publish %s: %w (duplicate window passed: %v)", pub.e.Type, ErrUnsettled, err)
+}
+
+// findStored reports whether the message stored right after the
+// expectation's sequence on its subjects has Nats-Msg-Id id: a publish
+// conditional on that sequence, if stored, is that message.
+func (p *Publisher) findStored(ctx context.Context, expect *events.Expect, id string) (uint64, bool, error) {
 	s, err := p.js.Stream(ctx, events.StreamName)
 	if err != nil {
-		return 0, false
+		return 0, false, err
 	}
-	seq := expect.LastSeq + 1
-	for range 64 {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(expect.Subject))
-		if err != nil {
-			return 0, false
-		}
-		if m.Header.Get(jetstream.MsgIDHeader) == id {
-			return m.Sequence, true
-		}
-		seq = m.Sequence + 1
+	m, err := s.GetMsg(ctx, expect.LastSeq+1, jetstream.WithGetMsgSubject(expect.Subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, false, nil
 	}
-	return 0, false
+	if err != nil {
+		return 0, false, err
+	}
+	return m.Sequence, m.Header.Get(jetstream.MsgIDHeader) == id, nil
 }
 
 // wrongLastSequence reports whether err is JetStream's "wrong last
@@ -148,8 +287,6 @@ func wrongLastSequence(err error) (uint64, bool) {
 func retryable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrConnectionReconnecting)
 }

@@ -46,11 +46,15 @@ func TestFindStoredAfterLostAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, ok := p.findStored(ctx, expect, e.ID)
-	if !ok || got != seq {
-		t.Fatalf("findStored = %d %v, want %d", got, ok, seq)
+	got, ok, err := p.findStored(ctx, expect, e.ID)
+	if err != nil || !ok || got != seq {
+		t.Fatalf("findStored = %d %v %v, want %d", got, ok, err, seq)
 	}
-	if _, ok := p.findStored(ctx, expect, "other-id"); ok {
-		t.Fatal("found a message that was never published")
+	if _, ok, err := p.findStored(ctx, expect, "other-id"); ok || err != nil {
+		t.Fatalf("found a message that was never published (err %v)", err)
+	}
+	// Nothing after the last sequence: not stored, and no error.
+	if _, ok, err := p.findStored(ctx, &events.Expect{Subject: expect.Subject, LastSeq: seq}, e.ID); ok || err != nil {
+		t.Fatalf("found a message after the last one (err %v)", err)
 	}
 }

@@ -167,7 +167,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	ready := new(atomic.Bool)
 	mgr, err := session.New(cfg.Session, session.Deps{
 		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
-		Grace: kv, AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg,
+		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return nil, err

@@ -19,7 +19,6 @@ import (
 const (
 	UsersBucket = "sessionbus_users"
 	KeysBucket  = "sessionbus_keys"
-	GraceBucket = "sessionbus_grace"
 )
 
 // Config of the buckets.
@@ -28,16 +27,15 @@ type Config struct {
 	Replicas int
 }
 
-// Store is the set of buckets. It implements session.Users,
-// session.KeyStore and session.GraceStore.
+// Store is the set of buckets. It implements session.Users and
+// session.KeyStore.
 type Store struct {
-	users, keys, grace jetstream.KeyValue
+	users, keys jetstream.KeyValue
 }
 
 var (
-	_ session.Users      = (*Store)(nil)
-	_ session.KeyStore   = (*Store)(nil)
-	_ session.GraceStore = (*Store)(nil)
+	_ session.Users    = (*Store)(nil)
+	_ session.KeyStore = (*Store)(nil)
 )
 
 // Open creates the buckets if needed and returns the store.
@@ -61,9 +59,6 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		return nil, err
 	}
 	if s.keys, err = mk(KeysBucket, "sessionbus signing keys and secrets (managers only)", 5, 0); err != nil {
-		return nil, err
-	}
-	if s.grace, err = mk(GraceBucket, "sessionbus refresh replies within the grace interval (managers only)", 1, 2*time.Minute); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -332,21 +327,4 @@ func (s *Store) WatchKeys(ctx context.Context, changed func()) error {
 			changed()
 		}
 	}
-}
-
-// Put implements session.GraceStore. The bucket's TTL (2 minutes) drops
-// entries; the manager serves them only within --refresh-grace (at most a
-// minute).
-func (s *Store) Put(ctx context.Context, previousDigest string, sealed []byte) error {
-	_, err := s.grace.Put(ctx, "g."+previousDigest, sealed)
-	return err
-}
-
-// Get implements session.GraceStore.
-func (s *Store) Get(ctx context.Context, previousDigest string) ([]byte, error) {
-	e, err := s.grace.Get(ctx, "g."+previousDigest)
-	if err != nil {
-		return nil, notFound(err)
-	}
-	return e.Value(), nil
 }

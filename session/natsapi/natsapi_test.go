@@ -660,7 +660,9 @@ func TestRefreshAndLogoutTokens(t *testing.T) {
 		if got := f.session(t, f.uid, b.SessionID); !sameSession(got, bBefore) {
 			t.Errorf("refreshing A changed B:\nbefore %+v\nafter  %+v", bBefore, got)
 		}
-		// Reusing A's rotated token revokes A, and only A.
+		// Once its successor was used, reusing A's rotated token revokes
+		// A, and only A.
+		wantOK(t, req(events.SubjectRefresh, events.RefreshRequest{RefreshToken: a2.RefreshToken}), &a2)
 		wantError(t, req(events.SubjectRefresh, events.RefreshRequest{RefreshToken: a.RefreshToken}), 401, secrets...)
 		if got := f.session(t, f.uid, a.SessionID); got.Status != session.StatusRevoked || got.RevokeReason != events.ReasonRefreshReuse {
 			t.Errorf("A after reuse: status %s reason %q", got.Status, got.RevokeReason)
