@@ -321,7 +321,7 @@ func errString(err error) string {
 
 func verifyExitCode(err error) int {
 	for _, e := range []error{audit.ErrNotAuditFile, audit.ErrNotAuditLine, audit.ErrEdited, audit.ErrRemoved,
-		audit.ErrInserted, audit.ErrReordered, audit.ErrIncomplete, audit.ErrMissing, audit.ErrMismatch} {
+		audit.ErrInserted, audit.ErrReordered, audit.ErrIncomplete, audit.ErrMissing, audit.ErrMismatch, audit.ErrDuplicateFact, audit.ErrMsgIDMismatch} {
 		if errors.Is(err, e) {
 			return 1
 		}

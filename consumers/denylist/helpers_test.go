@@ -1,6 +1,7 @@
 package denylist_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"testing"
@@ -114,7 +115,10 @@ func (e *env) publishRaw(m *nats.Msg) {
 	if m.Header == nil {
 		m.Header = nats.Header{}
 	}
-	m.Header[events.HeaderMsgID] = []string{events.NewID()}
+	if m.Header.Get(events.HeaderMsgID) == "" {
+		// A stored fact's message id is its ce-id; junk gets a fresh one.
+		m.Header[events.HeaderMsgID] = []string{cmp.Or(m.Header.Get(events.HeaderID), events.NewID())}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := e.js.PublishMsg(ctx, m); err != nil {
