@@ -30,6 +30,13 @@ const (
 	SubjectAll = "auth.events.>"
 	// SubjectRevocations matches the four revocation facts.
 	SubjectRevocations = "auth.events.*.revoked.>"
+	// SubjectKeys matches the key facts (rotated and revoked).
+	SubjectKeys = "auth.events.key.>"
+	// RevocationsStreamName is the stream services read: the revocation
+	// and key facts of AUTH_EVENTS, sourced from it, kept for
+	// RevocationsMaxAge. It holds nothing a service may not see, so
+	// services read it with direct gets and need no consumer.
+	RevocationsStreamName = "AUTH_REVOCATIONS"
 	// UnknownUser stands for the user id in the subject of a failed login
 	// whose username matched no user.
 	UnknownUser = "unknown"

@@ -31,6 +31,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/cli"
 )
 
@@ -80,10 +81,10 @@ Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
-	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file of this service (`sessionbus services add`); its private inbox prefix is derived from it")
 	fs.StringVar(&c.natsUser, "nats-user", "", "NATS user")
 	fs.StringVar(&c.natsPassword, "nats-password", "", "NATS password (prefer the environment variable)")
-	fs.StringVar(&c.inboxPrefix, "nats-inbox-prefix", "", "private inbox prefix matching the NATS user's permissions, e.g. _INBOX_service")
+	fs.StringVar(&c.inboxPrefix, "nats-inbox-prefix", "", "private inbox prefix matching the NATS user's permissions with --nats-user (derived from --nats-creds otherwise)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8090", "HTTP listen address")
 	fs.StringVar(&c.issuer, "issuer", "sessionbus", "required iss claim (the manager's --issuer)")
 	fs.StringVar(&c.audience, "audience", "", "required aud claim, if the manager sets one")
@@ -110,7 +111,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	switch {
 	case c.natsCreds != "":
-		opts = append(opts, nats.UserCredentials(c.natsCreds))
+		co, err := natsauth.Options(c.natsCreds)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, co...)
 	case c.natsUser != "":
 		opts = append(opts, nats.UserInfo(c.natsUser, c.natsPassword))
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
@@ -28,11 +29,11 @@ func freeAddr(t *testing.T) string {
 // The contract: 200 with a valid, unrevoked token; 401 otherwise; ready
 // once the deny-list caught up.
 func TestExampleService(t *testing.T) {
-	srv := natstest.Start(t, natstest.WithAuth("example-manager-password-012345"))
+	srv := natstest.Start(t)
 	m := nodetest.Start(t, srv)
 	m.AddUser(t, "alice", "correct horse battery")
 	addr := freeAddr(t)
-	cfg := config{natsURL: srv.ClientURL(), listen: addr, issuer: "sessionbus", lookback: 15 * time.Minute,
+	cfg := config{natsURL: srv.ClientURL(), natsCreds: srv.Creds("example", natsauth.RoleService), listen: addr, issuer: "sessionbus", lookback: 15 * time.Minute,
 		maxTokenTTL: 5 * time.Minute, maxStaleness: 30 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

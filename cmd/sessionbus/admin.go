@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
 )
@@ -65,21 +66,31 @@ func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
 }
 
 func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, error) {
-	nc, shutdown, err := f.openNATS(ctx, true)
+	mc, srv, shutdown, err := f.openNATS(ctx, true)
 	if err != nil {
+		unlock()
+		return operator{}, err
+	}
+	// The commands go as the local operator would send them, from its
+	// own identity.
+	nc, err := srv.ConnectAs(natsauth.RoleOperator)
+	if err != nil {
+		shutdown()
 		unlock()
 		return operator{}, err
 	}
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
 	// A one-shot command: only what goes wrong is worth a line.
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := node.Start(ctx, nc, cfg)
+	n, err := node.Start(ctx, mc, cfg)
 	if err != nil {
+		nc.Close()
 		shutdown()
 		unlock()
 		return operator{}, err
 	}
 	stop := func() {
+		nc.Close()
 		_ = n.Close(context.Background())
 		shutdown()
 		unlock()

@@ -60,6 +60,7 @@ func (s *sizeFlag) Set(v string) error {
 func (s *sizeFlag) Type() string { return "size" }
 
 func auditJetStream(ctx context.Context, nf *natsFlags, name string) (jetstream.JetStream, func(), error) {
+	nf.localCreds = auditCreds
 	nc, err := nf.connect(ctx, name)
 	if err != nil {
 		return nil, nil, err

@@ -152,8 +152,13 @@ func TestCLIWalkthrough(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, "data")); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("data dir mode: %v %v", st.Mode(), err)
 	}
-	if st, err := os.Stat(filepath.Join(dir, "data", managerPasswordFile)); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("manager password mode: %v", err)
+	for _, f := range []string{operatorCreds, auditCreds, filepath.Join(authorityDir, "operator.nk"), filepath.Join(authorityDir, "auth.nk"), filepath.Join(authorityDir, "clients.nk")} {
+		if st, err := os.Stat(filepath.Join(dir, "data", f)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s mode: %v", f, err)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "data", authorityDir)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("authority dir mode: %v", err)
 	}
 
 	out, err := run("correct horse battery\n", "users", "add", "alice", "--password-stdin", "--json")

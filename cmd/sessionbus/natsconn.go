@@ -1,18 +1,17 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/pflag"
 
-	"github.com/sessionbus/sessionbus/events/embedded"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 // Defaults of the contract.
@@ -21,9 +20,15 @@ const (
 	defaultNATSListen = "127.0.0.1:4222"
 )
 
-// managerPasswordFile is where serve keeps the embedded server's manager
-// password, 0600 in the data dir; local admin commands read it.
-const managerPasswordFile = "nats-manager-password"
+// Files of the embedded server's trust in the data dir (see package
+// natsauth): the authority's keys and register, and the credentials serve
+// issues on first start for the local operator and auditor, 0600. Local
+// commands use them when given no --nats-creds.
+const (
+	authorityDir  = "nats-auth"
+	operatorCreds = "operator.creds"
+	auditCreds    = "audit.creds"
+)
 
 // natsFlags are the connection flags of every command that talks to NATS.
 type natsFlags struct {
@@ -35,16 +40,20 @@ type natsFlags struct {
 	listen   string
 	inbox    string
 	timeout  time.Duration
+	// localCreds is the file in the data dir this command uses by
+	// default against the local embedded server (operator.creds unless
+	// set).
+	localCreds string
 }
 
 func (f *natsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.url, "nats-url", "", "NATS server URL(s), comma separated (default: the embedded server at nats://"+defaultNATSListen+")")
-	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (JWT and nkey)")
+	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file of this identity (JWT and nkey; `sessionbus services add` writes one); its private inbox prefix is derived from it (default: <data-dir>/operator.creds against the local embedded server)")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")
 	fs.StringVar(&f.listen, "nats-listen", defaultNATSListen, "address of the local embedded NATS server (serve listens there; other commands connect there unless --nats-url is set)")
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory: JetStream store, session view and the embedded server's manager credentials")
-	fs.StringVar(&f.inbox, "nats-inbox-prefix", "", "inbox prefix for replies (a private inbox such as _INBOX_admin, matching the user's subscribe permission; default _INBOX, or "+embedded.ManagerInboxPrefix+" as the local manager)")
+	fs.StringVar(&f.inbox, "nats-inbox-prefix", "", "inbox prefix for replies with --nats-user (a private inbox such as _INBOX_admin, matching the user's subscribe permission); with --nats-creds it is derived from the credential")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the server")
 }
 
@@ -57,23 +66,26 @@ func (f *natsFlags) effectiveURL() string {
 }
 
 // options returns the connection options: explicit credentials, or, when
-// talking to the local embedded server, the manager password from the data
-// dir if this user can read it.
+// talking to the local embedded server, the local credentials serve wrote
+// in the data dir, if this user can read them.
 func (f *natsFlags) options(name string) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.Timeout(f.timeout)}
+	creds := f.creds
+	if creds == "" && f.user == "" && f.url == "" {
+		local := filepath.Join(f.dataDir, cmp.Or(f.localCreds, operatorCreds))
+		if _, err := os.Stat(local); err == nil {
+			creds = local
+		}
+	}
 	switch {
-	case f.creds != "":
-		opts = append(opts, nats.UserCredentials(f.creds))
-	case f.user != "":
-		opts = append(opts, nats.UserInfo(f.user, f.password))
-	case f.url == "":
-		pw, err := readManagerPassword(f.dataDir)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+	case creds != "":
+		co, err := natsauth.Options(creds)
+		if err != nil {
 			return nil, err
 		}
-		if pw != "" {
-			opts = append(opts, nats.UserInfo(embedded.ManagerUser, pw), nats.CustomInboxPrefix(embedded.ManagerInboxPrefix))
-		}
+		opts = append(opts, co...)
+	case f.user != "":
+		opts = append(opts, nats.UserInfo(f.user, f.password))
 	}
 	if f.inbox != "" {
 		opts = append(opts, nats.CustomInboxPrefix(f.inbox))
@@ -94,10 +106,3 @@ func (f *natsFlags) connect(_ context.Context, name string, extra ...nats.Option
 	return nc, nil
 }
 
-func readManagerPassword(dataDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, managerPasswordFile))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
-}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sessionbus/sessionbus/events/embedded"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
 )
@@ -150,7 +149,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 		return err
 	}
 
-	nc, shutdownNATS, err := f.openNATS(ctx, false)
+	nc, _, shutdownNATS, err := f.openNATS(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -220,7 +219,7 @@ func transient(err error) bool {
 // openNATS connects to --nats-url, or starts the embedded server on the
 // data dir (listening on --nats-listen, or in-process only when
 // inProcess) and connects to it as the manager.
-func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn, func(), error) {
+func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn, *embedded.Server, func(), error) {
 	log := slog.Default()
 	connOpts := []nats.Option{
 		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
@@ -234,35 +233,41 @@ func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn
 	if f.nats.url != "" {
 		nc, err := f.nats.connect(ctx, "sessionbus-manager", connOpts...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return nc, func() { _ = nc.Drain() }, nil
+		return nc, nil, func() { _ = nc.Drain() }, nil
 	}
 	host, portStr, err := net.SplitHostPort(f.nats.listen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--nats-listen: %w", err)
+		return nil, nil, nil, fmt.Errorf("--nats-listen: %w", err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--nats-listen port: %w", err)
+		return nil, nil, nil, fmt.Errorf("--nats-listen port: %w", err)
 	}
-	password := ""
+	var auth *natsauth.Authority
 	if !f.noNATSAuth {
-		if password, err = managerPassword(f.nats.dataDir); err != nil {
-			return nil, nil, err
+		if auth, err = localAuthority(f.nats.dataDir); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 	srv, err := embedded.Start(ctx, embedded.Config{
 		StoreDir: filepath.Join(f.nats.dataDir, "nats"), Host: host, Port: port, DontListen: inProcess,
-		SyncInterval: f.syncInterval, ManagerPassword: password, Logger: log,
+		SyncInterval: f.syncInterval, Auth: auth, Logger: log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	// The setup step: the streams and buckets, on a connection of its
+	// own role, closed before the manager starts.
+	if err := setupEmbedded(ctx, srv, f.nodeConfig("")); err != nil {
+		srv.Shutdown()
+		return nil, nil, nil, err
 	}
 	nc, err := srv.Connect(append(connOpts, nats.Name("sessionbus-manager"))...)
 	if err != nil {
 		srv.Shutdown()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if !inProcess {
 		durability := "fsync before every ack"
@@ -271,7 +276,18 @@ func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn
 		}
 		log.Info("embedded NATS JetStream started", "url", srv.ClientURL(), "store", filepath.Join(f.nats.dataDir, "nats"), "durability", durability, "auth", !f.noNATSAuth)
 	}
-	return nc, func() { _ = nc.Drain(); waitClosed(nc); srv.Shutdown() }, nil
+	return nc, srv, func() { _ = nc.Drain(); waitClosed(nc); srv.Shutdown() }, nil
+}
+
+func setupEmbedded(ctx context.Context, srv *embedded.Server, cfg node.Config) error {
+	nc, err := srv.ConnectAs(natsauth.RoleSetup)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	defer nc.Close()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return node.Setup(sctx, nc, cfg)
 }
 
 func waitClosed(nc *nats.Conn) {
@@ -280,26 +296,36 @@ func waitClosed(nc *nats.Conn) {
 	}
 }
 
-// managerPassword returns the embedded server's manager password, making
-// one (256 bits, 0600) on first start.
-func managerPassword(dataDir string) (string, error) {
-	pw, err := readManagerPassword(dataDir)
-	if err == nil && pw != "" {
-		return pw, nil
+// localAuthority opens the embedded server's authority in the data dir,
+// creating it on first start, with the local operator's and auditor's
+// credentials beside it (operator.creds, audit.creds, 0600). A
+// credentials file that was deleted is replaced, and the identity it held
+// revoked.
+func localAuthority(dataDir string) (*natsauth.Authority, error) {
+	auth, err := natsauth.Open(filepath.Join(dataDir, authorityDir), true)
+	if err != nil {
+		return nil, err
 	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("manager password: %w", err)
+	for _, l := range []struct {
+		file, name string
+		role       natsauth.Role
+	}{{operatorCreds, "local-operator", natsauth.RoleOperator}, {auditCreds, "local-audit", natsauth.RoleAudit}} {
+		path := filepath.Join(dataDir, l.file)
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		if _, err := auth.Revoke(l.name); err != nil && !errors.Is(err, natsauth.ErrNoIdentity) {
+			return nil, err
+		}
+		creds, _, err := auth.Issue(l.name, l.role)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, creds, 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
 	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	pw = base64.RawURLEncoding.EncodeToString(b)
-	path := filepath.Join(dataDir, managerPasswordFile)
-	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("manager password: %w", err)
-	}
-	return pw, nil
+	return auth, nil
 }
 
 // errLocked reports a data dir in use by a running server.

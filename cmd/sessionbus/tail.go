@@ -33,6 +33,7 @@ structured-mode CloudEvent per line (with the stream sequence as the
 string extension "streamseq", as in audit files).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			nf.localCreds = auditCreds // reading the stream with a consumer is the auditor's
 			nc, err := nf.connect(cmd.Context(), "sessionbus-tail")
 			if err != nil {
 				return err

@@ -203,23 +203,11 @@ type List struct {
 	// freshAt is the last moment (ns since epoch, +1 so 0 means never) at
 	// which the list was known to hold every revocation on the stream.
 	freshAt atomic.Int64
-	// targetAt is when Run began to subscribe, as time since epoch:
-	// reaching target means the list is complete as of then.
-	targetAt atomic.Int64
-	lastSeq  atomic.Uint64 // the last stream sequence handled
+	lastSeq atomic.Uint64 // AUTH_EVENTS sequence of the last revocation read
 
-	progMu sync.Mutex
-	prog   progress
-	// target is the catch-up position: the consumer sequence of the last
-	// revocation stored when the current consumer delivered its first
-	// message (that message's sequence plus its pending count).
-	target progress
-}
-
-// progress is where the consumer stands, for the freshness probe.
-type progress struct {
-	consumer string
-	cseq     uint64
+	// Owned by Run's goroutine.
+	runStart time.Time
+	readSeq  uint64 // the last AUTH_REVOCATIONS sequence read
 }
 
 // New returns a List. It returns ErrInvalidConfig when cfg is invalid, or
@@ -323,7 +311,8 @@ func (l *List) Check() error {
 	return nil
 }
 
-// LastSequence is the stream sequence of the last revocation handled.
+// LastSequence is the AUTH_EVENTS sequence of the last revocation read
+// from the stream.
 func (l *List) LastSequence() uint64 { return l.lastSeq.Load() }
 
 func (l *List) markFresh(t time.Time) {

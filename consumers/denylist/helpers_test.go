@@ -20,8 +20,8 @@ import (
 
 // env is a NATS server with AUTH_EVENTS, a publisher standing in for the
 // session manager, and a service connection for deny-lists. The server
-// has its roles on: the deny-lists run with the service role's narrow
-// permissions (events/embedded.ServicePermissions), as in production.
+// has its roles on: the deny-lists run with a service identity's narrow
+// permissions (events/natsauth.RoleService), as in production.
 type env struct {
 	t   testing.TB
 	srv *natstest.Server
@@ -30,12 +30,9 @@ type env struct {
 	svc jetstream.JetStream // service's
 }
 
-// testManagerPassword is the embedded server's manager password in tests.
-const testManagerPassword = "manager-secret-0123456789"
-
 func newEnv(t testing.TB, opts ...natstest.Option) *env {
 	t.Helper()
-	srv := natstest.Start(t, append([]natstest.Option{natstest.WithAuth(testManagerPassword)}, opts...)...)
+	srv := natstest.Start(t, opts...)
 	js := srv.JetStream()
 	pub, err := jsbus.NewPublisher(js)
 	if err != nil {

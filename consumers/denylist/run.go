@@ -2,26 +2,39 @@ package denylist
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
-// Run follows the revocation subjects of AUTH_EVENTS until ctx ends, then
-// returns nil. It replays the revocations published within Lookback,
-// closes Ready once it has caught up, and applies each new revocation as
-// it is stored. It uses an ordered consumer: on a reconnect, a missed
-// heartbeat or a server restart (which loses the consumer) the consumer is
-// recreated from the sequence after the last one handled, so nothing is
-// skipped and nothing needs acknowledging. While the stream cannot be
-// reached at start, Run retries. It returns ErrNoJetStream without
-// Config.JetStream, ErrAlreadyRunning for a second Run, and an error when
-// the NATS connection is closed.
+// batchSize is how many stored revocations one read asks for.
+const batchSize = 512
+
+// Run follows the revocations until ctx ends, then returns nil. It needs
+// no consumer and no JetStream of its own, only the service role:
+//
+//   - live, a core subscription to auth.events.*.revoked.> applies each
+//     revocation as the manager publishes it;
+//   - stored, batch direct gets of AUTH_REVOCATIONS (the revocation and
+//     key facts, sourced from AUTH_EVENTS) replay the revocations of the
+//     last Lookback at start, and every Heartbeat read what was stored
+//     since the last one. A read that reaches the end of the stream makes
+//     the list fresh as of when it was sent, and ready the first time.
+//
+// So a revocation missed by the live subscription (a reconnect, a NATS
+// restart) is applied by the next read, at most a Heartbeat later, and an
+// outage shows as staleness. Facts are applied twice as a rule (live and
+// stored); applying is idempotent.
+//
+// It returns ErrNoJetStream without Config.JetStream, ErrAlreadyRunning
+// for a second Run, and an error when the NATS connection is closed.
 func (l *List) Run(ctx context.Context) error {
 	if l.cfg.JetStream == nil {
 		return ErrNoJetStream
@@ -29,107 +42,123 @@ func (l *List) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
-	start := time.Now().Add(-l.cfg.Lookback)
-	var (
-		cons jetstream.Consumer
-		cc   jetstream.ConsumeContext
-		err  error
-	)
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		cons, cc, err = l.subscribe(ctx, start)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return fmt.Errorf("denylist: %w", err)
-		}
-		l.m.consumerErrors.Inc()
-		l.log.Warn("cannot follow the revocations yet", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
+	nc := l.cfg.JetStream.Conn()
+	sub, err := nc.Subscribe(events.SubjectRevocations, l.handleLive)
+	if err != nil {
+		return fmt.Errorf("denylist: subscribe: %w", err)
 	}
-	defer l.unsubscribe(cc)
+	defer func() { _ = sub.Unsubscribe() }()
 
+	l.runStart = time.Now()
+	start := l.runStart.Add(-l.cfg.Lookback)
 	probe := time.NewTicker(l.cfg.Heartbeat)
 	defer probe.Stop()
 	sweep := time.NewTicker(l.cfg.SweepInterval)
 	defer sweep.Stop()
-	if err := l.probe(ctx, cons); err != nil {
-		return err
-	}
 	for {
+		if err := l.read(ctx, nc, start); err != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				return fmt.Errorf("denylist: %w", err)
+			}
+			if ctx.Err() == nil {
+				l.m.consumerErrors.Inc()
+				l.log.Debug("reading the revocations failed", "err", err, "staleness", l.Staleness())
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-probe.C:
-			if err := l.probe(ctx, cons); err != nil {
-				return err
-			}
 		case now := <-sweep.C:
 			l.sweep(now)
 		}
 	}
 }
 
-// inactiveThreshold is how long the server keeps a consumer nobody pulls
-// from: a stopped list's consumer goes after it.
-const inactiveThreshold = time.Minute
-
-// subscribe starts an ordered consumer of the revocation subjects from
-// start. It needs no stream info (the service role may not ask for it:
-// the request can ask for per-subject counts of the whole stream): the
-// catch-up target comes from the consumer's own deliveries (handle).
-func (l *List) subscribe(ctx context.Context, start time.Time) (jetstream.Consumer, jetstream.ConsumeContext, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// read applies what AUTH_REVOCATIONS stored after the last sequence read
+// (from start on the first read), until it reaches the end. The list is
+// then complete as of the moment the stream's sourcing from AUTH_EVENTS
+// was last known to be caught up (asked before the read): fresh as of
+// then, and ready once that moment is after Run started.
+func (l *List) read(ctx context.Context, nc *nats.Conn, start time.Time) error {
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.Heartbeat)
 	defer cancel()
-	// handle derives each catch-up target from a delivery made after
-	// this moment: reaching it means the list holds every revocation
-	// stored before this moment.
-	l.targetAt.Store(int64(time.Since(l.epoch)))
-	cons, err := l.cfg.JetStream.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{events.SubjectRevocations},
-		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
-		OptStartTime:      &start,
-		ReplayPolicy:      jetstream.ReplayInstantPolicy,
-		InactiveThreshold: inactiveThreshold,
-	})
+	asOf, err := sourcedUpTo(rctx, nc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("consumer: %w", err)
+		return err
 	}
-	cc, err := cons.Consume(l.handle,
-		jetstream.PullHeartbeat(l.cfg.Heartbeat),
-		jetstream.ConsumeErrHandler(l.consumeError))
+	for {
+		req := jsbus.BatchRequest{Seq: l.readSeq + 1, Batch: batchSize}
+		if l.readSeq == 0 {
+			req.Seq, req.StartTime = 0, start
+		}
+		b, err := jsbus.DirectBatch(rctx, nc, events.RevocationsStreamName, req)
+		if err != nil {
+			return err
+		}
+		for _, m := range b.Msgs {
+			l.handle(jsbus.StoredMsg(m), jsbus.MsgTime(m))
+			l.readSeq = jsbus.MsgSeq(m)
+			if seq := jsbus.SourceSeq(m); seq > 0 {
+				l.lastSeq.Store(seq)
+			}
+		}
+		if b.Pending == 0 {
+			break
+		}
+	}
+	if asOf.IsZero() {
+		return nil
+	}
+	l.markFresh(asOf)
+	if !asOf.Before(l.runStart) {
+		l.markReady()
+	}
+	return nil
+}
+
+// sourcedUpTo asks AUTH_REVOCATIONS how far its sourcing has come: the
+// moment its source last reported nothing pending (a message with no lag,
+// or an idle heartbeat, one a second). Everything AUTH_EVENTS stored
+// before then is in AUTH_REVOCATIONS. Zero when the source lags or
+// failed.
+func sourcedUpTo(ctx context.Context, nc *nats.Conn) (time.Time, error) {
+	sent := time.Now()
+	m, err := nc.RequestWithContext(ctx, natsauth.RevocationsInfoSubject, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("consume: %w", err)
+		return time.Time{}, fmt.Errorf("info %s: %w", events.RevocationsStreamName, err)
 	}
-	return cons, cc, nil
-}
-
-// unsubscribe stops consuming and waits until the last message is
-// handled. The server's consumer is left to its inactivity threshold:
-// the service role may not delete consumers.
-func (l *List) unsubscribe(cc jetstream.ConsumeContext) {
-	cc.Stop()
-	select {
-	case <-cc.Closed():
-	case <-time.After(5 * time.Second):
-		l.log.Warn("consumer did not stop in time")
+	var info struct {
+		Error   *struct{ Description string } `json:"error"`
+		Sources []struct {
+			Name   string        `json:"name"`
+			Lag    uint64        `json:"lag"`
+			Active time.Duration `json:"active"`
+			Error  *struct{}     `json:"error"`
+		} `json:"sources"`
 	}
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return time.Time{}, fmt.Errorf("info %s: %w", events.RevocationsStreamName, err)
+	}
+	if info.Error != nil {
+		return time.Time{}, fmt.Errorf("info %s: %s", events.RevocationsStreamName, info.Error.Description)
+	}
+	for _, src := range info.Sources {
+		if src.Name == events.StreamName && src.Error == nil && src.Lag == 0 && src.Active >= 0 {
+			return sent.Add(-src.Active), nil
+		}
+	}
+	return time.Time{}, nil
 }
 
-func (l *List) consumeError(_ jetstream.ConsumeContext, err error) {
-	l.m.consumerErrors.Inc()
-	l.log.Warn("revocation consumer", "err", err)
-}
+// handleLive applies a revocation as it was published.
+func (l *List) handleLive(m *nats.Msg) { l.handle(m, time.Time{}) }
 
-// handle applies one message. The ordered consumer calls it from one
-// goroutine, in stream order.
-func (l *List) handle(m jetstream.Msg) {
+// handle applies one message; stored is when the stream stored it (zero
+// for a live message). Messages it cannot use are skipped and counted.
+func (l *List) handle(m *nats.Msg, stored time.Time) {
 	recv := time.Now()
-	e, err := events.FromMsg(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	e, err := events.FromMsg(m)
 	kind := KindNone
 	if err == nil {
 		kind, err = l.apply(e, recv)
@@ -137,77 +166,18 @@ func (l *List) handle(m jetstream.Msg) {
 	switch {
 	case err == nil:
 		l.m.applied[kind].Inc()
+		if stored.IsZero() && !e.Time.IsZero() && l.isReady.Load() {
+			l.m.lag.Observe(recv.Sub(e.Time).Seconds())
+		}
 	case errors.Is(err, events.ErrUnknownType):
 		l.m.skip(skipUnknownType)
-		l.log.Debug("skipped an unknown event type", "type", string(e.Type), "subject", m.Subject())
+		l.log.Debug("skipped an unknown event type", "type", string(e.Type), "subject", m.Subject)
 	case errors.Is(err, ErrNotRevocation):
 		l.m.skip(skipNotRevocation)
 	case errors.Is(err, ErrExpired):
 		l.m.skip(skipExpired)
 	default:
 		l.m.skip(skipMalformed)
-		l.log.Warn("skipped a malformed revocation", "subject", m.Subject(), "err", err)
+		l.log.Warn("skipped a malformed revocation", "subject", m.Subject, "err", err)
 	}
-	md, mdErr := m.Metadata()
-	if mdErr != nil {
-		l.log.Warn("message without JetStream metadata", "subject", m.Subject(), "err", mdErr)
-		return
-	}
-	l.progMu.Lock()
-	l.prog = progress{consumer: md.Consumer, cseq: md.Sequence.Consumer}
-	if l.target.consumer != md.Consumer {
-		// The first message of this consumer (at start, or after the
-		// ordered consumer was recreated): what it reports as still
-		// pending was stored by the time it was delivered, which is after
-		// Run's start. Handling this consumer up to that sequence is
-		// catching up with the stream as it was when Run started.
-		l.target = progress{consumer: md.Consumer, cseq: md.Sequence.Consumer + md.NumPending}
-	}
-	reached := md.Sequence.Consumer >= l.target.cseq
-	l.progMu.Unlock()
-	l.lastSeq.Store(md.Sequence.Stream)
-	if err == nil && l.isReady.Load() {
-		l.m.lag.Observe(recv.Sub(md.Timestamp).Seconds())
-	}
-	switch {
-	case md.NumPending == 0:
-		l.markFresh(recv)
-		l.markReady()
-	case reached:
-		// Caught up with where the stream stood when Run started.
-		l.markFresh(l.epoch.Add(time.Duration(l.targetAt.Load())))
-		l.markReady()
-	}
-}
-
-// probe asks the server about the consumer: when nothing is pending and
-// every message delivered has been handled, the list is complete as of the
-// moment the probe was sent. This keeps a quiet stream fresh and tells an
-// outage (the probe fails) from silence.
-func (l *List) probe(ctx context.Context, cons jetstream.Consumer) error {
-	sent := time.Now()
-	pctx, cancel := context.WithTimeout(ctx, l.cfg.Heartbeat)
-	defer cancel()
-	info, err := cons.Info(pctx)
-	if err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return fmt.Errorf("denylist: %w", err)
-		}
-		if ctx.Err() == nil {
-			l.m.consumerErrors.Inc()
-			l.log.Debug("freshness probe failed", "err", err, "staleness", l.Staleness())
-		}
-		return nil
-	}
-	if info.NumPending != 0 {
-		return nil
-	}
-	l.progMu.Lock()
-	p := l.prog
-	l.progMu.Unlock()
-	if info.Delivered.Consumer == 0 || (info.Name == p.consumer && info.Delivered.Consumer <= p.cseq) {
-		l.markFresh(sent)
-		l.markReady()
-	}
-	return nil
 }

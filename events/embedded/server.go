@@ -11,7 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 // Config of the embedded server. The zero value is not usable: StoreDir is
@@ -30,9 +31,11 @@ type Config struct {
 	// before acknowledging it; a positive value syncs that often, and a
 	// power loss may lose what was acknowledged in between.
 	SyncInterval time.Duration
-	// ManagerPassword, when set, turns on authentication: the manager user
-	// needs it and connections without credentials get the service role.
-	ManagerPassword string
+	// Auth, when set, turns on authentication: the server trusts the
+	// authority's operator, and every connection needs a credential it
+	// issued (see package natsauth). Nil serves anonymous connections
+	// with every permission (tests only).
+	Auth *natsauth.Authority
 	// ServerName names the server (default "sessionbus").
 	ServerName string
 	// Logger receives the server's logs; nil discards them.
@@ -89,21 +92,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		opts.SyncAlways = true
 		opts.SyncInterval = 2 * time.Minute // unused when SyncAlways
 	}
-	if cfg.ManagerPassword != "" {
-		// The server keeps only a bcrypt hash of the password. The password
-		// is 256 random bits, so the cheapest cost is enough: nobody can
-		// guess it, and connecting stays fast.
-		hash, err := bcrypt.GenerateFromPassword([]byte(cfg.ManagerPassword), bcrypt.MinCost)
-		if err != nil {
-			return nil, fmt.Errorf("embedded: %w", err)
+	if cfg.Auth != nil {
+		if err := trust(opts, cfg.Auth); err != nil {
+			return nil, err
 		}
-		opts.Users = []*server.User{
-			{Username: ManagerUser, Password: string(hash)},
-			// The service role has no password: it is what a connection
-			// without credentials gets.
-			{Username: ServiceUser, Permissions: ServicePermissions()},
-		}
-		opts.NoAuthUser = ServiceUser
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -133,9 +125,25 @@ func (s *Server) ClientURL() string {
 // Connect opens a client connection as the manager (when authentication
 // is on). With DontListen it connects in-process.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	all := []nats.Option{nats.Name("sessionbus")}
-	if s.cfg.ManagerPassword != "" {
-		all = append(all, nats.UserInfo(ManagerUser, s.cfg.ManagerPassword), nats.CustomInboxPrefix(ManagerInboxPrefix))
+	return s.ConnectAs(natsauth.RoleManager, opts...)
+}
+
+// ConnectAs opens a client connection with the given role, on a
+// credential minted for it that is never written anywhere (when
+// authentication is on; otherwise the role is ignored). With DontListen
+// it connects in-process.
+func (s *Server) ConnectAs(role natsauth.Role, opts ...nats.Option) (*nats.Conn, error) {
+	all := []nats.Option{nats.Name("sessionbus-" + string(role))}
+	if s.cfg.Auth != nil {
+		j, seed, err := s.cfg.Auth.Ephemeral("sessionbus-"+string(role), role, 0)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: credential: %w", err)
+		}
+		co, err := natsauth.JWTOptions(j, seed)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, co...)
 	}
 	all = append(all, opts...)
 	if s.cfg.DontListen {

@@ -2,7 +2,10 @@ package jsbus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,7 +33,11 @@ func Follow(ctx context.Context, js jetstream.JetStream, cfg FollowConfig, fn fu
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
 	}
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: cfg.Subjects}
+	// The name prefix is random, not nats.go's NUID: a NUID shares its
+	// prefix with every other NUID of the process (the micro service id
+	// that $SRV.INFO hands to anyone), so its consumer names could be
+	// guessed and pulled from by another identity of the account.
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: cfg.Subjects, NamePrefix: UnguessableName()}
 	if cfg.StartSeq > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		occ.OptStartSeq = cfg.StartSeq
@@ -82,4 +89,13 @@ func Decode(m jetstream.Msg) events.Stored {
 	}
 	s.Event, s.Err = events.FromMsg(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
 	return s
+}
+
+// UnguessableName returns a consumer name nobody can guess: 128 random
+// bits. Names of consumers are how JetStream addresses them, so knowing
+// one is being able to pull from it.
+func UnguessableName() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "c" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }

@@ -26,6 +26,11 @@ type StreamConfig struct {
 	MinMaxAge time.Duration
 	// Duplicates is the de-duplication window for Nats-Msg-Id (default 2m).
 	Duplicates time.Duration
+	// RevocationsMaxAge is how long AUTH_REVOCATIONS keeps a fact
+	// (default 24h). It must be longer than a deny-list's lookback
+	// (consumers/denylist Config.Lookback, default 15m): a service that
+	// starts reads the revocations of its lookback from there.
+	RevocationsMaxAge time.Duration
 }
 
 // Validate reports every problem with c, joined, each wrapping
@@ -44,6 +49,9 @@ func (c StreamConfig) Validate() error {
 	if c.Duplicates < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative duplicate window", ErrInvalidConfig))
 	}
+	if c.RevocationsMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative revocations max age", ErrInvalidConfig))
+	}
 	return errors.Join(errs...)
 }
 
@@ -53,6 +61,9 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	}
 	if c.Duplicates == 0 {
 		c.Duplicates = 2 * time.Minute
+	}
+	if c.RevocationsMaxAge == 0 {
+		c.RevocationsMaxAge = 24 * time.Hour
 	}
 	return c
 }
@@ -79,7 +90,38 @@ func (c StreamConfig) JetStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates AUTH_EVENTS, or updates it to cfg if it exists.
+// RevocationsConfig returns the JetStream configuration of
+// AUTH_REVOCATIONS: the revocation and key facts of AUTH_EVENTS, sourced
+// from it with their headers, kept for RevocationsMaxAge, read by
+// services with direct gets.
+func (c StreamConfig) RevocationsConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        events.RevocationsStreamName,
+		Description: "sessionbus revocation and key facts, sourced from " + events.StreamName,
+		Sources: []*jetstream.StreamSource{{
+			Name: events.StreamName,
+			SubjectTransforms: []jetstream.SubjectTransformConfig{
+				{Source: events.SubjectRevocations},
+				{Source: events.SubjectKeys},
+			},
+		}},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.RevocationsMaxAge,
+		MaxMsgSize:  events.MaxEventSize,
+		Replicas:    c.Replicas,
+		Duplicates:  c.Duplicates,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+}
+
+// EnsureStream creates AUTH_EVENTS and AUTH_REVOCATIONS, or updates them
+// to cfg if they exist. It needs the setup role: the manager may not
+// change streams.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -87,6 +129,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	s, err := js.CreateOrUpdateStream(ctx, cfg.JetStreamConfig())
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", events.StreamName, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg.RevocationsConfig()); err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", events.RevocationsStreamName, err)
 	}
 	return s, nil
 }

@@ -5,8 +5,12 @@ package natstest
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/events/embedded"
 	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 // Server is a test NATS server that can be restarted on the same port and
@@ -28,16 +33,22 @@ type Server struct {
 // Option changes the server's configuration.
 type Option func(*embedded.Config)
 
-// WithAuth turns on the manager/service roles with the given manager
-// password.
-func WithAuth(password string) Option {
-	return func(c *embedded.Config) { c.ManagerPassword = password }
+// WithoutAuth serves anonymous connections with every permission, as
+// `serve --no-nats-auth` does.
+func WithoutAuth() Option {
+	return func(c *embedded.Config) { c.Auth = nil }
 }
 
-// Start starts a server; it is shut down at the end of the test.
+// Start starts a server; it is shut down at the end of the test. Every
+// connection needs a credential of its authority (package natsauth), as
+// in production, unless WithoutAuth.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	cfg := embedded.Config{StoreDir: t.TempDir(), Port: -1}
+	auth, err := natsauth.Open(filepath.Join(t.TempDir(), "auth"), true)
+	if err != nil {
+		t.Fatalf("authority: %v", err)
+	}
+	cfg := embedded.Config{StoreDir: t.TempDir(), Port: -1, Auth: auth}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -89,12 +100,29 @@ func (s *Server) Connect(opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// ConnectService opens a connection without credentials (the service role
-// when auth is on).
+// ConnectService opens a connection with a new identity of the service
+// role, on its own credentials file.
 func (s *Server) ConnectService(opts ...nats.Option) *nats.Conn {
 	s.t.Helper()
-	all := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
-	nc, err := nats.Connect(s.ClientURL(), all...)
+	return s.ConnectIdentity(natsauth.RoleService, opts...)
+}
+
+var identities atomic.Int64
+
+// ConnectIdentity issues a new identity of the role and connects with its
+// credentials file, as a program given --nats-creds does. The connection
+// reconnects forever and is closed at the end of the test.
+func (s *Server) ConnectIdentity(role natsauth.Role, opts ...nats.Option) *nats.Conn {
+	s.t.Helper()
+	all := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
+	if s.cfg.Auth != nil {
+		co, err := natsauth.Options(s.Creds(fmt.Sprintf("%s-%d", role, identities.Add(1)), role))
+		if err != nil {
+			s.t.Fatalf("credentials: %v", err)
+		}
+		all = append(all, co...)
+	}
+	nc, err := nats.Connect(s.ClientURL(), append(all, opts...)...)
 	if err != nil {
 		s.t.Fatalf("connect: %v", err)
 	}
@@ -102,11 +130,37 @@ func (s *Server) ConnectService(opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// JetStream returns a JetStream context on a new manager connection with
-// AUTH_EVENTS created.
-func (s *Server) JetStream() jetstream.JetStream {
+// Creds issues an identity and writes its .creds file; it returns the
+// file's path ("" without auth).
+func (s *Server) Creds(name string, role natsauth.Role) string {
 	s.t.Helper()
-	js, err := jetstream.New(s.Connect())
+	if s.cfg.Auth == nil {
+		return ""
+	}
+	creds, _, err := s.cfg.Auth.Issue(name, role)
+	if err != nil {
+		s.t.Fatalf("issue %s: %v", name, err)
+	}
+	path := filepath.Join(s.t.TempDir(), name+".creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return path
+}
+
+// Authority is the server's authority (nil without auth).
+func (s *Server) Authority() *natsauth.Authority { return s.cfg.Auth }
+
+// Setup creates the streams, as serve's setup step does, on a connection
+// of the setup role.
+func (s *Server) Setup() {
+	s.t.Helper()
+	nc, err := s.Server.ConnectAs(natsauth.RoleSetup)
+	if err != nil {
+		s.t.Fatalf("connect: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		s.t.Fatalf("jetstream: %v", err)
 	}
@@ -114,6 +168,17 @@ func (s *Server) JetStream() jetstream.JetStream {
 	defer cancel()
 	if _, err := jsbus.EnsureStream(ctx, js, jsbus.StreamConfig{}); err != nil {
 		s.t.Fatalf("stream: %v", err)
+	}
+}
+
+// JetStream creates the streams (Setup) and returns a JetStream context on
+// a new manager connection.
+func (s *Server) JetStream() jetstream.JetStream {
+	s.t.Helper()
+	s.Setup()
+	js, err := jetstream.New(s.Connect())
+	if err != nil {
+		s.t.Fatalf("jetstream: %v", err)
 	}
 	return js
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/jsbus"
 	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/badgerstore"
@@ -82,6 +83,32 @@ type Node struct {
 	closed  sync.Once
 }
 
+// Setup creates or upgrades the streams and buckets a manager needs, on a
+// connection of the setup role (the manager's own may not change
+// streams). serve runs it on the embedded server; `sessionbus setup` in a
+// cluster.
+func Setup(ctx context.Context, nc *nats.Conn, cfg Config) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cfg.Stream.MinMaxAge = cfg.Session.SessionLifetime()
+	if _, err := jsbus.EnsureStream(ctx, js, cfg.Stream); err != nil {
+		return err
+	}
+	return kvstore.Setup(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas})
+}
+
+// checkRetention refuses a stream that forgets facts before the sessions
+// they describe end: views could not be rebuilt from it.
+func checkRetention(maxAge, lifetime time.Duration) error {
+	if maxAge > 0 && maxAge < lifetime {
+		return fmt.Errorf("%w: stream %s keeps facts %s, shorter than the session lifetime %s: run the setup step with a longer --stream-max-age",
+			jsbus.ErrInvalidConfig, events.StreamName, maxAge, lifetime)
+	}
+	return nil
+}
+
 // Start starts a node on nc, which must have the manager's permissions.
 // It returns once the node serves; Ready turns true when the view has
 // caught up with the stream as it was at start.
@@ -106,16 +133,18 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg.Stream.MinMaxAge = cfg.Session.SessionLifetime()
-	stream, err := jsbus.EnsureStream(ctx, js, cfg.Stream)
+	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stream %s (run the setup step first): %w", events.StreamName, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("stream info: %w", err)
 	}
-	kv, err := kvstore.Open(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas})
+	if err := checkRetention(info.Config.MaxAge, cfg.Session.SessionLifetime()); err != nil {
+		return nil, err
+	}
+	kv, err := kvstore.Open(ctx, js)
 	if err != nil {
 		return nil, err
 	}

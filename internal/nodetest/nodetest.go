@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
@@ -50,9 +51,18 @@ func Start(t testing.TB, srv *natstest.Server, opts ...Option) *Manager {
 // StartConfig starts a manager with cfg.
 func StartConfig(t testing.TB, srv *natstest.Server, cfg node.Config) *Manager {
 	t.Helper()
-	nc := srv.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	setup, err := srv.ConnectAs(natsauth.RoleSetup)
+	if err != nil {
+		t.Fatalf("connect setup: %v", err)
+	}
+	err = node.Setup(ctx, setup, cfg)
+	setup.Close()
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	nc := srv.Connect()
 	n, err := node.Start(ctx, nc, cfg)
 	if err != nil {
 		t.Fatalf("start manager: %v", err)

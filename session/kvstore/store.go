@@ -38,30 +38,49 @@ var (
 	_ session.KeyStore = (*Store)(nil)
 )
 
-// Open creates the buckets if needed and returns the store.
-func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+// Open binds the buckets, which Setup created, and returns the store.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	var s Store
+	for _, b := range buckets {
+		kv, err := js.KeyValue(ctx, b.name)
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", b.name, err)
+		}
+		switch b.name {
+		case UsersBucket:
+			s.users = kv
+		case KeysBucket:
+			s.keys = kv
+		}
+	}
+	return &s, nil
+}
+
+// Setup creates the buckets, or updates them to cfg: the setup step, which
+// needs the setup role (the manager may not create streams).
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
-	mk := func(name, desc string, history uint8, ttl time.Duration) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: desc, History: history, TTL: ttl,
+	for _, b := range buckets {
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b.name, Description: b.desc, History: b.history, TTL: b.ttl,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open bucket %s: %w", name, err)
+			return fmt.Errorf("create bucket %s: %w", b.name, err)
 		}
-		return kv, nil
 	}
-	var s Store
-	var err error
-	if s.users, err = mk(UsersBucket, "sessionbus users and password hashes (managers only)", 5, 0); err != nil {
-		return nil, err
-	}
-	if s.keys, err = mk(KeysBucket, "sessionbus signing keys and secrets (managers only)", 5, 0); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return nil
+}
+
+var buckets = []struct {
+	name, desc string
+	history    uint8
+	ttl        time.Duration
+}{
+	{UsersBucket, "sessionbus users and password hashes (managers only)", 5, 0},
+	{KeysBucket, "sessionbus signing keys and secrets (managers only)", 5, 0},
 }
 
 var enc = base64.RawURLEncoding
