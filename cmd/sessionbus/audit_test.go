@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 )
 
@@ -47,12 +48,13 @@ func TestAuditCommands(t *testing.T) {
 		}
 	}
 	url := srv.ClientURL()
+	creds := srv.Creds("auditor", natsauth.RoleAudit)
 	dir := t.TempDir()
 	replayed := filepath.Join(dir, "replay.jsonl")
-	if out, err := runAudit(ctx, "audit", "replay", "--nats-url", url, "--out", replayed); err != nil || !strings.Contains(out, "5 lines") {
+	if out, err := runAudit(ctx, "audit", "replay", "--nats-url", url, "--nats-creds", creds, "--out", replayed); err != nil || !strings.Contains(out, "5 lines") {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
-	out, err := runAudit(ctx, "audit", "replay", "--nats-url", url, "--out", "-", "--type", string(events.TypeSessionRevoked), "--since", "1h")
+	out, err := runAudit(ctx, "audit", "replay", "--nats-url", url, "--nats-creds", creds, "--out", "-", "--type", string(events.TypeSessionRevoked), "--since", "1h")
 	if err != nil || strings.Count(out, `"streamseq"`) != 5 {
 		t.Fatalf("replay to stdout: %v\n%s", err, out)
 	}
@@ -62,7 +64,7 @@ func TestAuditCommands(t *testing.T) {
 	var wg sync.WaitGroup
 	var ferr error
 	wg.Go(func() {
-		_, ferr = runAudit(fctx, "audit", "follow", "--nats-url", url, "--durable", "cli", "--out", followed, "--max-size", "1MiB")
+		_, ferr = runAudit(fctx, "audit", "follow", "--nats-url", url, "--nats-creds", creds, "--durable", "cli", "--out", followed, "--max-size", "1MiB")
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -86,7 +88,7 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal("follow and replay differ")
 	}
 
-	if out, err := runAudit(ctx, "audit", "verify", "--against-stream", "--complete", "--nats-url", url, followed); err != nil || !strings.HasSuffix(out, "OK\n") {
+	if out, err := runAudit(ctx, "audit", "verify", "--against-stream", "--complete", "--nats-url", url, "--nats-creds", creds, followed); err != nil || !strings.HasSuffix(out, "OK\n") {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
 	lines := bytes.SplitAfter(a, []byte{'\n'})

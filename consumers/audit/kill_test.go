@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/consumers/audit"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 // TestFollowSIGKILL kills a follower process with SIGKILL at random
@@ -30,9 +31,10 @@ func TestFollowSIGKILL(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rnd := rand.New(rand.NewPCG(uint64(seed), 0))
 
+	creds := e.srv.Creds("audit-follow", natsauth.RoleAudit)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=1", "AUDIT_TEST_NATS_URL="+e.srv.ClientURL(),
+		cmd.Env = append(os.Environ(), childEnv+"=1", "AUDIT_TEST_NATS_URL="+e.srv.ClientURL(), "AUDIT_TEST_NATS_CREDS="+creds,
 			"AUDIT_TEST_OUT="+out, "AUDIT_TEST_MAX_SIZE="+strconv.Itoa(size))
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {

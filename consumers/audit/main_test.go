@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionbus/sessionbus/consumers/audit"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 // childEnv makes the test binary run a follower instead of the tests: the
@@ -32,7 +33,12 @@ func TestMain(m *testing.M) {
 // runFollowChild follows AUDIT_TEST_NATS_URL into AUDIT_TEST_OUT until
 // SIGTERM (or SIGKILL).
 func runFollowChild() int {
-	nc, err := nats.Connect(os.Getenv("AUDIT_TEST_NATS_URL"), nats.MaxReconnects(-1))
+	opts, err := natsauth.Options(os.Getenv("AUDIT_TEST_NATS_CREDS"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	nc, err := nats.Connect(os.Getenv("AUDIT_TEST_NATS_URL"), append(opts, nats.MaxReconnects(-1))...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2

@@ -237,7 +237,7 @@ func equalSeqs(a, b []uint64) bool {
 func TestReplayAgedOut(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := jsbus.EnsureStream(ctx, e.js, jsbus.StreamConfig{MaxAge: time.Second, Duplicates: 500 * time.Millisecond}); err != nil {
+	if _, err := jsbus.EnsureStream(ctx, e.srv.SetupJetStream(), jsbus.StreamConfig{MaxAge: time.Second, Duplicates: 500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(t, 0, 5)
@@ -264,7 +264,7 @@ func TestReplayAgedOut(t *testing.T) {
 	if len(lines) != 1 || !bytes.Contains(lines[0], []byte(`"data":{"first_seq":1,"last_seq":5,`)) {
 		t.Fatalf("lines %s", lines)
 	}
-	if _, err := jsbus.EnsureStream(ctx, e.js, jsbus.StreamConfig{}); err != nil {
+	if _, err := jsbus.EnsureStream(ctx, e.srv.SetupJetStream(), jsbus.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(t, 5, 10)

@@ -487,7 +487,7 @@ func TestCachedTokenExpires(t *testing.T) {
 }
 
 func TestServiceRole(t *testing.T) {
-	f := setup(t, setupOpts{auth: []natstest.Option{natstest.WithAuth("manager-secret")}})
+	f := setup(t, setupOpts{})
 	wantOK(t, f.bearer(f.ed.sign(t, claims(time.Now()), nil)))
 }
 

@@ -131,7 +131,7 @@ func newManager(t testing.TB, srv *natstest.Server, keys ...*signer) *manager {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := jsbus.EnsureStream(ctx, js, jsbus.StreamConfig{}); err != nil {
+	if _, err := jsbus.EnsureStream(ctx, srv.SetupJetStream(), jsbus.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if m.pub, err = jsbus.NewPublisher(js); err != nil {

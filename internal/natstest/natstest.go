@@ -33,12 +33,6 @@ type Server struct {
 // Option changes the server's configuration.
 type Option func(*embedded.Config)
 
-// WithoutAuth serves anonymous connections with every permission, as
-// `serve --no-nats-auth` does.
-func WithoutAuth() Option {
-	return func(c *embedded.Config) { c.Auth = nil }
-}
-
 // Start starts a server; it is shut down at the end of the test. Every
 // connection needs a credential of its authority (package natsauth), as
 // in production, unless WithoutAuth.
@@ -151,22 +145,30 @@ func (s *Server) Creds(name string, role natsauth.Role) string {
 // Authority is the server's authority (nil without auth).
 func (s *Server) Authority() *natsauth.Authority { return s.cfg.Auth }
 
-// Setup creates the streams, as serve's setup step does, on a connection
-// of the setup role.
-func (s *Server) Setup() {
+// SetupJetStream returns a JetStream context on a new connection of the
+// setup role, the only one that may create and change streams; it is
+// closed at the end of the test.
+func (s *Server) SetupJetStream() jetstream.JetStream {
 	s.t.Helper()
 	nc, err := s.Server.ConnectAs(natsauth.RoleSetup)
 	if err != nil {
 		s.t.Fatalf("connect: %v", err)
 	}
-	defer nc.Close()
+	s.t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		s.t.Fatalf("jetstream: %v", err)
 	}
+	return js
+}
+
+// Setup creates the streams, as serve's setup step does, on a connection
+// of the setup role.
+func (s *Server) Setup() {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := jsbus.EnsureStream(ctx, js, jsbus.StreamConfig{}); err != nil {
+	if _, err := jsbus.EnsureStream(ctx, s.SetupJetStream(), jsbus.StreamConfig{}); err != nil {
 		s.t.Fatalf("stream: %v", err)
 	}
 }

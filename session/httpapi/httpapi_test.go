@@ -561,7 +561,7 @@ func (f *fixture) keys(t testing.TB) keyMaterial {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := kvstore.Open(ctx, f.srv.JetStream(), kvstore.Config{})
+	kv, err := kvstore.Open(ctx, f.srv.JetStream())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -262,7 +262,7 @@ func (a *api) sessions(ctx context.Context, e events.Event) (any, error) {
 
 // jwks answers an empty request or a jwks.requested CloudEvent.
 func (a *api) jwks(r micro.Request) {
-	if len(r.Data()) > 0 || len(r.Headers()) > 0 {
+	if len(r.Data()) > 0 || r.Headers().Get(events.HeaderSpecVersion) != "" {
 		e, err := decode(r)
 		if err == nil && e.Type != events.TypeJWKSRequested {
 			err = fmt.Errorf("%w: type %q does not fit %s", session.ErrInvalidInput, e.Type, events.SubjectJWKS)

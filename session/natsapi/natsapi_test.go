@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
@@ -39,8 +40,10 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	srv := natstest.Start(t)
 	m := nodetest.Start(t, srv)
-	nc := srv.Connect()
-	js, err := jetstream.New(nc)
+	// Commands go from an operator's identity, as from the CLI; the
+	// stream is read on the manager's.
+	nc := srv.ConnectIdentity(natsauth.RoleOperator)
+	js, err := jetstream.New(srv.Connect())
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
