@@ -107,7 +107,7 @@ func eventually(t testing.TB, services []*service, token string, want int) {
 
 func setup(t *testing.T, n int) (*natstest.Server, *nodetest.Manager, []*service) {
 	t.Helper()
-	srv := natstest.Start(t, natstest.WithAuth("e2e-manager-password-0123456789"))
+	srv := natstest.Start(t)
 	m := nodetest.Start(t, srv)
 	var svcs []*service
 	for i := range n {
@@ -278,7 +278,7 @@ func TestNATSRestartUnderServices(t *testing.T) {
 // protected service with its RoundTripper, and after its session is
 // revoked logs in again by itself.
 func TestTokenClientAgainstTheRealManager(t *testing.T) {
-	srv := natstest.Start(t, natstest.WithAuth("e2e-manager-password-0123456789"))
+	srv := natstest.Start(t)
 	m := nodetest.Start(t, srv, func(c *node.Config) { c.HTTPAddr = "127.0.0.1:0" })
 	m.AddUser(t, "orders-svc", pw)
 	svc := startService(t, srv, "inventory")

@@ -99,6 +99,9 @@ type LoginRequest struct {
 	ClientID  string `json:"client_id,omitempty"`
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
+	// Via is set by the manager, never read from the request: the bus
+	// identity that sent it, when it may not state IP and UserAgent.
+	Via string `json:"-"`
 }
 
 // RefreshRequest is the data of a refresh command.

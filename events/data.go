@@ -56,6 +56,11 @@ type SessionCreated struct {
 	ClientID   string `json:"client_id,omitempty"`
 	IP         string `json:"ip,omitempty"`
 	UserAgent  string `json:"user_agent,omitempty"`
+	// Via is the bus identity (the name of its credential) that sent the
+	// login over NATS when it may not state the end user's address: every
+	// identity but a gateway. Throttling counts its attempts as coming
+	// from one address.
+	Via string `json:"via,omitempty"`
 	// RefreshDigest is the hex SHA-256 of the refresh token issued.
 	RefreshDigest string `json:"refresh_digest"`
 	// Generation counts refresh-token rotations; 1 at login.
@@ -126,12 +131,17 @@ type LoginFailed struct {
 	// AccountKey is a keyed digest (HMAC-SHA-256 with a manager secret) of
 	// the normalised username, the same whether or not the user exists,
 	// so throttling treats unknown and known names alike.
-	AccountKey string    `json:"account_key"`
-	Reason     string    `json:"reason"`
-	ClientID   string    `json:"client_id,omitempty"`
-	IP         string    `json:"ip,omitempty"`
-	UserAgent  string    `json:"user_agent,omitempty"`
-	FailedAt   time.Time `json:"failed_at"`
+	AccountKey string `json:"account_key"`
+	Reason     string `json:"reason"`
+	ClientID   string `json:"client_id,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	UserAgent  string `json:"user_agent,omitempty"`
+	// Via is the bus identity (the name of its credential) that sent the
+	// login over NATS when it may not state the end user's address: every
+	// identity but a gateway. Throttling counts its attempts as coming
+	// from one address.
+	Via      string    `json:"via,omitempty"`
+	FailedAt time.Time `json:"failed_at"`
 	// ThrottledUntil is set when this failure started a throttle period.
 	ThrottledUntil *time.Time `json:"throttled_until,omitempty"`
 }

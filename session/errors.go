@@ -19,6 +19,10 @@ var (
 	ErrInvalidToken = errors.New("invalid token")
 	// ErrDisabled reports a correct password for a disabled account (403).
 	ErrDisabled = errors.New("account disabled")
+	// ErrForbidden reports a request the caller's identity may not make
+	// (a service stating the end user's address, an admin command from a
+	// service).
+	ErrForbidden = errors.New("not allowed for this identity")
 	// ErrNotFound reports an admin request about something that does not
 	// exist (404). Never returned for credentials.
 	ErrNotFound = errors.New("not found")
@@ -73,6 +77,8 @@ func StatusCode(err error) (int, string) {
 		return 401, ErrInvalidToken.Error()
 	case errors.Is(err, ErrDisabled):
 		return 403, ErrDisabled.Error()
+	case errors.Is(err, ErrForbidden):
+		return 403, err.Error()
 	case errors.Is(err, ErrNotFound):
 		return 404, ErrNotFound.Error()
 	case errors.Is(err, ErrConflict):

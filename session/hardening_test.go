@@ -184,7 +184,7 @@ func (b *lockedBuffer) kept() []string {
 func TestUserUpdatesAreCompareAndSet(t *testing.T) {
 	_, m := start(t)
 	id := m.AddUser(t, "alice", pw)
-	kv, err := kvstore.Open(bg, jsTestStream(t, m), kvstore.Config{})
+	kv, err := kvstore.Open(bg, jsTestStream(t, m))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,13 +32,14 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 		return events.TokenReply{}, "overloaded", err
 	}
 	acct := m.accountKey(name)
-	acctN, end, err := m.attempts.begin(ctx, acct, ip, m.cfg.HashWait)
+	addr := ThrottleAddr(ip, req.Via)
+	acctN, end, err := m.attempts.begin(ctx, acct, addr, m.cfg.HashWait)
 	if err != nil {
 		m.m.overloaded.Inc()
 		return events.TokenReply{}, "overloaded", err
 	}
 	defer end()
-	th, result, err := m.checkThrottle(ctx, acct, ip, acctN)
+	th, result, err := m.checkThrottle(ctx, acct, addr, acctN)
 	if err != nil {
 		return events.TokenReply{}, result, err
 	}
@@ -88,6 +89,9 @@ func (m *Manager) checkLogin(req LoginRequest) (name, ip string, err error) {
 	ip, err = normalizeIP(req.IP)
 	if err != nil {
 		return "", "", err
+	}
+	if req.Via != "" && (req.IP != "" || req.UserAgent != "") {
+		return "", "", fmt.Errorf("%w: only a gateway identity may state ip and user_agent", ErrForbidden)
 	}
 	return name, ip, nil
 }
@@ -180,7 +184,7 @@ func (m *Manager) endIfChanged(ctx context.Context, name string, user User, sid 
 func (m *Manager) loginFailed(ctx context.Context, reason, userID, acct, ip string, req LoginRequest, th Throttle, now time.Time) error {
 	data := events.LoginFailed{
 		UserID: userID, AccountKey: acct, Reason: reason, ClientID: req.ClientID,
-		IP: ip, UserAgent: req.UserAgent, FailedAt: now,
+		IP: ip, UserAgent: req.UserAgent, Via: req.Via, FailedAt: now,
 	}
 	if until, starts := m.cfg.Throttle.StartsThrottle(th, now); starts && reason == events.FailBadCredentials {
 		data.ThrottledUntil = &until
@@ -243,7 +247,7 @@ func (m *Manager) startSession(ctx context.Context, userID, acct, ip string, req
 		return events.TokenReply{}, err
 	}
 	data := events.SessionCreated{
-		SessionID: sid, UserID: userID, AccountKey: acct, ClientID: req.ClientID, IP: ip, UserAgent: req.UserAgent,
+		SessionID: sid, UserID: userID, AccountKey: acct, ClientID: req.ClientID, IP: ip, UserAgent: req.UserAgent, Via: req.Via,
 		RefreshDigest: Digest(refresh), Generation: 1, AccessJTI: jti, AccessExpiresAt: exp, KeyID: kid,
 		CreatedAt: now, IdleExpiresAt: now.Add(m.cfg.IdleTimeout), ExpiresAt: now.Add(m.cfg.AbsoluteTimeout),
 	}

@@ -181,3 +181,16 @@ func appendRecent(list []time.Time, at time.Time) []time.Time {
 	}
 	return list
 }
+
+// ThrottleAddr is the address a login is throttled by: the end user's IP
+// when the caller could state it (HTTP, a gateway), else the bus identity
+// that sent it ("via.<name>"), else "" (unknown).
+func ThrottleAddr(ip, via string) string {
+	switch {
+	case ip != "":
+		return ip
+	case via != "":
+		return "via." + via
+	}
+	return ""
+}

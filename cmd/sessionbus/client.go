@@ -54,7 +54,7 @@ func newLoginCmd() *cobra.Command {
 			}
 			var r events.TokenReply
 			if err := request(cmd, &nf, events.SubjectLogin,
-				events.LoginRequest{Username: args[0], Password: pw, ClientID: clientID, UserAgent: "sessionbus-cli/" + version}, &r); err != nil {
+				events.LoginRequest{Username: args[0], Password: pw, ClientID: clientID}, &r); err != nil {
 				return err
 			}
 			return printTokens(cmd, asJSON, r)

@@ -105,4 +105,3 @@ func (f *natsFlags) connect(_ context.Context, name string, extra ...nats.Option
 	}
 	return nc, nil
 }
-

@@ -34,7 +34,6 @@ var version = "0.1.0-dev"
 type managerFlags struct {
 	nats         natsFlags
 	syncInterval time.Duration
-	noNATSAuth   bool
 	instance     string
 	sess         session.Config
 	audience     []string
@@ -51,7 +50,6 @@ func (f *managerFlags) add(fs *pflag.FlagSet) {
 	f.nats.add(fs)
 	host, _ := os.Hostname()
 	fs.DurationVar(&f.syncInterval, "sync-interval", 0, "embedded JetStream fsync interval; 0 syncs every write before its ack (safe); e.g. 1s trades durability on power loss for speed")
-	fs.BoolVar(&f.noNATSAuth, "no-nats-auth", false, "run the embedded NATS server without the manager/service roles (anyone local may read users and keys: tests only)")
 	fs.StringVar(&f.instance, "instance", host, "name of this manager in the ce-source of its events (/sessionbus/<instance>)")
 	fs.StringVar(&f.sess.Issuer, "issuer", f.sess.Issuer, "iss claim of access tokens")
 	fs.StringSliceVar(&f.audience, "audience", nil, "aud claim(s) of access tokens, comma separated")
@@ -83,6 +81,9 @@ func (f *managerFlags) nodeConfig(viewDir string) node.Config {
 	c := node.Config{Session: f.sessionConfig(), ViewDir: viewDir, KVReplicas: f.streamRepl, Version: version, Logger: slog.Default()}
 	c.Stream.Replicas = f.streamRepl
 	c.Stream.MaxAge = f.streamMaxAge
+	// The embedded server always has identities: nothing may reach the
+	// manager anonymously.
+	c.RequireCaller = f.nats.url == ""
 	return c
 }
 
@@ -245,11 +246,9 @@ func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--nats-listen port: %w", err)
 	}
-	var auth *natsauth.Authority
-	if !f.noNATSAuth {
-		if auth, err = localAuthority(f.nats.dataDir); err != nil {
-			return nil, nil, nil, err
-		}
+	auth, err := localAuthority(f.nats.dataDir)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	srv, err := embedded.Start(ctx, embedded.Config{
 		StoreDir: filepath.Join(f.nats.dataDir, "nats"), Host: host, Port: port, DontListen: inProcess,
@@ -274,7 +273,7 @@ func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn
 		if f.syncInterval > 0 {
 			durability = "fsync every " + f.syncInterval.String()
 		}
-		log.Info("embedded NATS JetStream started", "url", srv.ClientURL(), "store", filepath.Join(f.nats.dataDir, "nats"), "durability", durability, "auth", !f.noNATSAuth)
+		log.Info("embedded NATS JetStream started", "url", srv.ClientURL(), "store", filepath.Join(f.nats.dataDir, "nats"), "durability", durability)
 	}
 	return nc, srv, func() { _ = nc.Drain(); waitClosed(nc); srv.Shutdown() }, nil
 }

@@ -54,6 +54,9 @@ type Config struct {
 	// AdminTokens, AdminHosts and IntrospectTokens guard the admin API
 	// and /introspect (see httpapi.Config).
 	AdminTokens, AdminHosts, IntrospectTokens []string
+	// RequireCaller refuses NATS commands whose sender the server does
+	// not state: on for a bus with identities (package natsauth).
+	RequireCaller bool
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -251,7 +254,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	})
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
 
-	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log}); err != nil {
+	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller}); err != nil {
 		return nil, err
 	}
 	handlers := httpapi.New(mgr, httpapi.Config{

@@ -34,7 +34,7 @@ func Config(t testing.TB) node.Config {
 	c := session.DefaultConfig()
 	c.Instance = "test"
 	c.SweepInterval = 50 * time.Millisecond
-	return node.Config{Session: c, ViewDir: t.TempDir()}
+	return node.Config{Session: c, ViewDir: t.TempDir(), RequireCaller: true}
 }
 
 // Start starts a manager on srv; it is closed at the end of the test. It

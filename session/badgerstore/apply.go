@@ -101,11 +101,12 @@ func (s *Store) applyCreated(w *writer, st events.Stored, d *events.SessionCreat
 		return err
 	}
 	var th session.Throttle
-	if _, err := w.get(kAddr(d.AccountKey, d.IP), &th); err != nil {
+	addr := session.ThrottleAddr(d.IP, d.Via)
+	if _, err := w.get(kAddr(d.AccountKey, addr), &th); err != nil {
 		return err
 	}
 	th = session.ApplySuccess(th, d.CreatedAt)
-	return w.put(kAddr(d.AccountKey, d.IP), addrRecord(th), addrExpiry(th))
+	return w.put(kAddr(d.AccountKey, addr), addrRecord(th), addrExpiry(th))
 }
 
 // recordAccess records an issued access token and raises the latest
@@ -229,11 +230,12 @@ func addrExpiry(t session.Throttle) time.Time {
 const maxKnownAddressTTL = 90 * 24 * time.Hour
 
 func (s *Store) applyLoginFailed(w *writer, d *events.LoginFailed) error {
-	if d.AccountKey == "" || len(d.AccountKey) > 128 || strings.ContainsAny(d.AccountKey, ":") || len(d.IP) > 64 || strings.ContainsAny(d.IP, ": ") && !isIPv6(d.IP) {
+	addr := session.ThrottleAddr(d.IP, d.Via)
+	if d.AccountKey == "" || len(d.AccountKey) > 128 || strings.ContainsAny(d.AccountKey, ":") || len(addr) > 80 || strings.ContainsAny(addr, ": ") && !isIPv6(addr) {
 		return nil
 	}
 	var a addrRec
-	if _, err := w.get(kAddr(d.AccountKey, d.IP), &a); err != nil {
+	if _, err := w.get(kAddr(d.AccountKey, addr), &a); err != nil {
 		return err
 	}
 	var c accountRec
@@ -241,19 +243,19 @@ func (s *Store) applyLoginFailed(w *writer, d *events.LoginFailed) error {
 		return err
 	}
 	var g accountRec
-	if d.IP != "" {
-		if _, err := w.get(kAddrAll(d.IP), &g); err != nil {
+	if addr != "" {
+		if _, err := w.get(kAddrAll(addr), &g); err != nil {
 			return err
 		}
 	}
 	th := session.ApplyFailure(session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt,
 		AccountFailures: c.Failures, AddressFailures: g.Failures}, d.FailedAt)
-	if err := w.put(kAddr(d.AccountKey, d.IP), addrRecord(th), addrExpiry(th)); err != nil {
+	if err := w.put(kAddr(d.AccountKey, addr), addrRecord(th), addrExpiry(th)); err != nil {
 		return err
 	}
-	if d.IP != "" {
+	if addr != "" {
 		g.Failures = th.AddressFailures
-		if err := w.put(kAddrAll(d.IP), g, g.Failures[len(g.Failures)-1].Add(session.FailureMemory+retention)); err != nil {
+		if err := w.put(kAddrAll(addr), g, g.Failures[len(g.Failures)-1].Add(session.FailureMemory+retention)); err != nil {
 			return err
 		}
 	}

@@ -22,7 +22,7 @@ func (f *fixture) userRecord(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := kvstore.Open(ctx, f.srv.JetStream(), kvstore.Config{})
+	kv, err := kvstore.Open(ctx, f.srv.JetStream())
 	if err != nil {
 		t.Fatal(err)
 	}

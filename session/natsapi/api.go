@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/session"
 )
 
@@ -29,7 +30,11 @@ type Config struct {
 	// waiting for fsync) does not hold up the others. Past the bound a
 	// request waits for a slot.
 	MaxInFlight int
-	Logger      *slog.Logger
+	// RequireCaller refuses commands whose sender the server did not
+	// state (Nats-Request-Info): set when the bus has identities, so that
+	// nothing reaches the manager anonymously.
+	RequireCaller bool
+	Logger        *slog.Logger
 }
 
 // Service is the running NATS API.
@@ -103,6 +108,9 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 	return &Service{Service: svc, api: a}, nil
 }
 
+// callerKey is the context key of the command's caller.
+type callerKey struct{}
+
 type api struct {
 	nc    *nats.Conn
 	m     *session.Manager
@@ -141,6 +149,11 @@ func (a *api) concurrent(h micro.Handler) micro.Handler {
 func (a *api) handler(subject string, h func(context.Context, events.Event) (any, error)) micro.Handler {
 	want := events.CommandType(subject)
 	return micro.HandlerFunc(func(r micro.Request) {
+		c, err := a.authorize(r)
+		if err != nil {
+			a.fail(r, err)
+			return
+		}
 		e, err := decode(r)
 		if err == nil && e.Type != want {
 			err = fmt.Errorf("%w: type %q does not fit %s (want %s)", session.ErrInvalidInput, e.Type, subject, want)
@@ -149,7 +162,7 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 			a.fail(r, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callerKey{}, c), a.cfg.Timeout)
 		defer cancel()
 		out, err := h(ctx, e)
 		if err != nil {
@@ -224,6 +237,11 @@ func (a *api) login(ctx context.Context, e events.Event) (any, error) {
 	if err := data(e, &req); err != nil {
 		return nil, err
 	}
+	// Only a gateway states the end user's address; any other identity
+	// is recorded, and throttled, as itself.
+	if c, _ := ctx.Value(callerKey{}).(caller); c.name != "" && c.role != natsauth.RoleGateway {
+		req.Via = c.name
+	}
 	return a.m.Login(ctx, req)
 }
 
@@ -262,6 +280,10 @@ func (a *api) sessions(ctx context.Context, e events.Event) (any, error) {
 
 // jwks answers an empty request or a jwks.requested CloudEvent.
 func (a *api) jwks(r micro.Request) {
+	if _, err := a.authorize(r); err != nil {
+		a.fail(r, err)
+		return
+	}
 	if len(r.Data()) > 0 || r.Headers().Get(events.HeaderSpecVersion) != "" {
 		e, err := decode(r)
 		if err == nil && e.Type != events.TypeJWKSRequested {
