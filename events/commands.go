@@ -22,8 +22,8 @@ const (
 	SubjectSessions = "auth.cmd.sessions" // admin
 	SubjectJWKS     = "auth.cmd.jwks"
 
-	// Operator commands beyond the contract (manager role only), used by
-	// `sessionbus users` and `sessionbus keys` while the server runs.
+	// Operator commands beyond the contract (operator role only), used by
+	// `sessionbus users`, `keys` and `services` while the server runs.
 	SubjectUsersAdd     = "auth.cmd.users.add"
 	SubjectUsersList    = "auth.cmd.users.list"
 	SubjectUsersDisable = "auth.cmd.users.disable"
@@ -32,6 +32,10 @@ const (
 	SubjectKeysList     = "auth.cmd.keys.list"
 	SubjectKeysRotate   = "auth.cmd.keys.rotate"
 	SubjectKeysRevoke   = "auth.cmd.keys.revoke"
+
+	SubjectServicesAdd    = "auth.cmd.services.add"
+	SubjectServicesList   = "auth.cmd.services.list"
+	SubjectServicesRevoke = "auth.cmd.services.revoke"
 
 	// ServiceName is the micro service name, discoverable with $SRV.PING.
 	ServiceName = "sessionbus"
@@ -70,7 +74,8 @@ func CommandType(subject string) Type {
 	if rest, ok := strings.CutPrefix(subject, "auth.cmd."); ok && strings.Count(rest, ".") == 1 {
 		switch subject {
 		case SubjectUsersAdd, SubjectUsersList, SubjectUsersDisable, SubjectUsersEnable, SubjectUsersPasswd,
-			SubjectKeysList, SubjectKeysRotate, SubjectKeysRevoke:
+			SubjectKeysList, SubjectKeysRotate, SubjectKeysRevoke,
+			SubjectServicesAdd, SubjectServicesList, SubjectServicesRevoke:
 			return Type("io.sessionbus." + rest + ".requested.v1")
 		}
 	}
@@ -89,6 +94,31 @@ type UserRequest struct {
 type KeyRequest struct {
 	KID string `json:"kid,omitempty"`
 	Alg string `json:"alg,omitempty"`
+}
+
+// ServiceRequest is the data of the services commands: an identity on
+// the bus (a service, gateway, auditor or operator) by name, and its role
+// for add (default "service").
+type ServiceRequest struct {
+	Name string `json:"name,omitempty"`
+	Role string `json:"role,omitempty"`
+}
+
+// ServiceInfo describes an identity (no secret).
+type ServiceInfo struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Key     string    `json:"key"`
+	Issued  time.Time `json:"issued"`
+	Revoked time.Time `json:"revoked,omitzero"`
+}
+
+// ServiceCreds is the reply of services add: the identity and its .creds
+// file (a secret, sent once to the operator's private inbox and never
+// stored by the manager).
+type ServiceCreds struct {
+	ServiceInfo
+	Creds string `json:"creds"`
 }
 
 // LoginRequest is the data of a login command. It carries a secret and is

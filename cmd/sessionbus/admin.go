@@ -80,6 +80,7 @@ func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, e
 		return operator{}, err
 	}
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
+	withIdentities(&cfg, srv)
 	// A one-shot command: only what goes wrong is worth a line.
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := node.Start(ctx, mc, cfg)

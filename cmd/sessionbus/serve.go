@@ -150,13 +150,14 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 		return err
 	}
 
-	nc, _, shutdownNATS, err := f.openNATS(ctx, false)
+	nc, srv, shutdownNATS, err := f.openNATS(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer shutdownNATS()
 
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
+	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
 	cfg.AdminTokens, cfg.AdminHosts = []string{adminToken}, adminHosts
 	cfg.IntrospectTokens = []string{introspectToken, adminToken}
@@ -276,6 +277,17 @@ func (f *managerFlags) openNATS(ctx context.Context, inProcess bool) (*nats.Conn
 		log.Info("embedded NATS JetStream started", "url", srv.ClientURL(), "store", filepath.Join(f.nats.dataDir, "nats"), "durability", durability)
 	}
 	return nc, srv, func() { _ = nc.Drain(); waitClosed(nc); srv.Shutdown() }, nil
+}
+
+// withIdentities lets the node serve the services commands with the
+// embedded server's authority (a cluster's manager has none).
+func withIdentities(cfg *node.Config, srv *embedded.Server) {
+	if srv == nil {
+		return
+	}
+	if ids := srv.Identities(); ids != nil {
+		cfg.Identities = ids
+	}
 }
 
 func setupEmbedded(ctx context.Context, srv *embedded.Server, cfg node.Config) error {

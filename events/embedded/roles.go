@@ -62,3 +62,37 @@ func (s *Server) UpdateAccount(name string) error {
 	s.ns.UpdateAccountClaims(acc, ac)
 	return nil
 }
+
+// Identities manages the bus identities of this server's authority:
+// issuing them, listing them and revoking them, the revocation taking
+// effect at once on open connections too.
+type Identities struct{ s *Server }
+
+// Identities returns the server's identity manager, or nil when the
+// server has no authority.
+func (s *Server) Identities() *Identities {
+	if s.cfg.Auth == nil {
+		return nil
+	}
+	return &Identities{s: s}
+}
+
+// Add issues an identity and returns its .creds file.
+func (i *Identities) Add(name string, role natsauth.Role) ([]byte, natsauth.Identity, error) {
+	return i.s.cfg.Auth.Issue(name, role)
+}
+
+// List returns every identity issued, revoked ones too.
+func (i *Identities) List() []natsauth.Identity { return i.s.cfg.Auth.Identities() }
+
+// Revoke revokes the identity and closes its connections.
+func (i *Identities) Revoke(name string) (natsauth.Identity, error) {
+	id, err := i.s.cfg.Auth.Revoke(name)
+	if err != nil {
+		return natsauth.Identity{}, err
+	}
+	if err := i.s.UpdateAccount(id.Role.Account()); err != nil {
+		return id, fmt.Errorf("embedded: revoke %s: %w", name, err)
+	}
+	return id, nil
+}

@@ -57,6 +57,9 @@ type Config struct {
 	// RequireCaller refuses NATS commands whose sender the server does
 	// not state: on for a bus with identities (package natsauth).
 	RequireCaller bool
+	// Identities serves the services commands (the embedded server's);
+	// nil refuses them.
+	Identities natsapi.Identities
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -254,7 +257,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	})
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
 
-	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller}); err != nil {
+	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities}); err != nil {
 		return nil, err
 	}
 	handlers := httpapi.New(mgr, httpapi.Config{

@@ -34,7 +34,9 @@ type Config struct {
 	// state (Nats-Request-Info): set when the bus has identities, so that
 	// nothing reaches the manager anonymously.
 	RequireCaller bool
-	Logger        *slog.Logger
+	// Identities serves the services commands; nil answers them 403.
+	Identities Identities
+	Logger     *slog.Logger
 }
 
 // Service is the running NATS API.
@@ -93,6 +95,9 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 		{"keys-list", events.SubjectKeysList, a.keysList},
 		{"keys-rotate", events.SubjectKeysRotate, a.keysRotate},
 		{"keys-revoke", events.SubjectKeysRevoke, a.keysRevoke},
+		{"services-add", events.SubjectServicesAdd, a.servicesAdd},
+		{"services-list", events.SubjectServicesList, a.servicesList},
+		{"services-revoke", events.SubjectServicesRevoke, a.servicesRevoke},
 	} {
 		var h micro.Handler
 		if ep.subject == events.SubjectJWKS {
