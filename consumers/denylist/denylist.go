@@ -75,9 +75,9 @@ type Config struct {
 	// StalePolicy is what Check answers when the list is stale (default
 	// FailClosed).
 	StalePolicy StalePolicy
-	// Heartbeat is the idle-heartbeat interval of the consumer and the
-	// interval of the freshness probe (default 1s, 500ms to 15s). A quiet
-	// stream is fresh as long as the probes succeed.
+	// Heartbeat is how often the stored revocations are read, which is
+	// the freshness probe (default 1s, 500ms to 15s). A quiet stream is
+	// fresh as long as the reads succeed.
 	Heartbeat time.Duration
 	// SweepInterval is how often entries past their deny_until plus Grace
 	// are dropped (default 10s).

@@ -156,6 +156,11 @@ func TestMalformedAndUnknownEventsAreSkippedAndCounted(t *testing.T) {
 			return m
 		}(), "unknown_type"},
 		{"unknown type", func() *nats.Msg { m := good("S-BAD"); m.Header["ce-type"] = []string{"com.example.whatever"}; return m }(), "unknown_type"},
+		{"message id not its ce-id", func() *nats.Msg {
+			m := good("S-BAD")
+			m.Header[events.HeaderMsgID] = []string{events.NewID()}
+			return m
+		}(), "msgid_mismatch"},
 		{"known non-revocation", func() *nats.Msg {
 			m := good("S-BAD")
 			m.Header["ce-type"] = []string{string(events.TypeSessionCreated)}

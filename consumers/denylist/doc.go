@@ -39,34 +39,42 @@
 // restart after Lookback would miss it.
 //
 // Ready is closed, and Check stops returning ErrNotReady, only once the
-// list has caught up: a message left nothing pending, or the consumer
-// reached the position its first delivery reported as the last one
-// (consumer sequence plus pending count, counted after Run started), or a
-// probe found nothing pending. Until then a service must refuse tokens:
-// one revoked while the service was down must never be accepted.
+// list has caught up: a read of the stored revocations reached the end of
+// AUTH_REVOCATIONS, and that stream's sourcing from AUTH_EVENTS was known
+// to be caught up at a moment after Run started. Until then a service
+// must refuse tokens: one revoked while the service was down must never
+// be accepted.
 //
-// Run needs only the service role of the NATS server: creating an
-// ephemeral consumer filtered on auth.events.*.revoked.>, its info and
-// its pull requests. It asks for no stream info and reads no other
-// subject.
+// # Following the revocations without a consumer
 //
-// # Following the stream
+// Run needs only a service identity (events/natsauth.RoleService), which
+// can create no consumer at all: nothing a service does can touch another
+// identity's consumers or use up a JetStream limit, and no other identity
+// can reach, stall or re-filter a service's feed, because there is no
+// consumer to reach. It reads two things:
 //
-// Run uses a JetStream ordered consumer (ephemeral, in memory, no acks,
-// filtered on the revocation subjects) with idle heartbeats every
-// Config.Heartbeat (default 1s). On a reconnect, a missed heartbeat or a
-// server restart (which loses the in-memory consumer) the consumer is
-// recreated from the stream sequence after the last one handled, so an
-// outage leaves no gap; events are applied in the consumer's callback, with
-// no queue in between.
+//   - live, a core subscription to auth.events.*.revoked.>: each
+//     revocation is applied as the manager publishes it (the manager alone
+//     may publish facts);
+//   - stored, AUTH_REVOCATIONS, the revocation and key facts that the
+//     stream sources from AUTH_EVENTS: batch direct gets from where the
+//     last read stopped (from Lookback ago at start), every
+//     Config.Heartbeat (default 1s), until the end.
+//
+// A revocation the live subscription missed (a reconnect, a server
+// restart) is applied by the next read. Facts come twice as a rule;
+// applying is idempotent. A fact whose Nats-Msg-Id is not its ce-id was
+// not stored by a manager as a fact and is skipped (msgid_mismatch).
 //
 // # Staleness
 //
 // Staleness is the time since the list was last known to hold every
-// revocation on the stream: a message that left nothing pending, or a
-// probe (consumer info, every Heartbeat) that found nothing pending and
-// nothing delivered but unhandled. A quiet stream therefore stays fresh; an
-// outage makes staleness grow from its start.
+// revocation stored in AUTH_EVENTS: before each read, the list asks
+// AUTH_REVOCATIONS (auth.revocations.info) how far its sourcing has come
+// (the last moment its source reported nothing pending, a message or an
+// idle heartbeat at least once a second); a read that then reaches the end
+// makes the list fresh as of that moment. A quiet stream therefore stays
+// fresh; an outage, or sourcing that lags or fails, makes staleness grow.
 //
 // Past Config.MaxStaleness (default 30s) Config.StalePolicy decides what
 // Check answers. The default, FailClosed, returns ErrStale and the

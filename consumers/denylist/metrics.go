@@ -16,6 +16,7 @@ const (
 	skipUnknownType   = "unknown_type"   // a type or version this version does not know
 	skipNotRevocation = "not_revocation" // a known fact that is not a revocation
 	skipExpired       = "expired"        // deny_until already past
+	skipMsgID         = "msgid_mismatch" // Nats-Msg-Id is not the ce-id: not a fact the manager stored
 )
 
 type metrics struct {
@@ -44,7 +45,7 @@ func newMetrics(l *List, reg prometheus.Registerer) (*metrics, error) {
 		}),
 		consumerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sessionbus", Subsystem: "denylist", Name: "consumer_errors_total",
-			Help: "Errors of the stream consumer (missed heartbeats, resets, failed probes).",
+			Help: "Failed reads of the stored revocations (AUTH_REVOCATIONS and its info).",
 		}),
 		beyondLookback: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "sessionbus", Subsystem: "denylist", Name: "revocations_beyond_lookback_total",
@@ -54,7 +55,7 @@ func newMetrics(l *List, reg prometheus.Registerer) (*metrics, error) {
 	for _, k := range Kinds() {
 		m.applied[k] = applied.WithLabelValues(k.String())
 	}
-	for _, r := range []string{skipMalformed, skipUnknownType, skipNotRevocation, skipExpired} {
+	for _, r := range []string{skipMalformed, skipUnknownType, skipNotRevocation, skipExpired, skipMsgID} {
 		m.skipped[r] = skipped.WithLabelValues(r)
 	}
 	if reg == nil {

@@ -169,6 +169,9 @@ func (l *List) handle(m *nats.Msg, stored time.Time) {
 		if stored.IsZero() && !e.Time.IsZero() && l.isReady.Load() {
 			l.m.lag.Observe(recv.Sub(e.Time).Seconds())
 		}
+	case errors.Is(err, events.ErrMsgIDMismatch):
+		l.m.skip(skipMsgID)
+		l.log.Warn("skipped a revocation whose message id is not its ce-id", "subject", m.Subject)
 	case errors.Is(err, events.ErrUnknownType):
 		l.m.skip(skipUnknownType)
 		l.log.Debug("skipped an unknown event type", "type", string(e.Type), "subject", m.Subject)

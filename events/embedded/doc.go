@@ -6,11 +6,11 @@
 // always), because NATS's own default (a sync every two minutes) loses
 // acknowledged messages on power loss.
 //
-// With a manager password set, the server requires it from the manager
-// and its operators, and maps every connection without credentials to the
-// service role (see ServicePermissions): services may follow the
-// revocation and key facts and send login, refresh, logout and jwks
-// commands, but can neither read the rest of the stream (failed logins
-// would tell which usernames exist), publish facts, nor read the
-// manager's key-value buckets (users, keys).
+// With Config.Auth set (serve always sets it), the server trusts that
+// authority's operator (package natsauth) and every connection needs a
+// credential it issued: nothing on the bus is anonymous. The server's own
+// in-process connections (the manager, the setup step) use credentials
+// minted for them that are never written anywhere (ConnectAs), and
+// Identities issues, lists and revokes the others, a revocation closing
+// the identity's open connections at once.
 package embedded
