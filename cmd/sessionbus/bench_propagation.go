@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,13 +18,14 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 func init() { benchCommands = append(benchCommands, newBenchPropagation) }
 
 func newBenchPropagation(f *benchFlags) *cobra.Command {
 	var services, rounds int
-	var kind, serviceURL string
+	var kind, serviceURL, serviceCreds string
 	cmd := &cobra.Command{
 		Use:   "propagation",
 		Short: "Time from a revoke command until N deny-lists (one NATS connection each) refuse the session",
@@ -30,7 +33,9 @@ func newBenchPropagation(f *benchFlags) *cobra.Command {
 until every one of --services deny-lists (consumers/denylist, each on its
 own NATS connection) refuses the session's token. Prints p50, p99 and max
 over the rounds. The deny-lists connect to --service-url (default: the
-same server, without credentials: the service role).`,
+same server), each with a service identity of its own that the bench
+issues (services add) and revokes when it ends, or all with
+--service-creds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -42,7 +47,12 @@ same server, without credentials: the service role).`,
 			if serviceURL == "" {
 				serviceURL = f.nats.effectiveURL()
 			}
-			lists, stop, err := startDenyLists(ctx, serviceURL, services)
+			creds, cleanup, err := benchServiceCreds(ctx, nc, services, serviceCreds)
+			defer cleanup()
+			if err != nil {
+				return err
+			}
+			lists, stop, err := startDenyLists(ctx, serviceURL, creds)
 			defer stop()
 			if err != nil {
 				return err
@@ -102,13 +112,53 @@ same server, without credentials: the service role).`,
 	cmd.Flags().IntVar(&services, "services", 10, "deny-lists, each on its own NATS connection")
 	cmd.Flags().IntVar(&rounds, "rounds", 100, "login-and-revoke rounds")
 	cmd.Flags().StringVar(&kind, "kind", "session", "what to revoke: session, token or user")
-	cmd.Flags().StringVar(&serviceURL, "service-url", "", "NATS URL for the deny-lists (default: --nats-url, without credentials)")
+	cmd.Flags().StringVar(&serviceURL, "service-url", "", "NATS URL for the deny-lists (default: --nats-url)")
+	cmd.Flags().StringVar(&serviceCreds, "service-creds", "", "credentials file for every deny-list (default: one service identity each, issued for the run and revoked after it)")
 	return cmd
 }
 
-// startDenyLists starts n deny-lists, each on its own connection, and
-// waits until all have caught up.
-func startDenyLists(ctx context.Context, url string, n int) ([]*denylist.List, func(), error) {
+// benchServiceCreds returns a credentials file for each of n deny-lists:
+// file for all of them when given, else a service identity each, issued
+// over nc (which needs the operator role) and revoked by cleanup.
+func benchServiceCreds(ctx context.Context, nc *nats.Conn, n int, file string) (paths []string, cleanup func(), err error) {
+	if file != "" {
+		for range n {
+			paths = append(paths, file)
+		}
+		return paths, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "sessionbus-bench-")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	var names []string
+	cleanup = func() {
+		for _, name := range names {
+			_ = events.Request(context.Background(), nc, events.SubjectServicesRevoke, "/sessionbus/bench", events.ServiceRequest{Name: name}, nil)
+		}
+		os.RemoveAll(dir)
+	}
+	id := events.NewID()
+	run := strings.ToLower(id[len(id)-6:]) // names are lower case
+	for i := range n {
+		var r events.ServiceCreds
+		name := fmt.Sprintf("bench-%s-%d", run, i)
+		if err := events.Request(ctx, nc, events.SubjectServicesAdd, "/sessionbus/bench", events.ServiceRequest{Name: name}, &r); err != nil {
+			return nil, cleanup, fmt.Errorf("issue a service identity: %w", err)
+		}
+		names = append(names, name)
+		path := filepath.Join(dir, name+".creds")
+		if err := os.WriteFile(path, []byte(r.Creds), 0o600); err != nil {
+			return nil, cleanup, err
+		}
+		paths = append(paths, path)
+	}
+	return paths, cleanup, nil
+}
+
+// startDenyLists starts a deny-list for each credentials file, each on its
+// own connection, and waits until all have caught up.
+func startDenyLists(ctx context.Context, url string, creds []string) ([]*denylist.List, func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var conns []*nats.Conn
@@ -119,10 +169,14 @@ func startDenyLists(ctx context.Context, url string, n int) ([]*denylist.List, f
 			c.Close()
 		}
 	}
-	lists := make([]*denylist.List, 0, n)
-	for i := range n {
-		c, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench-service-%d", i)), nats.MaxReconnects(-1),
-			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	lists := make([]*denylist.List, 0, len(creds))
+	for i, file := range creds {
+		opts, err := natsauth.Options(file)
+		if err != nil {
+			return nil, stop, err
+		}
+		c, err := nats.Connect(url, append(opts, nats.Name(fmt.Sprintf("bench-service-%d", i)), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))...)
 		if err != nil {
 			return nil, stop, fmt.Errorf("service %d: %w", i, err)
 		}
