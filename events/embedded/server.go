@@ -178,6 +178,17 @@ func (a *logAdapter) Warnf(format string, v ...any) {
 	a.log(level, format, v...)
 }
 func (a *logAdapter) Fatalf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
-func (a *logAdapter) Errorf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
+func (a *logAdapter) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	level := slog.LevelError
+	// A client refused is the server working, not failing: say so at WARN
+	// (the line names the connection, never a credential).
+	for _, s := range []string{"authentication error", "Authorization Violation", "Permissions Violation", "authentication revoked"} {
+		if strings.Contains(msg, s) {
+			level = slog.LevelWarn
+		}
+	}
+	a.log(level, "%s", msg)
+}
 func (a *logAdapter) Debugf(format string, v ...any) { a.log(slog.LevelDebug, format, v...) }
 func (a *logAdapter) Tracef(format string, v ...any) {}
