@@ -114,8 +114,8 @@ func lossyPublisher(t *testing.T, opts ...jsbus.PublisherOption) (*wire, *jsbus.
 	t.Helper()
 	srv := natstest.Start(t)
 	srv.JetStream() // creates the stream
-	w := &wire{}
-	js, err := jetstream.New(srv.ConnectService(nats.SetCustomDialer(w)))
+	w := &wire{}    // the manager publishes facts
+	js, err := jetstream.New(srv.Connect(nats.SetCustomDialer(w)))
 	if err != nil {
 		t.Fatal(err)
 	}
