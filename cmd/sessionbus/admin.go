@@ -71,27 +71,17 @@ func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, e
 		unlock()
 		return operator{}, err
 	}
-	// The commands go as the local operator would send them, from its
-	// own identity.
-	nc, err := srv.ConnectAs(natsauth.RoleOperator)
-	if err != nil {
-		shutdown()
-		unlock()
-		return operator{}, err
-	}
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
 	withIdentities(&cfg, srv)
 	// A one-shot command: only what goes wrong is worth a line.
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := node.Start(ctx, mc, cfg)
 	if err != nil {
-		nc.Close()
 		shutdown()
 		unlock()
 		return operator{}, err
 	}
 	stop := func() {
-		nc.Close()
 		_ = n.Close(context.Background())
 		shutdown()
 		unlock()
@@ -100,7 +90,14 @@ func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, e
 		stop()
 		return operator{}, err
 	}
-	return operator{nc: nc, stop: stop}, nil
+	// The commands go as the local operator would send them, from its
+	// own identity.
+	nc, err := srv.ConnectAs(natsauth.RoleOperator)
+	if err != nil {
+		stop()
+		return operator{}, err
+	}
+	return operator{nc: nc, stop: func() { nc.Close(); stop() }}, nil
 }
 
 // readSecret reads a password from stdin (--password-stdin) or asks for

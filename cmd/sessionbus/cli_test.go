@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -128,7 +129,7 @@ func TestCLIWalkthrough(t *testing.T) {
 
 	serve := exec.Command(binary, "serve")
 	serve.Env, serve.Dir = env, dir
-	var logs bytes.Buffer
+	var logs syncBuffer
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -228,4 +229,22 @@ func TestCLIWalkthrough(t *testing.T) {
 	if err != nil || !strings.Contains(out, "alice") {
 		t.Fatalf("offline users list: %v\n%s", err, out)
 	}
+}
+
+// syncBuffer collects a child process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -110,6 +110,12 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("add endpoint %s: %w", ep.subject, err)
 		}
 	}
+	// The server has the subscriptions when Start returns: a request sent
+	// right after finds the service.
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("start micro service: %w", err)
+	}
 	return &Service{Service: svc, api: a}, nil
 }
 
