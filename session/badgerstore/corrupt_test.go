@@ -215,7 +215,7 @@ func TestBitFlipInOtherFiles(t *testing.T) {
 
 // A record that does not decode, met while running: the read returns
 // ErrCorrupt, Corrupted closes, and the next Open refuses the view until
-// it is moved aside or removed.
+// it is moved aside.
 func TestCorruptRecordWhileRunning(t *testing.T) {
 	dir, _ := closedView(t)
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
@@ -255,6 +255,18 @@ func TestCorruptRecordWhileRunning(t *testing.T) {
 	if _, err := badgerstore.Open(dir, badgerstore.Options{}); !errors.Is(err, badgerstore.ErrCorrupt) {
 		t.Fatalf("reopening a view marked corrupt: %v, want ErrCorrupt", err)
 	}
+	aside, err := badgerstore.MoveAside(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(aside, filepath.Clean(dir)+".corrupt-") {
+		t.Fatalf("moved to %s", aside)
+	}
+	t.Cleanup(func() { os.RemoveAll(aside) })
+	s = open(t, dir)
+	if s.AppliedSeq() != 0 {
+		t.Fatalf("the new view starts at %d, want 0 (replay from the start)", s.AppliedSeq())
+	}
 }
 
 // Damage that appears on disk while the view runs is found by Verify.
@@ -290,6 +302,78 @@ func TestVerifyFindsDamageWhileRunning(t *testing.T) {
 	// cached reads as before, one it loads reads as a missing key.
 	if _, err := s.Session(ctx, "S00"); err != nil && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, badgerstore.ErrCorrupt) {
 		t.Fatal(err)
+	}
+}
+
+// Remove and MoveAside act only on a view directory.
+func TestRemoveOnlyAView(t *testing.T) {
+	dataDir := t.TempDir()
+	viewDir := filepath.Join(dataDir, "view")
+	s, err := badgerstore.Open(viewDir, badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply([]events.Stored{created(t, 1, "S1", "d1")}); err != nil {
+		t.Fatal(err)
+	}
+	// A view open in a process is not removed.
+	if err := badgerstore.Remove(viewDir); err == nil {
+		t.Fatal("removed a view that is open")
+	}
+	if _, err := badgerstore.MoveAside(viewDir); err == nil {
+		t.Fatal("moved a view that is open")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "nats.conf"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	foreign := t.TempDir()
+	if err := os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withForeign := copyDir(t, viewDir)
+	if err := os.WriteFile(filepath.Join(withForeign, "keep.me"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noMarker := t.TempDir()
+	if err := os.WriteFile(filepath.Join(noMarker, "000001.sst"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(viewDir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"", "/", dataDir, foreign, withForeign, noMarker, link, filepath.Join(foreign, "notes.txt")} {
+		if err := badgerstore.Remove(dir); err == nil {
+			t.Errorf("removed %q", dir)
+		} else {
+			t.Logf("%q: %v", dir, err)
+		}
+		if _, err := badgerstore.MoveAside(dir); err == nil {
+			t.Errorf("moved %q aside", dir)
+		}
+	}
+	for _, f := range []string{filepath.Join(dataDir, "nats.conf"), filepath.Join(foreign, "notes.txt"),
+		filepath.Join(withForeign, "keep.me"), filepath.Join(viewDir, "MANIFEST"), filepath.Join(noMarker, "000001.sst")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// A view (including one made before the marker existed), an empty
+	// directory and a missing one are fine.
+	legacy := copyDir(t, viewDir)
+	if err := os.Remove(filepath.Join(legacy, "SESSIONBUS_VIEW")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{viewDir, legacy, t.TempDir(), filepath.Join(dataDir, "missing")} {
+		if err := badgerstore.Remove(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there: %v", dir, err)
+		}
 	}
 }
 
