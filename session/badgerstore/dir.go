@@ -73,20 +73,33 @@ func checkViewDir(dir string) error {
 	return nil
 }
 
+// lockView checks that dir is a view directory, locks it and checks it
+// again (so nothing can be added between the check and what follows).
+func lockView(dir string) (unlock func(), err error) {
+	if err := checkViewDir(dir); err != nil {
+		return nil, err
+	}
+	if unlock, err = lockDir(dir); err != nil {
+		return nil, err
+	}
+	if err := checkViewDir(dir); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
+}
+
 // Remove deletes the view in dir, so that it is rebuilt from the stream.
 // It refuses, and deletes nothing, unless dir is a view directory (only
 // Badger's files and this package's markers, with a MANIFEST or the view
 // marker) that no process has open. A missing dir is not an error.
 func Remove(dir string) error {
-	if err := checkViewDir(dir); err != nil {
+	unlock, err := lockView(dir)
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		return fmt.Errorf("refusing to remove the view: %w", err)
-	}
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return err
 	}
 	defer unlock()
 	return os.RemoveAll(dir)
@@ -97,15 +110,12 @@ func Remove(dir string) error {
 // (delete it when done). It makes the same checks as Remove and returns
 // the new name ("" if there was no dir).
 func MoveAside(dir string) (string, error) {
-	if err := checkViewDir(dir); err != nil {
+	unlock, err := lockView(dir)
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return "", nil
 		}
 		return "", fmt.Errorf("refusing to move the view aside: %w", err)
-	}
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return "", err
 	}
 	defer unlock()
 	to := filepath.Clean(dir) + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")

@@ -121,7 +121,7 @@ func Open(dir string, o Options) (*Store, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open view %s: %w", dir, corruption(err))
+		return nil, fmt.Errorf("open view %s: %w", dir, corruption(err, s.dir))
 	}
 	every := o.VerifyEvery
 	if every == 0 {

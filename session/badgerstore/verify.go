@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,15 +73,16 @@ func checkTables(dir string, opts badger.Options) (map[uint64]options.Compressio
 		return nil, fmt.Errorf("%w: MANIFEST: %w", ErrCorrupt, err)
 	}
 	comp := make(map[uint64]options.CompressionType, len(mf.Tables))
+	var v verifier
 	for id, t := range mf.Tables {
 		if t.KeyID != 0 {
 			return nil, fmt.Errorf("%w: table %d is encrypted, which the view never does", ErrCorrupt, id)
 		}
-		data, err := os.ReadFile(table.NewFilename(id, dir))
+		data, err := v.read(table.NewFilename(id, dir))
 		if err != nil {
 			return nil, fmt.Errorf("%w: table %d of the MANIFEST: %w", ErrCorrupt, id, err)
 		}
-		if err := verifyTable(data, t.Compression); err != nil {
+		if err := v.table(data, t.Compression); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, table.IDToFilename(id), err)
 		}
 		comp[id] = t.Compression
@@ -88,12 +90,36 @@ func checkTables(dir string, opts badger.Options) (map[uint64]options.Compressio
 	return comp, nil
 }
 
-// verifyTable checks a Badger table file: its footer, the checksum of its
+// verifier reuses its buffers from one table to the next.
+type verifier struct{ file, block []byte }
+
+// read reads a whole file into the verifier's buffer.
+func (v *verifier) read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if int64(cap(v.file)) < fi.Size() {
+		v.file = make([]byte, fi.Size())
+	}
+	n, err := io.ReadFull(f, v.file[:fi.Size()])
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil // cut short while being read: the checks say so
+	}
+	return v.file[:n], err
+}
+
+// table checks a Badger table file: its footer, the checksum of its
 // index and the checksum of every block. It never panics. Layout (Badger
 // table/builder.go): blocks | index | index length (4) | checksum of the
 // index | checksum length (4); a block, once decompressed, is entries |
 // entry offsets | their count (4) | checksum | checksum length (4).
-func verifyTable(data []byte, comp options.CompressionType) (err error) {
+func (v *verifier) table(data []byte, comp options.CompressionType) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("unreadable table: %v", r)
@@ -113,7 +139,7 @@ func verifyTable(data []byte, comp options.CompressionType) (err error) {
 		if off < 0 || n < 0 || off+n > indexStart {
 			return fmt.Errorf("block %d: [%d, +%d) is outside the table's %d bytes of blocks", i, off, n, indexStart)
 		}
-		blk, err := decompress(data[off:off+n], comp)
+		blk, err := v.decompress(data[off:off+n], comp)
 		if err == nil {
 			var body []byte
 			body, err = checksummed(blk)
@@ -187,16 +213,21 @@ func verifySum(b []byte, sum *pb.Checksum) error {
 	return nil
 }
 
-func decompress(b []byte, comp options.CompressionType) ([]byte, error) {
+func (v *verifier) decompress(b []byte, comp options.CompressionType) (out []byte, err error) {
 	switch comp {
 	case options.None:
 		return b, nil
 	case options.Snappy:
-		return snappy.Decode(nil, b)
+		out, err = snappy.Decode(v.block[:cap(v.block)], b)
 	case options.ZSTD:
-		return y.ZSTDDecompress(nil, b)
+		out, err = y.ZSTDDecompress(v.block[:0], b)
+	default:
+		return nil, fmt.Errorf("unknown compression %d", comp)
 	}
-	return nil, fmt.Errorf("unknown compression %d", comp)
+	if cap(out) > cap(v.block) {
+		v.block = out
+	}
+	return out, err
 }
 
 // checkView runs checkTables on an existing view directory, holding the
@@ -224,18 +255,25 @@ func openBadger(opts badger.Options) (db *badger.DB, err error) {
 		}
 	}()
 	db, err = badger.Open(opts)
-	return db, corruption(err)
+	return db, corruption(err, opts.Dir)
 }
 
 // corruption wraps err with ErrCorrupt if it is Badger reporting damage.
-// Badger does not wrap its causes (y.Wrap formats them), so its messages
-// are all there is to go by; a lock held by another process is not
-// damage.
-func corruption(err error) error {
+// Badger does not wrap its causes (y.Wrap formats them), so its messages,
+// without the view's path (which may contain anything), are all there is
+// to go by; a lock held by another process is not damage.
+func corruption(err error, dir string) error {
 	if err == nil || errors.Is(err, ErrCorrupt) {
 		return err
 	}
-	msg := strings.ToLower(err.Error())
+	msg := err.Error()
+	if dir != "" {
+		msg = strings.ReplaceAll(msg, dir, "")
+		if abs, aerr := filepath.Abs(dir); aerr == nil {
+			msg = strings.ReplaceAll(msg, abs, "")
+		}
+	}
+	msg = strings.ToLower(msg)
 	for _, s := range []string{"checksum", "corrupt", "manifest", "key registry", "encryption key mismatch", "datakey", "level validation"} {
 		if strings.Contains(msg, s) {
 			return fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -247,7 +285,7 @@ func corruption(err error) error {
 // check passes err through; if it is corruption, the Store records it
 // (see Corrupted) and marks its directory.
 func (s *Store) check(err error) error {
-	if err = corruption(err); errors.Is(err, ErrCorrupt) {
+	if err = corruption(err, s.dir); errors.Is(err, ErrCorrupt) {
 		s.corruptOnce.Do(func() {
 			s.corruptErr = err
 			s.log.Error("the view is corrupt: stop serving and rebuild it from the stream", "err", err)
@@ -288,22 +326,23 @@ func (s *Store) Verify() error {
 	if s.dir == "" {
 		return nil
 	}
+	var v verifier
 	for _, t := range s.db.Tables() {
-		if err := s.verifyTable(t.ID); err != nil {
+		if err := s.verifyTable(&v, t.ID); err != nil {
 			return s.check(fmt.Errorf("%w: %s: %w", ErrCorrupt, table.IDToFilename(t.ID), err))
 		}
 	}
 	return nil
 }
 
-func (s *Store) verifyTable(id uint64) error {
+func (s *Store) verifyTable(v *verifier, id uint64) error {
 	comp, ok := s.comp[id]
 	if !ok {
 		comp = s.db.Opts().Compression // written since Open
 	}
-	data, err := os.ReadFile(table.NewFilename(id, s.dir))
+	data, err := v.read(table.NewFilename(id, s.dir))
 	if err == nil {
-		err = verifyTable(data, comp)
+		err = v.table(data, comp)
 	}
 	if err == nil {
 		return nil
