@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,11 +159,21 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	}
 	if cfg.RebuildView {
 		log.Info("deleting the view to rebuild it from the stream", "dir", cfg.ViewDir)
-		if err := os.RemoveAll(cfg.ViewDir); err != nil {
+		if err := badgerstore.Remove(cfg.ViewDir); err != nil {
 			return nil, fmt.Errorf("rebuild view: %w", err)
 		}
 	}
 	view, err := badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log})
+	if errors.Is(err, badgerstore.ErrCorrupt) {
+		// Never serve a damaged view: keep it for inspection and rebuild
+		// a new one from the stream.
+		aside, merr := badgerstore.MoveAside(cfg.ViewDir)
+		if merr != nil {
+			return nil, errors.Join(err, merr)
+		}
+		log.Error("the view is corrupt: moved aside, rebuilding it from the stream", "err", err, "moved_to", aside)
+		view, err = badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +238,16 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	// The view follows the stream from where it stopped.
 	n.goRun("view", func() error {
 		return jsbus.Follow(rctx, js, jsbus.FollowConfig{StartSeq: view.AppliedSeq() + 1}, view.Apply)
+	})
+	// A corruption found while running fails the node; the view is marked,
+	// so a restart rebuilds it from the stream.
+	n.goRun("view", func() error {
+		select {
+		case <-view.Corrupted():
+			return fmt.Errorf("%w (a restart moves it aside and rebuilds it)", view.Corruption())
+		case <-rctx.Done():
+			return nil
+		}
 	})
 	// The keyring follows the key bucket.
 	if err := reloadKeys(ctx); err != nil {
@@ -341,8 +360,8 @@ func (n *Node) HTTPAddr() string  { return n.addrs[0] }
 func (n *Node) AdminAddr() string { return n.addrs[1] }
 
 // Failed is closed when a background part fails (the view could not
-// write, a listener died); the node should then be closed. Failure says
-// why.
+// write or found itself corrupt, a listener died); the node should then
+// be closed. Failure says why.
 func (n *Node) Failed() <-chan struct{} { return n.failed }
 
 // Failure is the first background failure, or nil.

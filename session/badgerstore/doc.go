@@ -19,4 +19,29 @@
 // record that came back would still be expired by its own times. Index
 // entries (deadlines, user→session) are deleted when they move; nothing
 // security-relevant depends on a delete.
+//
+// # Corruption
+//
+// A damaged view is never served: it is rebuilt from the stream. Open
+// verifies the checksums of every table file before Badger reads them
+// (Badger itself panics on a table cut short and, without verification,
+// serves a flipped bit), and returns an error wrapping ErrCorrupt for a
+// damaged or missing table, an unreadable MANIFEST or a view an earlier
+// run marked corrupt. While running, Badger checks each block it loads
+// and each value it reads from its value log, a record that does not
+// decode is ErrCorrupt, and Verify (every VerifyEvery) checks the table
+// files again, because Badger reads a block that fails its checksum as a
+// missing key rather than an error. The first corruption found while
+// running closes Corrupted and marks the directory, so that the next Open
+// returns ErrCorrupt. The owner then moves the view aside (MoveAside) or
+// deletes it (Remove), both of which act only on a directory that holds
+// nothing but a view's files and that no process has open, and opens a
+// new one.
+//
+// A flipped bit in Badger's write-ahead log (a view that was not closed)
+// drops the damaged transaction and all later ones of that log. With one
+// log, the usual case, the view opens at an earlier sequence with exactly
+// that sequence's state, and the stream replays the rest. With two (a
+// crash while a full memtable was being written to a table), damage in
+// the older log would leave a gap that is not detected.
 package badgerstore

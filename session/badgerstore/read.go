@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ func read[T any](s *Store, key []byte, missing error) (T, error) {
 		}
 		return err
 	})
-	return v, err
+	return v, s.check(err)
 }
 
 // Session implements session.View.
@@ -49,7 +50,7 @@ func (s *Store) SessionByDigest(_ context.Context, digest string) (session.Sessi
 		}
 		sid, g, ok := strings.Cut(ref, ":")
 		if gen, err = strconv.ParseUint(g, 10, 64); !ok || err != nil {
-			return errors.New("corrupt digest record")
+			return fmt.Errorf("%w: digest record %q", ErrCorrupt, ref)
 		}
 		found, err := getJSON(txn, kSession(sid), &sess)
 		if err == nil && !found {
@@ -57,7 +58,7 @@ func (s *Store) SessionByDigest(_ context.Context, digest string) (session.Sessi
 		}
 		return err
 	})
-	return sess, gen, err
+	return sess, gen, s.check(err)
 }
 
 // Token implements session.View.
@@ -92,7 +93,7 @@ func (s *Store) Throttle(_ context.Context, accountKey, addr string) (session.Th
 		return err
 	})
 	return session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt,
-		AccountFailures: c.Failures, AddressFailures: g.Failures}, err
+		AccountFailures: c.Failures, AddressFailures: g.Failures}, s.check(err)
 }
 
 // UserSessions implements session.View.
@@ -115,7 +116,7 @@ func (s *Store) UserSessions(_ context.Context, userID string) ([]session.Sessio
 		}
 		return nil
 	})
-	return out, err
+	return out, s.check(err)
 }
 
 // DueSessions implements session.View.
@@ -147,7 +148,7 @@ func (s *Store) DueSessions(_ context.Context, now time.Time, limit int) ([]sess
 		}
 		return nil
 	})
-	return out, err
+	return out, s.check(err)
 }
 
 // Dump returns every live key and value of the view, for comparing two
@@ -166,5 +167,5 @@ func (s *Store) Dump() (map[string]string, error) {
 		}
 		return nil
 	})
-	return out, err
+	return out, s.check(err)
 }

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/session"
@@ -21,12 +24,20 @@ import (
 // Store is the Badger view. It implements session.View.
 type Store struct {
 	db      *badger.DB
+	dir     string // "" in memory
 	log     *slog.Logger
 	applied atomic.Uint64
 	skipped atomic.Uint64
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced after each applied batch
+
+	comp        map[uint64]options.CompressionType // of the tables at Open
+	corruptOnce sync.Once
+	corrupt     chan struct{} // closed on the first corruption found
+	corruptErr  error
+	stop        chan struct{} // stops the periodic verification
+	stopped     sync.WaitGroup
 }
 
 var _ session.View = (*Store)(nil)
@@ -38,9 +49,21 @@ type Options struct {
 	Logger *slog.Logger
 	// InMemory keeps the view in memory only (benchmarks).
 	InMemory bool
+	// VerifyEvery is how often a running view checks its table files
+	// again (see Verify): 0 means DefaultVerifyEvery, a negative value
+	// never.
+	VerifyEvery time.Duration
 }
 
-// Open opens (or creates) the view in dir.
+// DefaultVerifyEvery is how often a running view checks its table files.
+const DefaultVerifyEvery = 10 * time.Minute
+
+// Open opens (or creates) the view in dir. It first verifies the
+// checksums of every table file, and returns an error wrapping ErrCorrupt
+// (never a panic, never a view that would serve damaged records) if the
+// view is damaged or was marked corrupt by an earlier run; the caller then
+// moves it aside or removes it and opens a new one, which is rebuilt from
+// the stream.
 func Open(dir string, o Options) (*Store, error) {
 	log := o.Logger
 	if log == nil {
@@ -53,15 +76,33 @@ func Open(dir string, o Options) (*Store, error) {
 		WithNumMemtables(2).
 		WithBlockCacheSize(32 << 20).
 		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		// Blocks are checked when loaded, values in the value log when
+		// read, so that damage is never parsed or served as a value.
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true)
+	s := &Store{log: log, notify: make(chan struct{}), corrupt: make(chan struct{}), stop: make(chan struct{})}
 	if o.InMemory {
 		opts.Dir, opts.ValueDir = "", ""
+	} else {
+		s.dir = dir
+		comp, err := checkView(dir, opts)
+		if err != nil {
+			return nil, fmt.Errorf("open view %s: %w", dir, err)
+		}
+		s.comp = comp
 	}
-	db, err := badger.Open(opts)
+	db, err := openBadger(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open view %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log, notify: make(chan struct{})}
+	s.db = db
+	if s.dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, markerView), []byte("sessionbus view (Badger)\n"), 0o600); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open view %s: %w", dir, err)
+		}
+	}
 	err = db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(keySeq)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -72,7 +113,7 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 		return it.Value(func(v []byte) error {
 			if len(v) != 8 {
-				return errors.New("corrupt sequence record")
+				return fmt.Errorf("%w: sequence record of %d bytes", ErrCorrupt, len(v))
 			}
 			s.applied.Store(binary.BigEndian.Uint64(v))
 			return nil
@@ -80,13 +121,25 @@ func Open(dir string, o Options) (*Store, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open view: %w", err)
+		return nil, fmt.Errorf("open view %s: %w", dir, corruption(err, s.dir))
+	}
+	every := o.VerifyEvery
+	if every == 0 {
+		every = DefaultVerifyEvery
+	}
+	if s.dir != "" && every > 0 {
+		s.stopped.Add(1)
+		go s.verifyLoop(every)
 	}
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the periodic verification and closes the database.
+func (s *Store) Close() error {
+	close(s.stop)
+	s.stopped.Wait()
+	return s.db.Close()
+}
 
 // AppliedSeq implements session.View.
 func (s *Store) AppliedSeq() uint64 { return s.applied.Load() }
@@ -127,7 +180,7 @@ func (s *Store) Apply(batch []events.Stored) error {
 		}
 		return s.Apply(batch[h:])
 	}
-	return err
+	return s.check(err)
 }
 
 func (s *Store) applyTxn(batch []events.Stored) error {
@@ -212,7 +265,12 @@ func getJSON(txn *badger.Txn, key []byte, v any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, it.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	return true, it.Value(func(b []byte) error {
+		if err := json.Unmarshal(b, v); err != nil {
+			return fmt.Errorf("%w: record %s: %w", ErrCorrupt, key, err)
+		}
+		return nil
+	})
 }
 
 type badgerLogger struct{ l *slog.Logger }

@@ -1,0 +1,114 @@
+package badgerstore_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/session/badgerstore"
+)
+
+// The view benchmarks run on disk in a temporary directory, as in
+// production:
+//
+//	go test -run '^$' -bench . -benchmem ./session/badgerstore/
+
+// benchCreated is the session.created fact of session i at seq.
+func benchCreated(b *testing.B, seq uint64, i int) events.Stored {
+	b.Helper()
+	sid := fmt.Sprintf("S%08d", i)
+	e, err := events.New(events.TypeSessionCreated, events.Source("bench"), sid, t0, events.SessionCreated{
+		SessionID: sid, UserID: fmt.Sprintf("U%04d", i%1000), AccountKey: "K", RefreshDigest: fmt.Sprintf("%064x", i),
+		Generation: 1, AccessJTI: "J" + sid, AccessExpiresAt: t0.Add(5 * time.Minute), KeyID: "KID",
+		CreatedAt: t0, IdleExpiresAt: t0.Add(time.Hour), ExpiresAt: t0.Add(2 * time.Hour),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return events.Stored{Seq: seq, Subject: e.NATSSubject(), Time: t0, Event: e}
+}
+
+// benchView writes n sessions into a view in dir and closes it, so that
+// they are in table files when it is opened again.
+func benchView(b *testing.B, dir string, n int) {
+	b.Helper()
+	s, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]events.Stored, 0, 256)
+	for i := range n {
+		batch = append(batch, benchCreated(b, uint64(i+1), i))
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := s.Apply(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkApply: session.created facts applied in batches of 64, each
+// batch one transaction.
+func BenchmarkApply(b *testing.B) {
+	s, err := badgerstore.Open(b.TempDir(), badgerstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	facts := make([]events.Stored, b.N)
+	for i := range facts {
+		facts[i] = benchCreated(b, uint64(i+1), i)
+	}
+	b.ResetTimer()
+	for i := 0; i < len(facts); i += 64 {
+		if err := s.Apply(facts[i:min(i+64, len(facts))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "facts/s")
+}
+
+// BenchmarkSessionRead: random reads of 50,000 sessions that are in table
+// files (the view was closed and opened again).
+func BenchmarkSessionRead(b *testing.B) {
+	const n = 50_000
+	dir := b.TempDir()
+	benchView(b, dir, n)
+	s, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+		for pb.Next() {
+			if _, err := s.Session(ctx, fmt.Sprintf("S%08d", r.IntN(n))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkOpen: opening a view of 50,000 sessions in table files.
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	benchView(b, dir, 50_000)
+	b.ResetTimer()
+	for range b.N {
+		s, err := badgerstore.Open(dir, badgerstore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
