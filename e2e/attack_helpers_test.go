@@ -99,6 +99,33 @@ func consumerNames(t *testing.T, js jetstream.JetStream, stream string) []string
 	return names
 }
 
+// deleteConsumers deletes, as the setup role, the consumers of a stream
+// that match.
+func deleteConsumers(t *testing.T, js jetstream.JetStream, stream string, match func(*jetstream.ConsumerInfo) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	l := s.ListConsumers(ctx)
+	var del []string
+	for c := range l.Info() {
+		if match(c) {
+			del = append(del, c.Name)
+		}
+	}
+	if err := l.Err(); err != nil {
+		t.Fatalf("consumers of %s: %v", stream, err)
+	}
+	for _, n := range del {
+		if err := s.DeleteConsumer(ctx, n); err != nil {
+			t.Fatalf("delete consumer %s: %v", n, err)
+		}
+	}
+}
+
 func streamInfo(t *testing.T, js jetstream.JetStream, stream string) *jetstream.StreamInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
@@ -281,35 +308,55 @@ type probe struct {
 
 func (p probe) String() string { return p.subject }
 
-// fire sends every probe with a reply subject under the attacker's own
-// inbox, as fast as it can, then waits for the answers: until a request
-// the identity may send (the sentinel) is answered after them, and at
-// least settle, at most 10s. It returns the replies by probe.
-func (a *attacker) fire(t *testing.T, probes []probe, settle time.Duration) [][]*nats.Msg {
+// volley is a batch of probes sent by one attacker and the replies that
+// came back, by probe. A message of a stream delivered to the volley's
+// subscription carries its own subject, not the reply subject it was sent
+// to: it is kept in facts.
+type volley struct {
+	a        *attacker
+	prefix   string
+	n        int
+	sub      *nats.Subscription
+	start    time.Time
+	sentinel chan struct{}
+
+	mu      sync.Mutex
+	replies [][]*nats.Msg
+	facts   []*nats.Msg
+}
+
+// send sends every probe with a reply subject under the attacker's own
+// inbox, as fast as it can, and then a request the identity may send (the
+// sentinel). The subscription for the replies lasts until the test ends.
+func (a *attacker) send(t *testing.T, probes []probe) *volley {
 	t.Helper()
-	replies := make([][]*nats.Msg, len(probes)+1)
-	var mu sync.Mutex
-	sentinel := make(chan struct{})
+	v := &volley{a: a, n: len(probes), prefix: a.inbox + ".atk" + fmt.Sprint(time.Now().UnixNano()),
+		sentinel: make(chan struct{}), replies: make([][]*nats.Msg, len(probes))}
 	var once sync.Once
-	prefix := a.inbox + ".atk" + fmt.Sprint(time.Now().UnixNano())
-	sub, err := a.nc.Subscribe(prefix+".*", func(m *nats.Msg) {
+	var err error
+	v.sub, err = a.nc.Subscribe(v.prefix+".*", func(m *nats.Msg) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
 		var i int
-		if _, err := fmt.Sscanf(m.Subject[len(prefix)+1:], "%d", &i); err != nil || i < 0 || i > len(probes) {
+		if !strings.HasPrefix(m.Subject, v.prefix+".") {
+			v.facts = append(v.facts, m)
 			return
 		}
-		mu.Lock()
-		replies[i] = append(replies[i], m)
-		mu.Unlock()
-		if i == len(probes) {
-			once.Do(func() { close(sentinel) })
+		if _, err := fmt.Sscanf(m.Subject[len(v.prefix)+1:], "%d", &i); err != nil || i < 0 || i > v.n {
+			return
 		}
+		if i == v.n {
+			once.Do(func() { close(v.sentinel) })
+			return
+		}
+		v.replies[i] = append(v.replies[i], m)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	_ = sub.SetPendingLimits(-1, -1)
-	start := time.Now()
+	t.Cleanup(func() { _ = v.sub.Unsubscribe() })
+	_ = v.sub.SetPendingLimits(-1, -1)
+	v.start = time.Now()
 	for i, p := range probes {
 		var data []byte
 		if p.body != nil {
@@ -317,32 +364,57 @@ func (a *attacker) fire(t *testing.T, probes []probe, settle time.Duration) [][]
 				t.Fatal(err)
 			}
 		}
-		if err := a.nc.PublishRequest(p.subject, fmt.Sprintf("%s.%d", prefix, i), data); err != nil {
+		if err := a.nc.PublishRequest(p.subject, fmt.Sprintf("%s.%d", v.prefix, i), data); err != nil {
 			t.Fatalf("publish %s: %v", p.subject, err)
 		}
 	}
-	if err := a.nc.PublishRequest(a.sentinelSubject(), fmt.Sprintf("%s.%d", prefix, len(probes)), nil); err != nil {
+	if err := a.nc.PublishRequest(a.sentinelSubject(), fmt.Sprintf("%s.%d", v.prefix, v.n), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+// wait waits until the sentinel is answered (the server has come to the
+// end of the volley), and at least settle after the volley was sent (an
+// observation window for replies still on their way), at most 10s.
+func (v *volley) wait(t *testing.T, settle time.Duration) {
+	t.Helper()
 	select {
-	case <-sentinel:
+	case <-v.sentinel:
 	case <-time.After(10 * time.Second):
-		t.Errorf("%s: the sentinel request %s was not answered", a.kind, a.sentinelSubject())
+		t.Errorf("%s: the sentinel request %s was not answered", v.a.kind, v.a.sentinelSubject())
 	}
-	if rest := settle - time.Since(start); rest > 0 {
-		time.Sleep(rest) // replies still on their way are collected meanwhile
+	if rest := settle - time.Since(v.start); rest > 0 {
+		time.Sleep(rest) // an observation window: replies are collected meanwhile
 	}
-	_ = a.nc.Flush()
-	mu.Lock()
-	defer mu.Unlock()
-	out := make([][]*nats.Msg, len(probes))
-	for i := range probes {
-		out[i] = slices.Clone(replies[i])
+	_ = v.a.nc.Flush()
+}
+
+// got returns the replies so far, by probe, and the stream messages.
+func (v *volley) got() ([][]*nats.Msg, []*nats.Msg) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([][]*nats.Msg, v.n)
+	for i := range out {
+		out[i] = slices.Clone(v.replies[i])
 	}
-	return out
+	return out, slices.Clone(v.facts)
+}
+
+// fire sends the probes, waits for the answers and returns them by
+// probe. A stream message delivered to the attacker fails the test.
+func (a *attacker) fire(t *testing.T, probes []probe, settle time.Duration) [][]*nats.Msg {
+	t.Helper()
+	v := a.send(t, probes)
+	v.wait(t, settle)
+	replies, facts := v.got()
+	for _, m := range facts {
+		t.Errorf("%s received a fact: %s", a.kind, m.Subject)
+	}
+	return replies
 }
 
 // sentinelSubject is a request the identity may send and that is

@@ -105,6 +105,11 @@ func attackBlind(t *testing.T, b *bus, v *victim, setup jetstream.JetStream) {
 			revoked = append(revoked, r.AccessToken)
 		})
 	}
+	// The auditor's own consumers go, so that attack 2 finds only what
+	// others made.
+	deleteConsumers(t, setup, events.StreamName, func(c *jetstream.ConsumerInfo) bool {
+		return c.Config.FilterSubject == blindFilter
+	})
 	if got := configOf(t, streamInfo(t, setup, events.StreamName)); got != evConfig {
 		t.Errorf("%s reconfigured:\nbefore %s\nafter  %s", events.StreamName, evConfig, got)
 	}
@@ -122,6 +127,10 @@ func attackBlind(t *testing.T, b *bus, v *victim, setup jetstream.JetStream) {
 		}
 	}
 }
+
+// blindFilter is the filter of the consumers attack 1 makes: only key
+// revocations, what a blinded deny-list would follow.
+const blindFilter = "auth.events.key.revoked.>"
 
 // blindProbes are the requests of attack 1. Consumers it names itself are
 // its own (an auditor may make them); those of the manager are named only
@@ -144,7 +153,7 @@ func blindProbes(name string, a *attacker, mgrConsumers []string, revConfig jets
 	// blinded services before.
 	narrowed := revConfig
 	narrowed.Sources = []*jetstream.StreamSource{{Name: events.StreamName,
-		SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: "auth.events.key.revoked.>"}}}}
+		SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: blindFilter}}}}
 	ps = append(ps,
 		probe{subject: "$JS.API.STREAM.UPDATE." + events.RevocationsStreamName, body: narrowed},
 		probe{subject: "$JS.API.STREAM.CREATE." + events.RevocationsStreamName, body: narrowed},
@@ -152,7 +161,7 @@ func blindProbes(name string, a *attacker, mgrConsumers []string, revConfig jets
 		probe{subject: "$JS.API.STREAM.PURGE." + events.RevocationsStreamName},
 		probe{subject: "$JS.API.STREAM.CREATE.SHADOW_REVOCATIONS", body: jetstream.StreamConfig{Name: "SHADOW_REVOCATIONS", Subjects: []string{"auth.events.>"}}},
 	)
-	filtered := map[string]any{"ack_policy": "none", "filter_subject": "auth.events.key.revoked.>", "inactive_threshold": time.Minute}
+	filtered := map[string]any{"ack_policy": "none", "filter_subject": blindFilter, "inactive_threshold": time.Minute}
 	for _, s := range []string{events.StreamName, events.RevocationsStreamName} {
 		cfg := map[string]any{"name": name}
 		for k, v := range filtered {
@@ -212,27 +221,38 @@ func attackManagerConsumer(t *testing.T, b *bus, setup jetstream.JetStream) {
 			var ps []probe
 			for _, n := range candidates {
 				ps = append(ps,
-					probe{subject: "$JS.API.CONSUMER.MSG.NEXT." + events.StreamName + "." + n, body: map[string]any{"batch": 10, "no_wait": true}},
+					probe{subject: "$JS.API.CONSUMER.MSG.NEXT." + events.StreamName + "." + n, body: map[string]any{"batch": 10, "expires": 2 * time.Second}},
 					probe{subject: "$JS.API.CONSUMER.INFO." + events.StreamName + "." + n},
 				)
 			}
-			replies := a.fire(t, ps, 300*time.Millisecond)
-			var facts, found int
+			// Pulls wait for facts (expires 2s) while a real user logs
+			// in: a consumer reached would hand them to the attacker, and
+			// the manager's view would miss them.
+			v := a.send(t, ps)
+			v.wait(t, 300*time.Millisecond)
+			errs := []error{loginPromptly(t, b), loginPromptly(t, b)}
+			_ = a.nc.Flush()
+			replies, facts := v.got()
+			var found int
 			for i, p := range ps {
 				for _, m := range replies[i] {
 					if isFact(m) {
-						facts++
+						facts = append(facts, m)
 					} else if apiSuccess(m) {
 						found++
 						t.Errorf("%s reached a consumer: %s: %.200s", kind, p, m.Data)
 					}
 				}
 			}
-			if facts > 0 {
-				t.Errorf("%s pulled %d facts from consumers it did not create", kind, facts)
+			for _, m := range facts {
+				t.Errorf("%s pulled a fact from a consumer it did not create: %s", kind, m.Subject)
 			}
-			t.Logf("%s: %d requests, %d consumers found, %d facts", kind, len(ps), found, facts)
-			loginPromptly(t, b)
+			t.Logf("%s: %d requests, %d consumers found, %d facts", kind, len(ps), found, len(facts))
+			for _, err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
 		})
 	}
 }
@@ -256,21 +276,23 @@ func serviceID(t *testing.T, b *bus) string {
 }
 
 // guessNames derives up to n consumer names from a NUID: the NUIDs issued
-// shortly before and after it (the sequence moves by a constant step of
-// 33..332), each as jetstream's ordered consumers named themselves
-// (<nuid>_1) and as nats.go's legacy consumers did (an 8-character hash).
+// shortly before and after it, each as jetstream's ordered consumers named
+// themselves (<nuid>_1) and as nats.go's legacy consumers did (an
+// 8-character hash of one). A NUID generator moves its sequence by a
+// constant step; the attacker is granted that step (any two NUIDs of the
+// process give it away; here the manager shares the test's generator),
+// so the guesses reach far.
 func guessNames(t *testing.T, id string, n int) []string {
 	t.Helper()
 	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	pre, seqs := id[:12], id[12:]
-	var seq int64
-	for _, c := range seqs {
-		d := strings.IndexRune(digits, c)
-		if d < 0 {
-			t.Fatalf("not a NUID: %q", id)
+	dec := func(s string) int64 {
+		var v int64
+		for _, c := range s {
+			v = v*62 + int64(strings.IndexRune(digits, c))
 		}
-		seq = seq*62 + int64(d)
+		return v
 	}
+	pre, seq := id[:12], dec(id[12:])
 	enc := func(s int64) string {
 		var b [10]byte
 		for i := 9; i >= 0; i-- {
@@ -286,11 +308,29 @@ func guessNames(t *testing.T, id string, n int) []string {
 		}
 		return string(h[:8])
 	}
+	// The step: the smallest difference between consecutive NUIDs.
+	step := int64(0)
+	last := strings.TrimPrefix(nats.NewInbox(), "_INBOX.")
+	for range 8 {
+		next := strings.TrimPrefix(nats.NewInbox(), "_INBOX.")
+		if d := dec(next[12:]) - dec(last[12:]); next[:12] == last[:12] && d > 0 && (step == 0 || d < step) {
+			step = d
+		}
+		last = next
+	}
+	steps := []int64{step}
+	if step == 0 || pre != last[:12] {
+		// Another generator: every step it could have.
+		steps = nil
+		for inc := int64(33); inc < 333; inc++ {
+			steps = append(steps, inc)
+		}
+	}
 	var out []string
-	for k := int64(1); len(out) < n; k++ {
-		for inc := int64(33); inc < 333 && len(out) < n; inc++ {
+	for k := int64(1); len(out) < n && k < 1<<20; k++ {
+		for _, inc := range steps {
 			for _, s := range []int64{seq - k*inc, seq + k*inc} {
-				if s > 0 {
+				if s > 0 && len(out) < n {
 					out = append(out, enc(s)+"_1", hash(enc(s)))
 				}
 			}
@@ -301,18 +341,24 @@ func guessNames(t *testing.T, id string, n int) []string {
 
 // loginPromptly logs a real user in over NATS, as a service would, and
 // checks that the manager's view keeps up with the stream.
-func loginPromptly(t *testing.T, b *bus) {
+func loginPromptly(t *testing.T, b *bus) error {
 	t.Helper()
 	nc := b.srv.ConnectService()
 	ctx, cancel := context.WithTimeout(bg, 5*time.Second)
 	defer cancel()
 	start := time.Now()
 	if _, err := tokenclient.NATSBackend(nc, "/real-user").Login(ctx, tokenclient.Credentials{Username: "alice", Password: pw}); err != nil {
-		t.Fatalf("a real user's login after the attack: %v", err)
+		return fmt.Errorf("a real user's login after the attack: %w", err)
 	}
 	last := b.m.LastSeq(t)
-	waitFor(t, "the manager's view to apply the stream", 5*time.Second, func() bool { return b.m.View().AppliedSeq() >= last })
+	for b.m.View().AppliedSeq() < last {
+		if ctx.Err() != nil {
+			return fmt.Errorf("the manager's view stopped at %d of %d", b.m.View().AppliedSeq(), last)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	t.Logf("login took %s", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // 3. No durable consumers. Every identity but the auditor tries to create
@@ -367,7 +413,9 @@ func attackDurables(t *testing.T, b *bus, setup jetstream.JetStream) {
 	// restarted manager starts and serves.
 	startVictim(t, b, "victim-after-durables")
 	b.restartManager(t)
-	loginPromptly(t, b)
+	if err := loginPromptly(t, b); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func durableProbes(b *bus, streams []string, ephemerals int) ([]probe, []string) {
