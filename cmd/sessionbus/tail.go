@@ -43,7 +43,7 @@ string extension "streamseq", as in audit files).`,
 			if err != nil {
 				return err
 			}
-			occ := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
+			occ := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: jsbus.UnguessableName()}
 			switch {
 			case fromSeq > 0:
 				occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, fromSeq

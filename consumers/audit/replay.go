@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
 // ReplayConfig configures a replay.
@@ -306,7 +307,7 @@ const idleCheck = 2 * time.Second
 // a message be skipped).
 func (r *Replayer) read(ctx context.Context, stream jetstream.Stream, endSeq uint64, out chan<- *batch) error {
 	f := r.cfg.Filter
-	cc := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute}
+	cc := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute, NamePrefix: jsbus.UnguessableName()}
 	if f.Subject != "" {
 		cc.FilterSubjects = []string{f.Subject}
 	}
