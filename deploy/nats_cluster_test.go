@@ -484,4 +484,3 @@ func startRogue(t *testing.T, c *cluster, authAccount string, withCert, withPass
 	time.Sleep(time.Second)
 	return rs, sub
 }
-
