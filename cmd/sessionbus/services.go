@@ -42,7 +42,7 @@ identity's connections on every server.`,
 	f.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	var authDir string
-	cmd.PersistentFlags().StringVar(&authDir, "auth-dir", "", "a cluster's NATS authority (`sessionbus auth init`): work on its files instead of over NATS; revoke pushes the change to --nats-url")
+	cmd.PersistentFlags().StringVar(&authDir, "auth-dir", "", "a cluster's NATS authority (sessionbus auth init): work on its files instead of over NATS; revoke pushes the change to --nats-url")
 	run := func(cmd *cobra.Command, subject string, req events.ServiceRequest, reply any) error {
 		if authDir != "" {
 			return authorityServices(cmd, authDir, &f.nats, subject, req, reply)
