@@ -1,117 +1,120 @@
 package deploy_test
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/sessionbus/sessionbus/events/embedded"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
-// TestNATSConfig checks each node config of deploy/nats, one subtest per
-// node and rule.
+// TestNATSConfig installs each node config of deploy/nats with the files
+// the README has the administrator generate, parses it with the server's
+// own parser and checks it, one subtest per node and rule.
 func TestNATSConfig(t *testing.T) {
-	setPasswords(t)
-	want := embedded.ServicePermissions()
-	for _, file := range natsNodes {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			opts := parseNATS(t, file)
+	tr := newTrust(t, len(natsNodes))
+	a := tr.authority(t)
+	for _, node := range natsNodes {
+		name := strings.TrimSuffix(filepath.Base(node), ".conf")
+		t.Run(name, func(t *testing.T) {
+			opts := parseNATS(t, tr.install(t, t.TempDir(), name, true, true))
 			t.Run("jetstream syncs every write", func(t *testing.T) {
-				if !opts.JetStream || !opts.SyncAlways {
-					t.Errorf("jetstream %v, sync_interval always %v: want both", opts.JetStream, opts.SyncAlways)
-				}
-				if opts.StoreDir == "" {
-					t.Error("no jetstream store_dir")
+				if !opts.JetStream || !opts.SyncAlways || opts.StoreDir == "" {
+					t.Errorf("jetstream %v, sync_interval always %v, store_dir %q: want all", opts.JetStream, opts.SyncAlways, opts.StoreDir)
 				}
 			})
 			t.Run("server_name is the file name", func(t *testing.T) {
-				wantName := strings.TrimSuffix(filepath.Base(file), ".conf")
-				if opts.ServerName != wantName {
-					t.Errorf("server_name %q, want %q", opts.ServerName, wantName)
+				if opts.ServerName != name {
+					t.Errorf("server_name %q, want %q", opts.ServerName, name)
 				}
 			})
-			t.Run("a named cluster with three routes", func(t *testing.T) {
-				if opts.Cluster.Name == "" || opts.Cluster.Port == 0 || len(opts.Routes) != 3 {
-					t.Errorf("cluster %q port %d with %d routes, want a named cluster with 3 routes", opts.Cluster.Name, opts.Cluster.Port, len(opts.Routes))
+			t.Run("trusts the sessionbus operator only, with SYS as system account", func(t *testing.T) {
+				oj, err := a.OperatorJWT()
+				if err != nil {
+					t.Fatal(err)
+				}
+				oc, err := jwt.DecodeOperatorClaims(oj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(opts.TrustedOperators) != 1 || opts.TrustedOperators[0].Subject != oc.Subject {
+					t.Fatalf("trusted operators %d, want the authority's", len(opts.TrustedOperators))
+				}
+				if opts.SystemAccount != a.AccountKey(natsauth.AccountSys) {
+					t.Errorf("system_account %q, want SYS %s", opts.SystemAccount, a.AccountKey(natsauth.AccountSys))
 				}
 			})
-			t.Run("every connection authenticates", func(t *testing.T) {
-				if opts.NoAuthUser != "" {
-					t.Errorf("no_auth_user %q: every connection must authenticate", opts.NoAuthUser)
+			t.Run("a full resolver, so revocations can be pushed live", func(t *testing.T) {
+				if _, ok := opts.AccountResolver.(*server.DirAccResolver); !ok {
+					t.Errorf("resolver %T, want the full (nats-based) DirAccResolver", opts.AccountResolver)
 				}
 			})
-			t.Run("roles", func(t *testing.T) { checkRoles(t, opts, want) })
+			t.Run("no static users, no anonymous user", func(t *testing.T) {
+				if len(opts.Users) != 0 || len(opts.Nkeys) != 0 || opts.NoAuthUser != "" || opts.Username != "" {
+					t.Errorf("users %d, nkeys %d, no_auth_user %q: every client must bring a user JWT", len(opts.Users), len(opts.Nkeys), opts.NoAuthUser)
+				}
+			})
+			t.Run("clients must use TLS", func(t *testing.T) {
+				if opts.TLSConfig == nil || opts.AllowNonTLS {
+					t.Errorf("client TLS %v, allow_non_tls %v: want TLS only", opts.TLSConfig != nil, opts.AllowNonTLS)
+				}
+			})
+			t.Run("routes use TLS with verified certificates", func(t *testing.T) {
+				if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+					t.Errorf("cluster TLS %v: want TLS with verify: true", opts.Cluster.TLSConfig != nil)
+				}
+			})
+			t.Run("routes authenticate with the generated password", func(t *testing.T) {
+				if opts.Cluster.Username == "" || len(opts.Cluster.Password) < 32 {
+					t.Fatalf("cluster authorization user %q: want a user and a long password", opts.Cluster.Username)
+				}
+				if len(opts.Routes) != 3 {
+					t.Fatalf("%d routes, want 3", len(opts.Routes))
+				}
+				for _, r := range opts.Routes {
+					if pw, _ := r.User.Password(); r.User.Username() != opts.Cluster.Username || pw != opts.Cluster.Password {
+						t.Errorf("route %s does not carry the route credentials", r.Host)
+					}
+				}
+			})
+			t.Run("monitoring only on loopback", func(t *testing.T) {
+				if opts.HTTPPort != 0 && !loopback(opts.HTTPHost+":1") {
+					t.Errorf("monitoring on %s:%d", opts.HTTPHost, opts.HTTPPort)
+				}
+			})
 		})
 	}
-	// A server missing a password refuses to start rather than let the
-	// user in without one.
-	t.Run("a missing password hash refuses to start", func(t *testing.T) {
-		t.Setenv(roles["audit"], "")
-		os.Unsetenv(roles["audit"])
-		if _, err := server.ProcessConfigFile(natsNodes[0]); err == nil || !strings.Contains(err.Error(), roles["audit"]) {
-			t.Errorf("without %s: %v, want an error naming it", roles["audit"], err)
+	t.Run("the generated auth.conf holds no secret", func(t *testing.T) {
+		root := t.TempDir()
+		tr.install(t, root, "nats-1", true, true)
+		conf := string(must(os.ReadFile(filepath.Join(root, "etc", "nats", "auth", "auth.conf"))))
+		seeds, _ := filepath.Glob(filepath.Join(tr.authDir, "*.nk"))
+		if len(seeds) != 4 {
+			t.Fatalf("%d seeds in the authority, want 4", len(seeds))
 		}
-	})
-}
-
-// TestNATSConfigOrdersExample uncomments the example of a second service
-// user in auth.conf ("orders") and checks that it parses and is the
-// service user but for its private inbox.
-func TestNATSConfigOrdersExample(t *testing.T) {
-	setPasswords(t)
-	t.Setenv("NATS_ORDERS_PASSWORD_HASH", placeholderHash)
-	lines := strings.Split(string(must(os.ReadFile("nats/auth.conf"))), "\n")
-	start, end := -1, -1
-	for i, l := range lines {
-		switch strings.TrimSpace(l) {
-		case "# {":
-			if start < 0 {
-				start = i
-			}
-		case "# }":
-			if start >= 0 && end < 0 {
-				end = i
+		for _, f := range seeds {
+			if strings.Contains(conf, strings.TrimSpace(string(must(os.ReadFile(f))))) {
+				t.Errorf("auth.conf holds the seed of %s", filepath.Base(f))
 			}
 		}
-	}
-	if start < 0 || end < 0 {
-		t.Fatal("auth.conf has no commented example user (# { ... # })")
-	}
-	for i := start; i <= end; i++ {
-		indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
-		body, ok := strings.CutPrefix(lines[i][indent:], "#")
-		if !ok {
-			t.Fatalf("auth.conf:%d: not a comment inside the example: %q", i+1, lines[i])
-		}
-		lines[i] = lines[i][:indent] + strings.TrimPrefix(body, " ")
-	}
-	file := filepath.Join(t.TempDir(), "auth.conf")
-	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts := parseNATS(t, file)
-	orders := userOf(t, opts, "orders")
-	if orders.Permissions == nil {
-		t.Fatal("orders: no permissions (may do anything)")
-	}
-	t.Run("orders is in the account SESSIONBUS", func(t *testing.T) {
-		if orders.Account == nil || orders.Account.Name != "SESSIONBUS" {
-			t.Errorf("orders: account %v, want SESSIONBUS", orders.Account)
+	})
+	// A server missing its secrets refuses to start rather than run
+	// without route authentication or TLS.
+	t.Run("a node without routes.conf refuses to start", func(t *testing.T) {
+		file := tr.install(t, t.TempDir(), "nats-1", false, true)
+		if _, err := server.ProcessConfigFile(file); err == nil || !strings.Contains(err.Error(), "routes.conf") {
+			t.Errorf("without routes.conf: %v, want an error naming it", err)
 		}
 	})
-	t.Run("orders is the embedded service role but for its inbox", func(t *testing.T) {
-		checkServiceUser(t, "orders", orders.Permissions, embedded.ServicePermissions())
-	})
-	// The example must not change anyone else.
-	t.Run("the other roles are unchanged", func(t *testing.T) {
-		checkRoles(t, opts, embedded.ServicePermissions())
-	})
-	t.Run("orders may not read the service's inbox", func(t *testing.T) {
-		if s, ok := allowsAny(orders.Permissions.Subscribe, inboxes["service"]+".x"); ok {
-			t.Errorf("orders may read the service's inbox: %s", s)
+	t.Run("a node without its certificates refuses to start", func(t *testing.T) {
+		file := tr.install(t, t.TempDir(), "nats-1", true, false)
+		if _, err := server.ProcessConfigFile(file); err == nil {
+			t.Error("a node without its certificates parsed")
 		}
 	})
 }

@@ -112,14 +112,27 @@ func TestSystemd(t *testing.T) {
 		}
 		checkEnv(t, "sessionbus.env.example", names, serve)
 	})
-	t.Run("sessionbus.env.example has 3 replicas and a placeholder password", func(t *testing.T) {
-		if keys["SESSIONBUS_STREAM_REPLICAS"] != "3" || keys["SESSIONBUS_NATS_PASSWORD"] != "REPLACE_ME" {
-			t.Errorf("sessionbus.env.example: want 3 replicas and a placeholder password: %v", keys)
+	t.Run("sessionbus.env.example joins the cluster over TLS with credential files", func(t *testing.T) {
+		if !strings.HasPrefix(keys["SESSIONBUS_NATS_URL"], "tls://") {
+			t.Errorf("SESSIONBUS_NATS_URL %q is not tls://", keys["SESSIONBUS_NATS_URL"])
+		}
+		for _, k := range []string{"SESSIONBUS_NATS_CREDS", "SESSIONBUS_NATS_CA"} {
+			if !strings.HasPrefix(keys[k], "/run/credentials/sessionbus.service/") {
+				t.Errorf("%s=%q: want a file systemd hands over (LoadCredential)", k, keys[k])
+			}
+		}
+		for k := range keys {
+			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") {
+				t.Errorf("sessionbus.env.example holds a secret: %s", k)
+			}
 		}
 	})
-	t.Run("sessionbus.env.example connects as the manager with its inbox", func(t *testing.T) {
-		if keys["SESSIONBUS_NATS_USER"] != "manager" || keys["SESSIONBUS_NATS_INBOX_PREFIX"] != inboxes["manager"] {
-			t.Errorf("sessionbus.env.example: NATS user %q with inbox prefix %q, want manager with %s", keys["SESSIONBUS_NATS_USER"], keys["SESSIONBUS_NATS_INBOX_PREFIX"], inboxes["manager"])
+	t.Run("sessionbus.service documents the credentials drop-in", func(t *testing.T) {
+		unitText := string(must(os.ReadFile("systemd/sessionbus.service")))
+		for _, want := range []string{"LoadCredential=nats.creds:", "LoadCredential=ca.pem:"} {
+			if !strings.Contains(unitText, want) {
+				t.Errorf("sessionbus.service does not show %s", want)
+			}
 		}
 	})
 
@@ -129,19 +142,31 @@ func TestSystemd(t *testing.T) {
 			t.Errorf("nats-server@.service: ExecStart %q StateDirectory %q", n.get("Service", "ExecStart"), n.get("Service", "StateDirectory"))
 		}
 	})
-	t.Run("the nodes store in the unit's StateDirectory", func(t *testing.T) {
-		for _, f := range natsNodes {
-			if opts := parseNATSWithEnv(t, f); !strings.HasPrefix(opts.StoreDir, "/var/lib/nats/") {
-				t.Errorf("%s: store_dir %s is not in the unit's StateDirectory /var/lib/nats", f, opts.StoreDir)
-			}
+	t.Run("the nodes keep JetStream and the resolver in the unit's StateDirectory", func(t *testing.T) {
+		conf := string(must(os.ReadFile("nats/cluster.conf")))
+		if !strings.Contains(conf, "store_dir: /var/lib/nats/") {
+			t.Error("cluster.conf: store_dir is not in the unit's StateDirectory /var/lib/nats")
+		}
+		if !strings.Contains(conf, "include ./auth/auth.conf") {
+			t.Error("cluster.conf does not include auth/auth.conf, whose resolver dir defaults to /var/lib/nats/jwt")
 		}
 	})
-	t.Run("nats.env.example holds placeholders", func(t *testing.T) {
-		nkeys := envFileKeys(t, "systemd/nats.env.example", false)
-		for _, v := range roles {
-			if nkeys[v] != placeholderHash {
-				t.Errorf("nats.env.example: %s=%q, want the placeholder", v, nkeys[v])
+	t.Run("nats-server@.service gets the secret files as credentials where cluster.conf reads them", func(t *testing.T) {
+		n := parseUnit(t, "systemd/nats-server@.service")
+		var got []string
+		for _, c := range n["Service"]["LoadCredential"] {
+			got = append(got, strings.SplitN(c, ":", 2)[0])
+		}
+		for _, f := range []string{"routes.conf", "server.pem", "server-key.pem", "ca.pem"} {
+			if !slices.Contains(got, f) {
+				t.Errorf("nats-server@.service does not load %s", f)
 			}
+		}
+		if n.get("Service", "BindReadOnlyPaths") != "%d:/etc/nats/secret" {
+			t.Errorf("BindReadOnlyPaths %q, want the credentials on /etc/nats/secret", n.get("Service", "BindReadOnlyPaths"))
+		}
+		if _, ok := n["Service"]["EnvironmentFile"]; ok {
+			t.Error("nats-server@.service reads an environment file: the servers need no secret in their environment")
 		}
 	})
 

@@ -34,6 +34,7 @@ const (
 type natsFlags struct {
 	url      string
 	creds    string
+	ca       string
 	user     string
 	password string
 	dataDir  string
@@ -49,6 +50,7 @@ type natsFlags struct {
 func (f *natsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.url, "nats-url", "", "NATS server URL(s), comma separated (default: the embedded server at nats://"+defaultNATSListen+")")
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file of this identity (JWT and nkey; `sessionbus services add` writes one); its private inbox prefix is derived from it (default: <data-dir>/operator.creds against the local embedded server)")
+	fs.StringVar(&f.ca, "nats-ca", "", "CA certificate (PEM) to check the NATS servers' TLS certificates against (a cluster with client TLS; sessionbus certs makes one)")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")
 	fs.StringVar(&f.listen, "nats-listen", defaultNATSListen, "address of the local embedded NATS server (serve listens there; other commands connect there unless --nats-url is set)")
@@ -89,6 +91,9 @@ func (f *natsFlags) options(name string) ([]nats.Option, error) {
 	}
 	if f.inbox != "" {
 		opts = append(opts, nats.CustomInboxPrefix(f.inbox))
+	}
+	if f.ca != "" {
+		opts = append(opts, nats.RootCAs(f.ca))
 	}
 	return opts, nil
 }

@@ -81,9 +81,10 @@ func (f *managerFlags) nodeConfig(viewDir string) node.Config {
 	c := node.Config{Session: f.sessionConfig(), ViewDir: viewDir, KVReplicas: f.streamRepl, Version: version, Logger: slog.Default()}
 	c.Stream.Replicas = f.streamRepl
 	c.Stream.MaxAge = f.streamMaxAge
-	// The embedded server always has identities: nothing may reach the
-	// manager anonymously.
-	c.RequireCaller = f.nats.url == ""
+	// The embedded server and a cluster of deploy/nats both have
+	// identities: the server states who sent each command from CLIENTS,
+	// and nothing may reach the manager anonymously.
+	c.RequireCaller = true
 	return c
 }
 
@@ -215,6 +216,8 @@ func transient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || // the cluster's setup step has not run yet
+		errors.Is(err, jetstream.ErrBucketNotFound) ||
 		(errors.As(err, &apiErr) && apiErr.Code == 503)
 }
 

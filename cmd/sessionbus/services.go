@@ -26,16 +26,27 @@ Roles: service (follow revocations and keys; login, refresh, logout, jwks),
 gateway (a service that may state the end user's ip and user_agent on
 login), audit (read the whole stream; own durable consumers), operator
 (user, key, service and revoke commands; read the stream without
-consumers), manager (a session manager joining a cluster).
+consumers), manager (a session manager joining a cluster), setup (creates
+the streams and buckets: sessionbus setup in a cluster; --auth-dir only).
 
 With the server running, these commands go over NATS as the local operator
 (<data-dir>/operator.creds) or --nats-creds; with it stopped, they open
 --data-dir themselves. A revoked credential stops working at once, on open
-connections too.`,
+connections too.
+
+In a cluster, pass --auth-dir (the authority of sessionbus auth init): the
+commands then work on its files, and revoke pushes the account's new JWT to
+--nats-url (as a short-lived system account identity), which closes the
+identity's connections on every server.`,
 	}
 	f.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
+	var authDir string
+	cmd.PersistentFlags().StringVar(&authDir, "auth-dir", "", "a cluster's NATS authority (sessionbus auth init): work on its files instead of over NATS; revoke pushes the change to --nats-url")
 	run := func(cmd *cobra.Command, subject string, req events.ServiceRequest, reply any) error {
+		if authDir != "" {
+			return authorityServices(cmd, authDir, &f.nats, subject, req, reply)
+		}
 		op, err := openOperator(cmd.Context(), &f)
 		if err != nil {
 			return err
@@ -81,7 +92,7 @@ connections too.`,
 			return nil
 		},
 	}
-	add.Flags().StringVar(&role, "role", "service", "role: service, gateway, audit, operator or manager")
+	add.Flags().StringVar(&role, "role", "service", "role: service, gateway, audit, operator or manager (setup too with --auth-dir)")
 	add.Flags().StringVarP(&out, "out", "o", "", "file to write the credentials to, 0600 (default NAME.creds; - for stdout)")
 
 	list := &cobra.Command{
