@@ -178,6 +178,9 @@ func TestPropertiesMatchGoStructs(t *testing.T) {
 			rt := reflect.TypeOf(tc.goType)
 			for i := range rt.NumField() {
 				name, opts, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+				if name == "-" { // set by the manager, never on the wire
+					continue
+				}
 				wantProps = append(wantProps, name)
 				if !strings.Contains(opts, "omitempty") {
 					wantReq = append(wantReq, name)
