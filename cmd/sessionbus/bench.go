@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
 func init() { register(newBenchCmd) }
@@ -217,13 +218,18 @@ func newBenchLogin(f *benchFlags) *cobra.Command {
 			defer nc.Close()
 			// Each worker is a client at its own address (RFC 2544
 			// benchmarking range): attempts for one account from one
-			// address take turns.
+			// address take turns. Only a gateway may state the address.
+			gw, done, err := f.benchIdentity(ctx, nc, natsauth.RoleGateway)
+			defer done()
+			if err != nil {
+				return err
+			}
 			res, err := runLoad(ctx, f, "login",
 				func(_ context.Context, i int) (string, error) {
 					return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1), nil
 				},
 				func(ctx context.Context, ip *string) error {
-					return events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password, IP: *ip}, nil)
+					return events.Request(ctx, gw, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password, IP: *ip}, nil)
 				})
 			if err != nil {
 				return err

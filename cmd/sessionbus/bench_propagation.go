@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -133,22 +132,15 @@ func benchServiceCreds(ctx context.Context, nc *nats.Conn, n int, file string) (
 	}
 	var names []string
 	cleanup = func() {
-		for _, name := range names {
-			_ = events.Request(context.Background(), nc, events.SubjectServicesRevoke, "/sessionbus/bench", events.ServiceRequest{Name: name}, nil)
-		}
+		revokeBenchIdentities(nc, names)
 		os.RemoveAll(dir)
 	}
-	id := events.NewID()
-	run := strings.ToLower(id[len(id)-6:]) // names are lower case
 	for i := range n {
-		var r events.ServiceCreds
-		name := fmt.Sprintf("bench-%s-%d", run, i)
-		if err := events.Request(ctx, nc, events.SubjectServicesAdd, "/sessionbus/bench", events.ServiceRequest{Name: name}, &r); err != nil {
-			return nil, cleanup, fmt.Errorf("issue a service identity: %w", err)
+		name, path, err := issueBenchIdentity(ctx, nc, dir, natsauth.RoleService, i)
+		if name != "" {
+			names = append(names, name)
 		}
-		names = append(names, name)
-		path := filepath.Join(dir, name+".creds")
-		if err := os.WriteFile(path, []byte(r.Creds), 0o600); err != nil {
+		if err != nil {
 			return nil, cleanup, err
 		}
 		paths = append(paths, path)
