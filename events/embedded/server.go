@@ -31,6 +31,10 @@ type Config struct {
 	// before acknowledging it; a positive value syncs that often, and a
 	// power loss may lose what was acknowledged in between.
 	SyncInterval time.Duration
+	// MaxStore bounds JetStream's file storage in bytes (0: the server's
+	// default, a share of the disk). AUTH_EVENTS' MaxBytes must fit
+	// below it with room for the revocations stream and the buckets.
+	MaxStore int64
 	// Auth, when set, turns on authentication: the server trusts the
 	// authority's operator, and every connection needs a credential it
 	// issued (see package natsauth). Nil serves anonymous connections
@@ -82,6 +86,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NoSigs:                true,
 		MaxPayload:            1 << 20,
 		DisableShortFirstPing: true,
+		JetStreamMaxStore:     cfg.MaxStore,
 	}
 	if cfg.Port == 0 {
 		opts.Port = 4222
