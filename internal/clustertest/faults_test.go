@@ -219,9 +219,9 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 				return nil
 			}
 		})
+	end := time.Now()
 	scancel()
 	swg.Wait()
-	end := time.Now()
 	if !s.faultedAt.IsZero() {
 		for w := range refreshWorkers {
 			s.stalls = append(s.stalls, stallAcross(okAt[w], s.faultedAt, end))
@@ -260,20 +260,24 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 }
 
 // stallAcross is the longest wait for a success from the last success
-// before at until end: the gaps between successes after the fault, and
-// the wait from the last one until end.
+// before at on: the gaps between successes after the fault, or, if none
+// came after it, the wait until end.
 func stallAcross(ok []time.Time, at, end time.Time) time.Duration {
 	prev := at
 	var longest time.Duration
+	after := false
 	for _, t := range ok {
 		if t.Before(at) {
 			prev = t
 			continue
 		}
 		longest = max(longest, t.Sub(prev))
-		prev = t
+		prev, after = t, true
 	}
-	return max(longest, end.Sub(prev))
+	if !after {
+		return end.Sub(prev)
+	}
+	return longest
 }
 
 func maxDur(d []time.Duration) time.Duration {
