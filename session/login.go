@@ -31,6 +31,9 @@ func (m *Manager) login(ctx context.Context, req LoginRequest) (events.TokenRepl
 	if err := m.notReady(); err != nil {
 		return events.TokenReply{}, "overloaded", err
 	}
+	if err := m.writeRefused(); err != nil {
+		return events.TokenReply{}, "unwritable", err
+	}
 	acct := m.accountKey(name)
 	addr := ThrottleAddr(ip, req.Via)
 	acctN, end, err := m.attempts.begin(ctx, acct, addr, m.cfg.HashWait)

@@ -31,6 +31,11 @@ type Deps struct {
 	// stream; until it has, commands that read the view answer
 	// ErrOverloaded rather than decide from an old state.
 	Ready func() bool
+	// CanWrite, if set, says whether routine writes (logins, refreshes)
+	// may go to the stream now; its error, the reason they may not,
+	// makes them answer ErrOverloaded (503). Revocations never ask: the
+	// stream keeps a reserve for them (jsbus.WriteHealth).
+	CanWrite func() error
 	// AccountSecret keys the account digests of login throttling and,
 	// through keys derived from it, the successors of refresh tokens
 	// (successor.go); shared by all managers, never published. It must
@@ -107,6 +112,18 @@ func New(cfg Config, d Deps) (*Manager, error) {
 func (m *Manager) notReady() error {
 	if m.d.Ready != nil && !m.d.Ready() {
 		return &RetryError{Err: fmt.Errorf("%w: catching up with the event stream", ErrOverloaded), After: time.Second}
+	}
+	return nil
+}
+
+// writeRefused refuses a routine write (a login, a refresh) while the
+// stream refuses writes or is within its reserve for revocations.
+func (m *Manager) writeRefused() error {
+	if m.d.CanWrite == nil {
+		return nil
+	}
+	if err := m.d.CanWrite(); err != nil {
+		return &RetryError{Err: fmt.Errorf("%w: the event stream does not accept new sessions or refreshes now (%v)", ErrOverloaded, err), After: 5 * time.Second}
 	}
 	return nil
 }

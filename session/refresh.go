@@ -84,6 +84,9 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 	if err := m.notReady(); err != nil {
 		return events.TokenReply{}, "overloaded", err
 	}
+	if err := m.writeRefused(); err != nil {
+		return events.TokenReply{}, "unwritable", err
+	}
 	raced := false  // this request lost a conditional write
 	synced := false // the view has applied what the stream held after this request arrived
 	for range conflictRetries {

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,16 +16,25 @@ import (
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/loadgen"
 )
 
 func init() { register(newBenchCmd) }
 
 // benchFlags are shared by the bench sub-commands.
 type benchFlags struct {
-	nats     natsFlags
-	workers  int
-	duration time.Duration
-	asJSON   bool
+	nats       natsFlags
+	workers    int
+	duration   time.Duration
+	reqTimeout time.Duration
+	progress   time.Duration
+	asJSON     bool
+	check      bool
+	checkCreds string
+	// ledger records what the run asked for and what was acknowledged
+	// (with --check); started is when the run connected.
+	ledger  *loadgen.Ledger
+	started time.Time
 }
 
 // benchCommands lets bench sub-commands live in their own files.
@@ -38,13 +47,26 @@ func newBenchCmd() *cobra.Command {
 		Short: "Load a running sessionbus and measure it (login, refresh, revoke, propagation)",
 		Long: `Load a running sessionbus over NATS, in the spirit of nats bench, and
 print throughput and latency percentiles. Point it at the server with
---nats-url (default: the local embedded server, using the manager password
-in --data-dir to create its bench user).`,
+--nats-url and --nats-creds (an operator identity: the bench creates its
+users and revokes over the admin commands; default: the local embedded
+server's operator.creds in --data-dir).
+
+Every request has its own timeout (--request-timeout); timeouts and
+errors are counted by kind and printed, and a progress line goes to
+stderr every --progress. With --check the bench reads the stream at the
+end (direct gets, as --nats-creds or --check-creds: operator or audit)
+and fails if an acknowledged login, refresh or revocation is missing or
+stored twice, or if any session of the run was revoked that the bench did
+not revoke.`,
 	}
 	f.nats.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().IntVar(&f.workers, "workers", 32, "concurrent clients")
 	cmd.PersistentFlags().DurationVar(&f.duration, "duration", 10*time.Second, "how long to run")
+	cmd.PersistentFlags().DurationVar(&f.reqTimeout, "request-timeout", loadgen.DefaultTimeout, "timeout of each request (counted as kind timeout)")
+	cmd.PersistentFlags().DurationVar(&f.progress, "progress", loadgen.DefaultProgressEvery, "interval of the progress lines on stderr (0: none)")
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	cmd.PersistentFlags().BoolVar(&f.check, "check", false, "at the end, check the stream: every acknowledged operation stored exactly once, no session revoked that the bench did not revoke")
+	cmd.PersistentFlags().StringVar(&f.checkCreds, "check-creds", "", "credentials for reading the stream with --check (operator or audit role; default: --nats-creds)")
 	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f))
 	for _, c := range benchCommands {
 		cmd.AddCommand(c(&f))
@@ -53,112 +75,99 @@ in --data-dir to create its bench user).`,
 }
 
 // benchResult summarises one run.
-type benchResult struct {
-	Name     string         `json:"name"`
-	Ops      int            `json:"ops"`
-	Seconds  float64        `json:"seconds"`
-	Rate     float64        `json:"ops_per_second"`
-	P50      time.Duration  `json:"p50_ns"`
-	P99      time.Duration  `json:"p99_ns"`
-	Max      time.Duration  `json:"max_ns"`
-	Errors   map[string]int `json:"errors,omitempty"`
-	Workers  int            `json:"workers"`
-	Comments string         `json:"comments,omitempty"`
-}
+type benchResult = loadgen.Result
 
-func (r benchResult) print(w io.Writer, asJSON bool) error {
+func printResult(w io.Writer, r benchResult, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(r)
 	}
-	fmt.Fprintf(w, "%s: %d ops in %.1fs = %.0f/s with %d workers  p50 %s  p99 %s  max %s\n",
-		r.Name, r.Ops, r.Seconds, r.Rate, r.Workers, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
-	if len(r.Errors) > 0 {
-		fmt.Fprintf(w, "  errors: %v\n", r.Errors)
-	}
-	if r.Comments != "" {
-		fmt.Fprintf(w, "  %s\n", r.Comments)
-	}
+	r.Print(w)
 	return nil
-}
-
-// percentile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted)-1) * p)
-	return sorted[i]
 }
 
 // summarise builds a result from per-operation latencies.
 func summarise(name string, workers int, elapsed time.Duration, lat []time.Duration, errs map[string]int) benchResult {
-	slices.Sort(lat)
-	r := benchResult{Name: name, Ops: len(lat), Seconds: elapsed.Seconds(), Workers: workers, Errors: errs}
-	if elapsed > 0 {
-		r.Rate = float64(len(lat)) / elapsed.Seconds()
-	}
-	r.P50, r.P99 = percentile(lat, 0.50), percentile(lat, 0.99)
-	if len(lat) > 0 {
-		r.Max = lat[len(lat)-1]
-	}
-	return r
+	return loadgen.Summarise(name, workers, elapsed, lat, errs)
 }
 
 // runLoad runs op in f.workers goroutines for f.duration; setup prepares
-// each worker's state before the clock starts. Only successful operations
-// count; failures are counted by error code.
+// each worker's state before the clock starts. Each request has its own
+// timeout; failures are counted by kind (loadgen.ErrorKind).
 func runLoad[S any](ctx context.Context, f *benchFlags, name string, setup func(ctx context.Context, worker int) (S, error), op func(ctx context.Context, state *S) error) (benchResult, error) {
 	states := make([]S, f.workers)
 	for i := range states {
-		s, err := setup(ctx, i)
+		sctx, cancel := context.WithTimeout(ctx, max(f.reqTimeout, 30*time.Second))
+		s, err := setup(sctx, i)
+		cancel()
 		if err != nil {
 			return benchResult{}, fmt.Errorf("setup worker %d: %w", i, err)
 		}
 		states[i] = s
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.duration)
-	defer cancel()
-	var mu sync.Mutex
-	var all []time.Duration
-	errs := map[string]int{}
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range f.workers {
-		wg.Go(func() {
-			var lat []time.Duration
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				err := op(ctx, &states[i])
-				if err != nil {
-					if ctx.Err() != nil || errors.Is(err, errBenchDone) {
-						break
-					}
-					key := err.Error()
-					if code := events.ErrorCode(err); code != 0 {
-						key = fmt.Sprint(code)
-					}
-					mu.Lock()
-					errs[key]++
-					mu.Unlock()
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		})
+	cfg := loadgen.Config{Name: name, Workers: f.workers, Duration: f.duration, Timeout: f.reqTimeout, ProgressEvery: f.progress}
+	if f.progress > 0 {
+		cfg.Progress = os.Stderr
 	}
-	wg.Wait()
-	return summarise(name, f.workers, time.Since(start), all, errs), nil
+	return loadgen.Run(ctx, cfg, func(ctx context.Context, w int) error { return op(ctx, &states[w]) }), nil
 }
 
 // errBenchDone stops a worker that has nothing left to do.
-var errBenchDone = errors.New("done")
+var errBenchDone = loadgen.ErrDone
 
-// connect dials the server for a bench command.
+// connect dials the server for a bench command; the run starts.
 func (f *benchFlags) connect(ctx context.Context) (*nats.Conn, error) {
+	f.started = time.Now()
+	if f.check && f.ledger == nil {
+		f.ledger = loadgen.NewLedger()
+	}
 	return f.nats.connect(ctx, "sessionbus-bench")
+}
+
+// client sends the commands on nc, recording them for --check.
+func (f *benchFlags) client(nc *nats.Conn) *loadgen.Client {
+	return &loadgen.Client{NC: nc, Ledger: f.ledger, Source: "/sessionbus/bench"}
+}
+
+// finish prints the result and, with --check, checks the stream.
+func (f *benchFlags) finish(ctx context.Context, w io.Writer, nc *nats.Conn, res benchResult) error {
+	if err := printResult(w, res, f.asJSON); err != nil {
+		return err
+	}
+	return f.checkStream(ctx, w, nc)
+}
+
+// checkStream checks the stream against the run's ledger, with --check.
+func (f *benchFlags) checkStream(ctx context.Context, w io.Writer, nc *nats.Conn) error {
+	if !f.check {
+		return nil
+	}
+	rnc := nc
+	if f.checkCreds != "" {
+		opts, err := f.nats.options("sessionbus-bench-check")
+		if err != nil {
+			return err
+		}
+		co, err := natsauth.Options(f.checkCreds)
+		if err != nil {
+			return err
+		}
+		if rnc, err = nats.Connect(f.nats.effectiveURL(), append(opts, co...)...); err != nil {
+			return fmt.Errorf("--check-creds: %w", err)
+		}
+		defer rnc.Close()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rep, err := f.ledger.Check(cctx, rnc, f.started)
+	if err != nil {
+		return fmt.Errorf("check: read the stream: %w", err)
+	}
+	fmt.Fprintf(w, "check: %d acknowledged operations against %d facts\n", rep.Checked, rep.Facts)
+	if err := rep.Err(); err != nil {
+		return fmt.Errorf("check failed: %w", err)
+	}
+	fmt.Fprintln(w, "check: ok (every acknowledged operation stored exactly once, no revocation the bench did not ask for)")
+	return nil
 }
 
 // connectWithUser dials and creates a throwaway user for the run.
@@ -166,7 +175,7 @@ func (f *benchFlags) connectWithUser(ctx context.Context) (nc *nats.Conn, user, 
 	if nc, err = f.connect(ctx); err != nil {
 		return nil, "", "", err
 	}
-	u, err := benchUser(ctx, nc)
+	u, err := benchUser(ctx, f.client(nc))
 	if err != nil {
 		nc.Close()
 		return nil, "", "", err
@@ -176,28 +185,25 @@ func (f *benchFlags) connectWithUser(ctx context.Context) (nc *nats.Conn, user, 
 
 type benchAccount struct{ id, name, password string }
 
-// benchUser creates a throwaway user for the run (manager role needed).
-func benchUser(ctx context.Context, nc *nats.Conn) (benchAccount, error) {
-	a := benchAccount{name: "bench-" + events.NewID(), password: "bench-" + events.NewID()}
-	var u struct {
-		ID string `json:"id"`
-	}
-	if err := events.Request(ctx, nc, events.SubjectUsersAdd, "/sessionbus/bench", events.UserRequest{Username: a.name, Password: a.password}, &u); err != nil {
-		return a, fmt.Errorf("create bench user: %w", err)
-	}
-	a.id = u.ID
-	return a, nil
+// benchUser creates a throwaway user for the run (operator role needed).
+func benchUser(ctx context.Context, c *loadgen.Client) (benchAccount, error) {
+	a, err := c.AddUser(ctx)
+	return benchAccount{id: a.ID, name: a.Name, password: a.Password}, err
 }
 
-func benchLogin(ctx context.Context, nc *nats.Conn, user, password string) (events.TokenReply, error) {
-	var r events.TokenReply
+// benchLogin logs in, waiting out 503s and 429s.
+func benchLogin(ctx context.Context, c *loadgen.Client, user, password string) (events.TokenReply, error) {
 	for {
-		err := events.Request(ctx, nc, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password}, &r)
+		r, err := c.Login(ctx, user, password, "")
 		// 503: hash slots full; 429: too many logins of one account in
 		// flight at once (they count against the throttle until decided).
 		var ce *events.CommandError
 		if errors.As(err, &ce) && (ce.Code == 503 || ce.Code == 429) {
-			time.Sleep(max(ce.RetryAfter, 100*time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return r, ctx.Err()
+			case <-time.After(max(ce.RetryAfter, 100*time.Millisecond)):
+			}
 			continue
 		}
 		return r, err
@@ -224,18 +230,20 @@ func newBenchLogin(f *benchFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			c := f.client(gw)
 			res, err := runLoad(ctx, f, "login",
 				func(_ context.Context, i int) (string, error) {
 					return fmt.Sprintf("198.18.%d.%d", i/250, i%250+1), nil
 				},
 				func(ctx context.Context, ip *string) error {
-					return events.Request(ctx, gw, events.SubjectLogin, "/sessionbus/bench", events.LoginRequest{Username: user, Password: password, IP: *ip}, nil)
+					_, err := c.Login(ctx, user, password, *ip)
+					return err
 				})
 			if err != nil {
 				return err
 			}
 			res.Comments = "503s are the bound of concurrent hashes at work (--max-concurrent-hashes, --hash-queue)"
-			return res.print(cmd.OutOrStdout(), f.asJSON)
+			return f.finish(ctx, cmd.OutOrStdout(), nc, res)
 		},
 	}
 	return cmd
@@ -245,7 +253,12 @@ func newBenchRefresh(f *benchFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "refresh",
 		Short: "Refreshes per second (each rotates a refresh token: one conditional session.refreshed fact)",
-		Args:  cobra.NoArgs,
+		Long: `Refreshes per second. Each worker holds one session and refreshes it
+over and over; after a failed refresh (a timeout, a lost reply) it retries
+with the token it holds, as a client that never saw the answer does: the
+manager must answer with a working successor, never revoke the session
+(--check tells).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			nc, user, password, err := f.connectWithUser(ctx)
@@ -253,14 +266,15 @@ func newBenchRefresh(f *benchFlags) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
+			c := f.client(nc)
 			res, err := runLoad(ctx, f, "refresh",
 				func(ctx context.Context, _ int) (string, error) {
-					r, err := benchLogin(ctx, nc, user, password)
+					r, err := benchLogin(ctx, c, user, password)
 					return r.RefreshToken, err
 				},
 				func(ctx context.Context, tok *string) error {
-					var r events.TokenReply
-					if err := events.Request(ctx, nc, events.SubjectRefresh, "/sessionbus/bench", events.RefreshRequest{RefreshToken: *tok}, &r); err != nil {
+					r, err := c.Refresh(ctx, *tok)
+					if err != nil {
 						return err
 					}
 					*tok = r.RefreshToken
@@ -269,7 +283,7 @@ func newBenchRefresh(f *benchFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return res.print(cmd.OutOrStdout(), f.asJSON)
+			return f.finish(ctx, cmd.OutOrStdout(), nc, res)
 		},
 	}
 }
@@ -293,25 +307,23 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 				return err
 			}
 			defer nc.Close()
-			revoke := func(ctx context.Context, req events.RevokeRequest) error {
-				return events.Request(ctx, nc, events.SubjectRevoke, "/sessionbus/bench", req, nil)
-			}
+			c := f.client(nc)
 			switch kind {
 			case "user":
 				res, err := runLoad(ctx, f, "revoke user",
 					func(ctx context.Context, _ int) (string, error) {
-						u, err := benchUser(ctx, nc)
+						u, err := benchUser(ctx, c)
 						return u.id, err
 					},
 					func(ctx context.Context, uid *string) error {
-						return revoke(ctx, events.RevokeRequest{UserID: *uid, Reason: "bench"})
+						return c.Revoke(ctx, events.RevokeRequest{UserID: *uid, Reason: "bench"})
 					})
 				if err != nil {
 					return err
 				}
-				return res.print(cmd.OutOrStdout(), f.asJSON)
+				return f.finish(ctx, cmd.OutOrStdout(), nc, res)
 			case "session":
-				u, err := benchUser(ctx, nc)
+				u, err := benchUser(ctx, c)
 				if err != nil {
 					return err
 				}
@@ -323,7 +335,9 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 				for range min(f.workers, 8) {
 					wg.Go(func() {
 						for made.Add(1) <= int64(sessions) {
-							r, err := benchLogin(ctx, nc, user, password)
+							lctx, cancel := context.WithTimeout(ctx, max(f.reqTimeout, 30*time.Second))
+							r, err := benchLogin(lctx, c, user, password)
+							cancel()
 							if err != nil {
 								return
 							}
@@ -340,12 +354,12 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 						if !ok {
 							return errBenchDone
 						}
-						return revoke(ctx, events.RevokeRequest{SessionID: id, Reason: "bench"})
+						return c.Revoke(ctx, events.RevokeRequest{SessionID: id, Reason: "bench"})
 					})
 				if err != nil {
 					return err
 				}
-				return res.print(cmd.OutOrStdout(), f.asJSON)
+				return f.finish(ctx, cmd.OutOrStdout(), nc, res)
 			}
 			return fmt.Errorf("--kind %q is neither user nor session", kind)
 		},

@@ -57,6 +57,9 @@ func (f *benchFlags) benchIdentity(ctx context.Context, nc *nats.Conn, role nats
 		revoke()
 		return nil, func() {}, err
 	}
+	if f.nats.ca != "" {
+		opts = append(opts, nats.RootCAs(f.nats.ca))
+	}
 	gc, err := nats.Connect(f.nats.effectiveURL(), append(opts, nats.Name(name))...)
 	if err != nil {
 		revoke()

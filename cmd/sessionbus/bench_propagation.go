@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,13 +15,14 @@ import (
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/loadgen"
 )
 
 func init() { benchCommands = append(benchCommands, newBenchPropagation) }
 
 func newBenchPropagation(f *benchFlags) *cobra.Command {
 	var services, rounds int
-	var kind, serviceURL, serviceCreds string
+	var kind, serviceURL, serviceCreds, serviceCA string
 	cmd := &cobra.Command{
 		Use:   "propagation",
 		Short: "Time from a revoke command until N deny-lists (one NATS connection each) refuse the session",
@@ -43,25 +41,45 @@ issues (services add) and revokes when it ends, or all with
 				return err
 			}
 			defer nc.Close()
+			c := f.client(nc)
 			if serviceURL == "" {
 				serviceURL = f.nats.effectiveURL()
+			}
+			if serviceCA == "" {
+				serviceCA = f.nats.ca
 			}
 			creds, cleanup, err := benchServiceCreds(ctx, nc, services, serviceCreds)
 			defer cleanup()
 			if err != nil {
 				return err
 			}
-			lists, stop, err := startDenyLists(ctx, serviceURL, creds)
+			lists, stop, err := startDenyLists(ctx, serviceURL, serviceCA, creds)
 			defer stop()
 			if err != nil {
 				return err
 			}
 			var uid string
 			lat := make([]time.Duration, 0, rounds)
+			errs := map[string]int{}
+			failed := func(step string, err error) {
+				errs[step+" "+loadgen.ErrorKind(err)]++
+			}
+			started, lastProgress := time.Now(), time.Now()
 			for r := range rounds {
-				tr, err := benchLogin(ctx, nc, user, password)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if f.progress > 0 && time.Since(lastProgress) >= f.progress {
+					lastProgress = time.Now()
+					fmt.Fprintf(cmd.ErrOrStderr(), "propagation: %.0fs  %d of %d rounds  %d errors %s\n",
+						time.Since(started).Seconds(), r, rounds, len(errs), loadgen.FormatKinds(errs))
+				}
+				rctx, cancel := context.WithTimeout(ctx, f.reqTimeout)
+				tr, err := benchLogin(rctx, c, user, password)
+				cancel()
 				if err != nil {
-					return fmt.Errorf("round %d login: %w", r, err)
+					failed("login", err)
+					continue
 				}
 				tok, err := tokenOf(tr.AccessToken)
 				if err != nil {
@@ -89,29 +107,39 @@ issues (services add) and revokes when it ends, or all with
 					}
 				}
 				start := time.Now()
-				if err := events.Request(ctx, nc, events.SubjectRevoke, "/sessionbus/bench", req, nil); err != nil {
-					return fmt.Errorf("round %d revoke: %w", r, err)
+				rctx, cancel = context.WithTimeout(ctx, f.reqTimeout)
+				err = c.Revoke(rctx, req)
+				cancel()
+				if err != nil {
+					failed("revoke", err)
 				}
+				// A revoke whose reply was lost may still have been
+				// stored: wait for the deny-lists either way.
 				if err := waitDenied(ctx, lists, tok, 10*time.Second); err != nil {
-					return fmt.Errorf("round %d: %w", r, err)
+					failed("propagation", err)
+					continue
 				}
 				lat = append(lat, time.Since(start))
 			}
-			res := summarise(fmt.Sprintf("propagation (%d services, %s)", services, kind), services, 0, lat, nil)
+			res := summarise(fmt.Sprintf("propagation (%d services, %s)", services, kind), services, 0, lat, errs)
 			res.Rate = 0
 			res.Comments = "from sending the revoke command until every deny-list refuses the token (includes the manager's fsync'd publish)"
 			if f.asJSON {
-				return res.print(cmd.OutOrStdout(), true)
+				return f.finish(ctx, cmd.OutOrStdout(), nc, res)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rounds  p50 %s  p99 %s  max %s\n  %s\n", res.Name, len(lat),
 				res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Comments)
-			return nil
+			if len(errs) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "  errors: %d (timeouts %d): %s\n", res.Failed(), res.Timeouts, loadgen.FormatKinds(errs))
+			}
+			return f.checkStream(ctx, cmd.OutOrStdout(), nc)
 		},
 	}
 	cmd.Flags().IntVar(&services, "services", 10, "deny-lists, each on its own NATS connection")
 	cmd.Flags().IntVar(&rounds, "rounds", 100, "login-and-revoke rounds")
 	cmd.Flags().StringVar(&kind, "kind", "session", "what to revoke: session, token or user")
 	cmd.Flags().StringVar(&serviceURL, "service-url", "", "NATS URL for the deny-lists (default: --nats-url)")
+	cmd.Flags().StringVar(&serviceCA, "service-ca", "", "CA certificate (PEM) the deny-lists check the servers' TLS certificates against (default: --nats-ca)")
 	cmd.Flags().StringVar(&serviceCreds, "service-creds", "", "credentials file for every deny-list (default: one service identity each, issued for the run and revoked after it)")
 	return cmd
 }
@@ -150,7 +178,7 @@ func benchServiceCreds(ctx context.Context, nc *nats.Conn, n int, file string) (
 
 // startDenyLists starts a deny-list for each credentials file, each on its
 // own connection, and waits until all have caught up.
-func startDenyLists(ctx context.Context, url string, creds []string) ([]*denylist.List, func(), error) {
+func startDenyLists(ctx context.Context, url, ca string, creds []string) ([]*denylist.List, func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var conns []*nats.Conn
@@ -167,8 +195,12 @@ func startDenyLists(ctx context.Context, url string, creds []string) ([]*denylis
 		if err != nil {
 			return nil, stop, err
 		}
-		c, err := nats.Connect(url, append(opts, nats.Name(fmt.Sprintf("bench-service-%d", i)), nats.MaxReconnects(-1),
-			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))...)
+		opts = append(opts, nats.Name(fmt.Sprintf("bench-service-%d", i)), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if ca != "" {
+			opts = append(opts, nats.RootCAs(ca))
+		}
+		c, err := nats.Connect(url, opts...)
 		if err != nil {
 			return nil, stop, fmt.Errorf("service %d: %w", i, err)
 		}
@@ -223,34 +255,10 @@ func waitDenied(ctx context.Context, lists []*denylist.List, tok denylist.Token,
 // tokenOf reads the claims a deny-list needs from an access token's
 // payload (the bench trusts the token it just received).
 func tokenOf(jwt string) (denylist.Token, error) {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return denylist.Token{}, fmt.Errorf("not a JWT")
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	c, err := loadgen.TokenOf(jwt)
 	if err != nil {
 		return denylist.Token{}, err
 	}
-	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return denylist.Token{}, err
-	}
-	var h struct {
-		Kid string `json:"kid"`
-	}
-	var c struct {
-		Sub      string `json:"sub"`
-		Sid      string `json:"sid"`
-		Jti      string `json:"jti"`
-		Iat      int64  `json:"iat"`
-		AuthTime int64  `json:"auth_time"`
-	}
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return denylist.Token{}, err
-	}
-	if err := json.Unmarshal(pb, &c); err != nil {
-		return denylist.Token{}, err
-	}
-	return denylist.Token{SessionID: c.Sid, ID: c.Jti, Subject: c.Sub, KeyID: h.Kid,
-		IssuedAt: time.Unix(c.Iat, 0), AuthTime: time.Unix(c.AuthTime, 0)}, nil
+	return denylist.Token{SessionID: c.SessionID, ID: c.JTI, Subject: c.Subject, KeyID: c.KeyID,
+		IssuedAt: c.IssuedAt, AuthTime: c.AuthTime}, nil
 }

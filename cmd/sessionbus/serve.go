@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -42,6 +44,7 @@ type managerFlags struct {
 	argonThreads uint8
 	streamRepl   int
 	streamMaxAge time.Duration
+	streamMaxB   byteSize
 	kvRepl       int
 }
 
@@ -66,7 +69,8 @@ func (f *managerFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&f.sess.HashQueue, "hash-queue", f.sess.HashQueue, "logins that may wait for a hash slot before more are refused with 503")
 	fs.DurationVar(&f.sess.SweepInterval, "sweep-interval", f.sess.SweepInterval, "how often timed-out sessions are ended")
 	fs.IntVar(&f.streamRepl, "stream-replicas", 1, "replicas of the AUTH_EVENTS stream and the manager buckets (3 in a cluster)")
-	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "how long AUTH_EVENTS keeps events; 0 keeps them forever; never shorter than --absolute-timeout + --access-ttl")
+	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "how long AUTH_EVENTS keeps events; 0: 35 days (840h), or the session lifetime if longer; never shorter than --absolute-timeout + --access-ttl")
+	fs.Var(&f.streamMaxB, "stream-max-bytes", "size bound of AUTH_EVENTS, e.g. 16GB (empty: none of its own); keep it below the NATS max_file_store; logins and refreshes are refused in its last 10%, kept for revocations")
 }
 
 func (f *managerFlags) sessionConfig() session.Config {
@@ -81,6 +85,7 @@ func (f *managerFlags) nodeConfig(viewDir string) node.Config {
 	c := node.Config{Session: f.sessionConfig(), ViewDir: viewDir, KVReplicas: f.streamRepl, Version: version, Logger: slog.Default()}
 	c.Stream.Replicas = f.streamRepl
 	c.Stream.MaxAge = f.streamMaxAge
+	c.Stream.MaxBytes = int64(f.streamMaxB)
 	// The embedded server and a cluster of deploy/nats both have
 	// identities: the server states who sent each command from CLIENTS,
 	// and nothing may reach the manager anonymously.
@@ -361,3 +366,24 @@ func lockDataDir(dir string) (func(), error) {
 	}
 	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
+
+// byteSize is a flag of bytes written as 16GB, 512MiB or 1000000.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if *b == 0 {
+		return ""
+	}
+	return humanize.IBytes(uint64(*b))
+}
+
+func (b *byteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return fmt.Errorf("not a size: %q", s)
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func (b *byteSize) Type() string { return "size" }

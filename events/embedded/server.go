@@ -31,6 +31,13 @@ type Config struct {
 	// before acknowledging it; a positive value syncs that often, and a
 	// power loss may lose what was acknowledged in between.
 	SyncInterval time.Duration
+	// Cluster, when set, makes the server a node of a JetStream cluster
+	// (tests of faults: internal/clustertest). Nil: a single server.
+	Cluster *Cluster
+	// MaxStore bounds JetStream's file storage in bytes (0: the server's
+	// default, a share of the disk). AUTH_EVENTS' MaxBytes must fit
+	// below it with room for the revocations stream and the buckets.
+	MaxStore int64
 	// Auth, when set, turns on authentication: the server trusts the
 	// authority's operator, and every connection needs a credential it
 	// issued (see package natsauth). Nil serves anonymous connections
@@ -43,6 +50,18 @@ type Config struct {
 	// ReadyTimeout bounds the wait for the server to accept connections
 	// (default 10s).
 	ReadyTimeout time.Duration
+}
+
+// Cluster is the route configuration of a clustered server.
+type Cluster struct {
+	// Name of the cluster, the same on every node.
+	Name string
+	// Host and Port the routes listen on.
+	Host string
+	Port int
+	// Routes are the route URLs of the nodes (nats-route://host:port),
+	// this one's included.
+	Routes []string
 }
 
 // Server is a running embedded NATS server.
@@ -82,6 +101,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NoSigs:                true,
 		MaxPayload:            1 << 20,
 		DisableShortFirstPing: true,
+		JetStreamMaxStore:     cfg.MaxStore,
 	}
 	if cfg.Port == 0 {
 		opts.Port = 4222
@@ -96,6 +116,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err := trust(opts, cfg.Auth); err != nil {
 			return nil, err
 		}
+	}
+	if c := cfg.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -152,6 +176,9 @@ func (s *Server) ConnectAs(role natsauth.Role, opts ...nats.Option) (*nats.Conn,
 	}
 	return nats.Connect(s.ns.ClientURL(), all...)
 }
+
+// NATS is the running nats-server (tests: routes, stream leaders).
+func (s *Server) NATS() *server.Server { return s.ns }
 
 // Shutdown stops the server and waits until it has stopped, so that its
 // store can be reopened.

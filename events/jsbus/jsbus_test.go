@@ -137,6 +137,28 @@ func TestHistoryCannotBeRewritten(t *testing.T) {
 	}
 }
 
+// The stream is bounded by default, never shorter than the session
+// lifetime, and refuses new facts rather than dropping old ones.
+func TestStreamConfigBounds(t *testing.T) {
+	for _, tc := range []struct {
+		cfg      jsbus.StreamConfig
+		maxAge   time.Duration
+		maxBytes int64
+	}{
+		{jsbus.StreamConfig{MinMaxAge: 30*24*time.Hour + 6*time.Minute}, jsbus.DefaultMaxAge, -1},
+		{jsbus.StreamConfig{MinMaxAge: 60 * 24 * time.Hour}, 60 * 24 * time.Hour, -1},
+		{jsbus.StreamConfig{MaxAge: 90 * 24 * time.Hour, MinMaxAge: time.Hour, MaxBytes: 1 << 30}, 90 * 24 * time.Hour, 1 << 30},
+	} {
+		c := tc.cfg.JetStreamConfig()
+		if c.MaxAge != tc.maxAge || c.MaxBytes != tc.maxBytes {
+			t.Errorf("%+v: max age %s, max bytes %d; want %s, %d", tc.cfg, c.MaxAge, c.MaxBytes, tc.maxAge, tc.maxBytes)
+		}
+		if c.Discard != jetstream.DiscardNew {
+			t.Errorf("%+v: discard %v, want new (facts are never dropped to make room)", tc.cfg, c.Discard)
+		}
+	}
+}
+
 func TestStreamConfigValidate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -144,7 +166,8 @@ func TestStreamConfigValidate(t *testing.T) {
 		wantErr error
 	}{
 		{"defaults", jsbus.StreamConfig{}, nil},
-		{"forever", jsbus.StreamConfig{MinMaxAge: time.Hour}, nil},
+		{"default age", jsbus.StreamConfig{MinMaxAge: time.Hour}, nil},
+		{"negative max bytes", jsbus.StreamConfig{MaxBytes: -1}, jsbus.ErrInvalidConfig},
 		{"long enough", jsbus.StreamConfig{MaxAge: 2 * time.Hour, MinMaxAge: time.Hour}, nil},
 		{"too short", jsbus.StreamConfig{MaxAge: time.Minute, MinMaxAge: time.Hour}, jsbus.ErrInvalidConfig},
 		{"replicas", jsbus.StreamConfig{Replicas: 7}, jsbus.ErrInvalidConfig},

@@ -32,6 +32,7 @@ type Publisher struct {
 	attemptTimeout time.Duration
 	settleTimeout  time.Duration
 	dupWindow      time.Duration
+	observe        func(error)
 }
 
 // PublisherOption configures a Publisher.
@@ -75,6 +76,15 @@ func WithDuplicateWindow(d time.Duration) PublisherOption {
 	}
 }
 
+// WithObserver makes the publisher tell observe the outcome of every
+// Publish: nil, a conflict or the error (WriteHealth.Observe).
+func WithObserver(observe func(error)) PublisherOption {
+	return func(p *Publisher) error {
+		p.observe = observe
+		return nil
+	}
+}
+
 // NewPublisher returns a Publisher on js.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
 	p := &Publisher{js: js, attemptTimeout: DefaultAttemptTimeout, settleTimeout: DefaultSettleTimeout, dupWindow: DefaultDuplicateWindow}
@@ -102,6 +112,14 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 // a sequence, a conflict, or, if the stream did not answer in time,
 // ErrUnsettled.
 func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error) {
+	seq, err := p.publish(ctx, e, expect)
+	if p.observe != nil {
+		p.observe(err)
+	}
+	return seq, err
+}
+
+func (p *Publisher) publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error) {
 	subject := e.NATSSubject()
 	if subject == "" {
 		return 0, fmt.Errorf("publish: %w: no subject for type %q and id %q", events.ErrMalformed, e.Type, e.Subject)

@@ -16,10 +16,20 @@ type StreamConfig struct {
 	// Replicas is the number of copies in a cluster: 1 for the embedded
 	// server, 3 in production clusters. Default 1.
 	Replicas int
-	// MaxAge is how long facts are kept. 0 keeps them forever (the
-	// default: audit needs the whole history). It may not be shorter than
-	// MinMaxAge.
+	// MaxAge is how long facts are kept. 0 means the default,
+	// DefaultMaxAge or MinMaxAge if that is longer: the stream is bounded,
+	// and a view can still be rebuilt from it. It may not be shorter than
+	// MinMaxAge. History older than that lives in audit archives
+	// (sessionbus audit follow --out), not in the stream.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream's size (0: no bound of its own; the
+	// account's or server's JetStream storage bounds it). When it is
+	// reached new facts are refused (discard new): facts are never
+	// dropped to make room, since views are rebuilt from them. Set it
+	// below the server's max_file_store, leaving room for the
+	// revocations stream and the buckets; managers keep the last
+	// part of it for revocations (node.Config.WriteReserve).
+	MaxBytes int64
 	// MinMaxAge is the shortest MaxAge allowed: the longest a session can
 	// live plus the access-token lifetime, because the stream is what
 	// session views are rebuilt from.
@@ -46,6 +56,9 @@ func (c StreamConfig) Validate() error {
 	if c.MaxAge > 0 && c.MaxAge < c.MinMaxAge {
 		errs = append(errs, fmt.Errorf("%w: max age %s is shorter than the session lifetime %s: views could not be rebuilt", ErrInvalidConfig, c.MaxAge, c.MinMaxAge))
 	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative max bytes", ErrInvalidConfig))
+	}
 	if c.Duplicates < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative duplicate window", ErrInvalidConfig))
 	}
@@ -55,7 +68,16 @@ func (c StreamConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DefaultMaxAge is how long AUTH_EVENTS keeps facts unless told
+// otherwise: the default session lifetime (30 days of absolute timeout,
+// plus the access TTL and clock leeway) and a few days to spare. A longer
+// session lifetime raises it to that lifetime (StreamConfig.MinMaxAge).
+const DefaultMaxAge = 35 * 24 * time.Hour
+
 func (c StreamConfig) withDefaults() StreamConfig {
+	if c.MaxAge == 0 {
+		c.MaxAge = max(DefaultMaxAge, c.MinMaxAge)
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -69,8 +91,10 @@ func (c StreamConfig) withDefaults() StreamConfig {
 }
 
 // JetStreamConfig returns the JetStream configuration of AUTH_EVENTS:
-// file storage, deletes and purges denied so history cannot be rewritten,
-// direct gets allowed for fast reads.
+// file storage, bounded by age (and MaxBytes if set), new facts refused
+// rather than old ones dropped when the size bound is reached, deletes
+// and purges denied so history cannot be rewritten, direct gets allowed
+// for fast reads.
 func (c StreamConfig) JetStreamConfig() jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
@@ -79,8 +103,9 @@ func (c StreamConfig) JetStreamConfig() jetstream.StreamConfig {
 		Subjects:    []string{events.SubjectAll},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
 		MaxAge:      c.MaxAge,
+		MaxBytes:    maxBytes(c.MaxBytes),
 		MaxMsgSize:  events.MaxEventSize,
 		Replicas:    c.Replicas,
 		Duplicates:  c.Duplicates,
@@ -88,6 +113,13 @@ func (c StreamConfig) JetStreamConfig() jetstream.StreamConfig {
 		DenyPurge:   true,
 		AllowDirect: true,
 	}
+}
+
+func maxBytes(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // RevocationsConfig returns the JetStream configuration of

@@ -33,6 +33,9 @@ type Server struct {
 // Option changes the server's configuration.
 type Option func(*embedded.Config)
 
+// WithMaxStore bounds the server's JetStream file storage to n bytes.
+func WithMaxStore(n int64) Option { return func(c *embedded.Config) { c.MaxStore = n } }
+
 // Start starts a server; it is shut down at the end of the test. Every
 // connection needs a credential of its authority (package natsauth), as
 // in production, unless WithoutAuth.

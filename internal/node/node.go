@@ -59,6 +59,12 @@ type Config struct {
 	// Identities serves the services commands (the embedded server's);
 	// nil refuses them.
 	Identities natsapi.Identities
+	// WriteReserve is the fraction of the stream's MaxBytes kept for
+	// revocations: above the rest, logins and refreshes are refused
+	// (default jsbus.DefaultWriteReserve). ProbeInterval is how often
+	// the stream's state is probed (default jsbus.DefaultProbeInterval).
+	WriteReserve  float64
+	ProbeInterval time.Duration
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -79,6 +85,7 @@ type Node struct {
 	addrs   []string
 	ready   *atomic.Bool
 	readyCh chan struct{}
+	health  *jsbus.WriteHealth
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -186,7 +193,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 		Issuer: cfg.Session.Issuer, Audience: cfg.Session.Audience,
 		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: tokens.DefaultLeeway,
 	})
-	pub, err := jsbus.NewPublisher(js)
+	health := jsbus.NewWriteHealth(jsbus.WriteHealthConfig{JetStream: js, Reserve: cfg.WriteReserve, Interval: cfg.ProbeInterval, Logger: log, Registerer: reg})
+	pub, err := jsbus.NewPublisher(js, jsbus.WithObserver(health.Observe))
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +220,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	mgr, err := session.New(cfg.Session, session.Deps{
 		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
 		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg,
+		CanWrite: health.CheckRoutine,
 	})
 	if err != nil {
 		return nil, err
@@ -225,7 +234,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 
 	rctx, cancel := context.WithCancel(context.Background())
 	n = &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
-		ready: ready, failed: make(chan struct{}), readyCh: make(chan struct{})}
+		ready: ready, failed: make(chan struct{}), readyCh: make(chan struct{}), health: health}
 	defer func() {
 		if err != nil {
 			if n.svc != nil {
@@ -275,12 +284,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 		return nil
 	})
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
+	n.goRun("write-health", func() error { return health.Run(rctx) })
 
 	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities}); err != nil {
 		return nil, err
 	}
 	handlers := httpapi.New(mgr, httpapi.Config{
-		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
 		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
 	})
@@ -342,6 +352,10 @@ func (n *Node) View() *badgerstore.Store { return n.view }
 // Ready reports whether the view has caught up with the stream as it was
 // at start.
 func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Unwritable says why the stream does not take logins and refreshes now,
+// or "" (see jsbus.WriteHealth).
+func (n *Node) Unwritable() string { return n.health.RoutineRefusal() }
 
 // WaitReady blocks until Ready or ctx ends.
 func (n *Node) WaitReady(ctx context.Context) error {

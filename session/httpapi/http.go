@@ -25,6 +25,11 @@ const MaxBodySize = 64 << 10
 type Config struct {
 	// Ready reports whether the manager has caught up with the stream.
 	Ready func() bool
+	// Unwritable, if set, says why the stream does not take logins and
+	// refreshes now ("" when it does): /readyz then answers 503 with
+	// the reason, while reads (introspection, JWKS) and revocations go
+	// on.
+	Unwritable func() string
 	// Metrics serves /metrics on the admin listener, behind its
 	// credential (nil: 404). The public listener has no /metrics.
 	Metrics http.Handler
@@ -120,6 +125,12 @@ func (h *Handlers) common(mux *http.ServeMux) {
 		if !h.cfg.Ready() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "catching up"})
 			return
+		}
+		if h.cfg.Unwritable != nil {
+			if reason := h.cfg.Unwritable(); reason != "" {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not writable", "reason": reason})
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
