@@ -118,7 +118,10 @@ func checkRetention(maxAge, lifetime time.Duration) error {
 // Start starts a node on nc, which must have the manager's permissions.
 // It returns once the node serves; Ready turns true when the view has
 // caught up with the stream as it was at start.
-func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) {
+//
+// Every error return leaves nothing behind: the goroutines it started
+// have stopped, the listeners and the view are closed.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) {
 	if cfg.ViewDir == "" {
 		return nil, errors.New("node: ViewDir is required")
 	}
@@ -215,7 +218,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	)
 
 	rctx, cancel := context.WithCancel(context.Background())
-	n = &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
+	// n is not the named result: a `return nil, err` must not hide it
+	// from the cleanup below or from the goroutines already started.
+	n := &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
 		ready: ready, failed: make(chan struct{}), readyCh: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -257,9 +262,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	})
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
 
-	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities}); err != nil {
+	svc, err := natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities})
+	if err != nil {
 		return nil, err
 	}
+	n.svc = svc
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
@@ -274,9 +281,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 			n.addrs = append(n.addrs, "")
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s listener: %w", l.name, err)
+		ln, lerr := net.Listen("tcp", l.addr)
+		if lerr != nil {
+			return nil, fmt.Errorf("%s listener on %q: %w", l.name, l.addr, lerr)
 		}
 		srv := &http.Server{Handler: l.h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
