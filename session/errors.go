@@ -41,6 +41,22 @@ var (
 	ErrExists = errors.New("already exists")
 )
 
+// NamedError is ErrNotFound or ErrExists with a message that names the
+// thing ("no such user \"bob\""). Only admin answers carry one: they tell
+// an operator what is missing, which a login never tells anyone.
+type NamedError struct {
+	Err error
+	Msg string
+}
+
+func (e *NamedError) Error() string { return e.Msg }
+func (e *NamedError) Unwrap() error { return e.Err }
+
+// notFound is ErrNotFound naming what was not found.
+func notFound(format string, args ...any) error {
+	return &NamedError{Err: ErrNotFound, Msg: fmt.Sprintf(format, args...)}
+}
+
 // RetryError is ErrThrottled or ErrOverloaded with the time after which a
 // retry may succeed.
 type RetryError struct {
@@ -80,15 +96,25 @@ func StatusCode(err error) (int, string) {
 	case errors.Is(err, ErrForbidden):
 		return 403, err.Error()
 	case errors.Is(err, ErrNotFound):
-		return 404, ErrNotFound.Error()
+		return 404, named(err, ErrNotFound)
 	case errors.Is(err, ErrConflict):
 		return 409, ErrConflict.Error()
 	case errors.Is(err, ErrExists):
-		return 409, ErrExists.Error()
+		return 409, named(err, ErrExists)
 	case errors.Is(err, ErrThrottled):
 		return 429, ErrThrottled.Error()
 	case errors.Is(err, ErrOverloaded):
 		return 503, ErrOverloaded.Error()
 	}
 	return 500, "internal error"
+}
+
+// named is the message of a *NamedError in err's chain, or the bare
+// sentinel's.
+func named(err, sentinel error) string {
+	var ne *NamedError
+	if errors.As(err, &ne) {
+		return ne.Msg
+	}
+	return sentinel.Error()
 }

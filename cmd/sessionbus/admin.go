@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,10 +35,17 @@ func init() {
 type operator struct {
 	nc   *nats.Conn
 	stop func()
+	// guard, over NATS, ends a call the server refuses (see permGuard);
+	// ctx is the context it ends.
+	guard *permGuard
+	ctx   context.Context
 }
 
 func (o operator) call(ctx context.Context, subject string, req, reply any) error {
-	return events.Request(ctx, o.nc, subject, "/sessionbus/cli", req, reply)
+	if o.guard == nil {
+		return events.Request(ctx, o.nc, subject, cliSource, req, reply)
+	}
+	return o.guard.explain(events.Request(o.ctx, o.nc, subject, cliSource, req, reply))
 }
 
 func (o operator) close() { o.stop() }
@@ -47,7 +55,7 @@ func (o operator) close() { o.stop() }
 // unlocked one means stopped (local, in-process).
 func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
 	if f.nats.url == "" {
-		if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
+		if err := haveData(f.nats.dataDir); err != nil {
 			return operator{}, err
 		}
 		unlock, err := lockDataDir(f.nats.dataDir)
@@ -58,11 +66,27 @@ func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
 			return operator{}, err
 		}
 	}
-	nc, err := f.nats.connect(ctx, "sessionbus-cli")
+	gctx, guard := guardPermissions(ctx, needsOperator)
+	nc, err := f.nats.connect(gctx, "sessionbus-cli", guard.option())
 	if err != nil {
+		guard.stop()
 		return operator{}, err
 	}
-	return operator{nc: nc, stop: nc.Close}, nil
+	return operator{nc: nc, stop: func() { nc.Close(); guard.stop() }, guard: guard, ctx: gctx}, nil
+}
+
+// haveData refuses a data dir that serve never made: an operator command
+// run from another directory must not create a store of its own, which
+// the running server would never see.
+func haveData(dir string) error {
+	st, err := os.Stat(filepath.Join(dir, "nats"))
+	if err == nil && st.IsDir() {
+		return nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	return fmt.Errorf("no sessionbus data in %s: is the server running elsewhere? use --data-dir or --nats-url (only serve creates a data dir)", dir)
 }
 
 func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, error) {
