@@ -267,6 +267,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		return nil, err
 	}
 	n.svc = svc
+	// Start returns once the node serves: the server has its
+	// subscriptions, so a request sent now finds a responder.
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = nc.FlushWithContext(fctx)
+	fcancel()
+	if err != nil {
+		return nil, fmt.Errorf("NATS service: %w", err)
+	}
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
