@@ -54,6 +54,9 @@ func (o operator) close() { o.stop() }
 // locked data dir means a local server is running (remote to it), an
 // unlocked one means stopped (local, in-process).
 func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
+	if err := f.validate(); err != nil {
+		return operator{}, err
+	}
 	if f.nats.url == "" {
 		if err := haveData(f.nats.dataDir); err != nil {
 			return operator{}, err
@@ -167,7 +170,7 @@ With the server running, these commands go over NATS (to --nats-url, or to
 the local embedded server using the manager password in --data-dir).
 With the server stopped, they open --data-dir themselves.`,
 	}
-	f.add(cmd.PersistentFlags())
+	f.addForOperator(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	run := func(cmd *cobra.Command, subject string, req events.UserRequest, reply any) error {
 		op, err := openOperator(cmd.Context(), &f)
@@ -272,7 +275,7 @@ key-value bucket sessionbus_keys, which only managers may read. A rotated
 key stays in the JWKS until no token it signed can be valid; a revoked key
 leaves it at once and services deny every token it signed.`,
 	}
-	f.add(cmd.PersistentFlags())
+	f.addForOperator(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	run := func(cmd *cobra.Command, subject string, req events.KeyRequest, reply any) error {
 		op, err := openOperator(cmd.Context(), &f)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/cli"
 )
 
 // Every command has --help, and every flag names its environment variable.
@@ -38,8 +39,12 @@ func TestHelpAndEnvEverywhere(t *testing.T) {
 			t.Errorf("%s has no short description", c.CommandPath())
 		}
 		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
-			if f.Name != "help" && !strings.Contains(f.Usage, "(env "+envName(f.Name)+")") {
+			named := strings.Contains(f.Usage, "(env "+envName(f.Name)+")")
+			if cli.FromEnv(f) && !named {
 				t.Errorf("%s --%s does not name its env var", c.CommandPath(), f.Name)
+			}
+			if !cli.FromEnv(f) && strings.Contains(f.Usage, "(env ") {
+				t.Errorf("%s --%s names an env var it does not take", c.CommandPath(), f.Name)
 			}
 		})
 		for _, sub := range c.Commands() {

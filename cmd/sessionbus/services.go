@@ -33,7 +33,7 @@ With the server running, these commands go over NATS as the local operator
 --data-dir themselves. A revoked credential stops working at once, on open
 connections too.`,
 	}
-	f.add(cmd.PersistentFlags())
+	f.addForOperator(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	run := func(cmd *cobra.Command, subject string, req events.ServiceRequest, reply any) error {
 		op, err := openOperator(cmd.Context(), &f)
