@@ -60,6 +60,8 @@ type Config struct {
 	// Identities serves the services commands (the embedded server's);
 	// nil refuses them.
 	Identities natsapi.Identities
+	// Now is the manager's clock (default time.Now); tests move it.
+	Now func() time.Time
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -205,7 +207,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	ready := new(atomic.Bool)
 	mgr, err := session.New(cfg.Session, session.Deps{
 		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
-		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg,
+		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg, Now: cfg.Now,
 	})
 	if err != nil {
 		return nil, err
