@@ -17,6 +17,11 @@ var (
 	// ErrInvalidToken reports a token that is unknown, expired, revoked,
 	// forged or of the wrong kind (401).
 	ErrInvalidToken = errors.New("invalid token")
+	// ErrRefreshReuse is ErrInvalidToken for a refresh token of a session
+	// revoked because a rotated refresh token was presented after its
+	// successor was used. The client is told (RFC 6749 invalid_grant), so
+	// that it logs in again instead of retrying.
+	ErrRefreshReuse = fmt.Errorf("%w: refresh token reused", ErrInvalidToken)
 	// ErrDisabled reports a correct password for a disabled account (403).
 	ErrDisabled = errors.New("account disabled")
 	// ErrForbidden reports a request the caller's identity may not make
@@ -57,6 +62,14 @@ func notFound(format string, args ...any) error {
 	return &NamedError{Err: ErrNotFound, Msg: fmt.Sprintf(format, args...)}
 }
 
+// RefreshReuseMessage is the answer to a refresh refused for reuse: the
+// RFC 6749 error code, then its description.
+const RefreshReuseMessage = OAuthInvalidGrant + ": refresh token reused after its successor was used; the session is revoked, log in again"
+
+// OAuthInvalidGrant is RFC 6749's error code for a refresh token that is
+// no longer valid.
+const OAuthInvalidGrant = "invalid_grant"
+
 // RetryError is ErrThrottled or ErrOverloaded with the time after which a
 // retry may succeed.
 type RetryError struct {
@@ -89,6 +102,8 @@ func StatusCode(err error) (int, string) {
 		return 400, err.Error()
 	case errors.Is(err, ErrBadCredentials):
 		return 401, ErrBadCredentials.Error()
+	case errors.Is(err, ErrRefreshReuse):
+		return 401, RefreshReuseMessage
 	case errors.Is(err, ErrInvalidToken):
 		return 401, ErrInvalidToken.Error()
 	case errors.Is(err, ErrDisabled):

@@ -139,8 +139,16 @@ func TestTimeouts(t *testing.T) {
 	busy := login(t, m, "alice")
 	tok := busy.RefreshToken
 	var refreshes int
-	for range 20 {
+	for i := range 20 {
 		clock.Advance(400 * time.Millisecond)
+		if i == 3 {
+			// 1.6 s: the idle session is past its idle timeout and not
+			// yet past its absolute one; the sweeper ends it now.
+			waitFor(t, "the idle session's end", func() bool {
+				s, err := m.View().Session(bg, idle.SessionID)
+				return err == nil && !s.RevokedAt.IsZero()
+			})
+		}
 		r, err := m.Manager().Refresh(bg, tok)
 		if err != nil {
 			if !errors.Is(err, session.ErrInvalidToken) {

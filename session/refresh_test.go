@@ -104,7 +104,7 @@ func TestRefreshRetryAfterLostReply(t *testing.T) {
 	a.AddUser(t, "alice", pw)
 	r := login(t, a, "alice")
 
-	client := srv.Connect()
+	client := srv.ConnectService() // a client of the bus: managers may not send commands
 	msg, err := events.NewCommand(events.SubjectRefresh, "test", events.RefreshRequest{RefreshToken: r.RefreshToken})
 	if err != nil {
 		t.Fatal(err)
