@@ -198,7 +198,7 @@ func TestCLIWalkthrough(t *testing.T) {
 
 	serve := exec.Command(binary, "serve")
 	serve.Env, serve.Dir = env, dir
-	var logs bytes.Buffer
+	var logs lockedBuffer // read while serve writes
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

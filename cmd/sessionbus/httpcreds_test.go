@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -92,7 +91,7 @@ func TestServeHTTPCredentials(t *testing.T) {
 		"SESSIONBUS_LOG_FORMAT=json",
 	)
 	serve.Dir = dir
-	var logs bytes.Buffer
+	var logs lockedBuffer // read while serve writes
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
