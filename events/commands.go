@@ -26,6 +26,7 @@ const (
 	// `sessionbus users`, `keys` and `services` while the server runs.
 	SubjectUsersAdd     = "auth.cmd.users.add"
 	SubjectUsersList    = "auth.cmd.users.list"
+	SubjectUsersGet     = "auth.cmd.users.get"
 	SubjectUsersDisable = "auth.cmd.users.disable"
 	SubjectUsersEnable  = "auth.cmd.users.enable"
 	SubjectUsersPasswd  = "auth.cmd.users.passwd"
@@ -73,7 +74,7 @@ func CommandType(subject string) Type {
 	}
 	if rest, ok := strings.CutPrefix(subject, "auth.cmd."); ok && strings.Count(rest, ".") == 1 {
 		switch subject {
-		case SubjectUsersAdd, SubjectUsersList, SubjectUsersDisable, SubjectUsersEnable, SubjectUsersPasswd,
+		case SubjectUsersAdd, SubjectUsersList, SubjectUsersGet, SubjectUsersDisable, SubjectUsersEnable, SubjectUsersPasswd,
 			SubjectKeysList, SubjectKeysRotate, SubjectKeysRevoke,
 			SubjectServicesAdd, SubjectServicesList, SubjectServicesRevoke:
 			return Type("io.sessionbus." + rest + ".requested.v1")

@@ -38,6 +38,13 @@ func (m *Manager) AddUser(ctx context.Context, username, password string) (UserI
 	now := m.now().UTC()
 	u := User{ID: events.NewID(), Username: username, PasswordHash: h, CreatedAt: now, UpdatedAt: now}
 	if err := m.d.Users.Create(ctx, name, u); err != nil {
+		if errors.Is(err, ErrExists) {
+			msg := fmt.Sprintf("user %q already exists", username)
+			if cur, cerr := m.d.Users.ByName(ctx, name); cerr == nil && cur.Username != username {
+				msg += fmt.Sprintf(" (as %q)", cur.Username)
+			}
+			return UserInfo{}, &NamedError{Err: ErrExists, Msg: msg}
+		}
 		return UserInfo{}, err
 	}
 	return u.info(), nil
@@ -53,7 +60,7 @@ func (m *Manager) hash(ctx context.Context, password string) (string, error) {
 }
 
 // FindUser returns a user by id or, failing that, by username. It returns
-// ErrNotFound.
+// ErrNotFound, as a *NamedError ("no such user …").
 func (m *Manager) FindUser(ctx context.Context, idOrName string) (User, error) {
 	if events.ValidID(idOrName) {
 		if u, err := m.d.Users.ByID(ctx, idOrName); err == nil || !errors.Is(err, ErrNotFound) {
@@ -62,9 +69,23 @@ func (m *Manager) FindUser(ctx context.Context, idOrName string) (User, error) {
 	}
 	name, err := m.NormalizeUsername(idOrName)
 	if err != nil {
-		return User{}, ErrNotFound
+		return User{}, notFound("no such user %q", idOrName)
 	}
-	return m.d.Users.ByName(ctx, name)
+	u, err := m.d.Users.ByName(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, notFound("no such user %q", idOrName)
+	}
+	return u, err
+}
+
+// LookupUser returns a user, by id or username, without the hash. It
+// returns ErrNotFound, as a *NamedError.
+func (m *Manager) LookupUser(ctx context.Context, idOrName string) (UserInfo, error) {
+	u, err := m.FindUser(ctx, idOrName)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	return u.info(), nil
 }
 
 // SetPassword replaces a user's password and revokes the user's sessions
@@ -215,7 +236,7 @@ func (m *Manager) RevokeKey(ctx context.Context, kid string) error {
 		}
 	}
 	if alg == "" {
-		return ErrNotFound
+		return notFound("no such signing key %q", kid)
 	}
 	if kid == active {
 		if _, err := m.RotateKey(ctx, alg); err != nil {

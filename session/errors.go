@@ -17,6 +17,11 @@ var (
 	// ErrInvalidToken reports a token that is unknown, expired, revoked,
 	// forged or of the wrong kind (401).
 	ErrInvalidToken = errors.New("invalid token")
+	// ErrRefreshReuse is ErrInvalidToken for a refresh token of a session
+	// revoked because a rotated refresh token was presented after its
+	// successor was used. The client is told (RFC 6749 invalid_grant), so
+	// that it logs in again instead of retrying.
+	ErrRefreshReuse = fmt.Errorf("%w: refresh token reused", ErrInvalidToken)
 	// ErrDisabled reports a correct password for a disabled account (403).
 	ErrDisabled = errors.New("account disabled")
 	// ErrForbidden reports a request the caller's identity may not make
@@ -40,6 +45,30 @@ var (
 	// ErrExists reports a username that is already taken (409, admin only).
 	ErrExists = errors.New("already exists")
 )
+
+// NamedError is ErrNotFound or ErrExists with a message that names the
+// thing ("no such user \"bob\""). Only admin answers carry one: they tell
+// an operator what is missing, which a login never tells anyone.
+type NamedError struct {
+	Err error
+	Msg string
+}
+
+func (e *NamedError) Error() string { return e.Msg }
+func (e *NamedError) Unwrap() error { return e.Err }
+
+// notFound is ErrNotFound naming what was not found.
+func notFound(format string, args ...any) error {
+	return &NamedError{Err: ErrNotFound, Msg: fmt.Sprintf(format, args...)}
+}
+
+// RefreshReuseMessage is the answer to a refresh refused for reuse: the
+// RFC 6749 error code, then its description.
+const RefreshReuseMessage = OAuthInvalidGrant + ": refresh token reused after its successor was used; the session is revoked, log in again"
+
+// OAuthInvalidGrant is RFC 6749's error code for a refresh token that is
+// no longer valid.
+const OAuthInvalidGrant = "invalid_grant"
 
 // RetryError is ErrThrottled or ErrOverloaded with the time after which a
 // retry may succeed.
@@ -73,6 +102,8 @@ func StatusCode(err error) (int, string) {
 		return 400, err.Error()
 	case errors.Is(err, ErrBadCredentials):
 		return 401, ErrBadCredentials.Error()
+	case errors.Is(err, ErrRefreshReuse):
+		return 401, RefreshReuseMessage
 	case errors.Is(err, ErrInvalidToken):
 		return 401, ErrInvalidToken.Error()
 	case errors.Is(err, ErrDisabled):
@@ -80,15 +111,25 @@ func StatusCode(err error) (int, string) {
 	case errors.Is(err, ErrForbidden):
 		return 403, err.Error()
 	case errors.Is(err, ErrNotFound):
-		return 404, ErrNotFound.Error()
+		return 404, named(err, ErrNotFound)
 	case errors.Is(err, ErrConflict):
 		return 409, ErrConflict.Error()
 	case errors.Is(err, ErrExists):
-		return 409, ErrExists.Error()
+		return 409, named(err, ErrExists)
 	case errors.Is(err, ErrThrottled):
 		return 429, ErrThrottled.Error()
 	case errors.Is(err, ErrOverloaded):
 		return 503, ErrOverloaded.Error()
 	}
 	return 500, "internal error"
+}
+
+// named is the message of a *NamedError in err's chain, or the bare
+// sentinel's.
+func named(err, sentinel error) string {
+	var ne *NamedError
+	if errors.As(err, &ne) {
+		return ne.Msg
+	}
+	return sentinel.Error()
 }

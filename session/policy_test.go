@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
 )
@@ -123,21 +124,31 @@ func TestLoginStormIsBounded(t *testing.T) {
 }
 
 // Idle and absolute timeouts end sessions with a session.revoked fact.
+// The manager's clock is the test's, so the outcome does not depend on
+// how fast the machine refreshes.
 func TestTimeouts(t *testing.T) {
 	t.Parallel()
+	clock := newTestClock()
 	_, m := start(t, withSession(func(c *session.Config) {
 		c.AccessTTL = time.Second
 		c.IdleTimeout = 1500 * time.Millisecond
 		c.AbsoluteTimeout = 3 * time.Second
-	}))
+	}), func(c *node.Config) { c.Now = clock.Now })
 	m.AddUser(t, "alice", pw)
 	idle := login(t, m, "alice")
 	busy := login(t, m, "alice")
 	tok := busy.RefreshToken
-	deadline := time.Now().Add(6 * time.Second)
 	var refreshes int
-	for time.Now().Before(deadline) {
-		time.Sleep(400 * time.Millisecond)
+	for i := range 20 {
+		clock.Advance(400 * time.Millisecond)
+		if i == 3 {
+			// 1.6 s: the idle session is past its idle timeout and not
+			// yet past its absolute one; the sweeper ends it now.
+			waitFor(t, "the idle session's end", func() bool {
+				s, err := m.View().Session(bg, idle.SessionID)
+				return err == nil && !s.RevokedAt.IsZero()
+			})
+		}
 		r, err := m.Manager().Refresh(bg, tok)
 		if err != nil {
 			if !errors.Is(err, session.ErrInvalidToken) {
@@ -148,8 +159,10 @@ func TestTimeouts(t *testing.T) {
 		tok = r.RefreshToken
 		refreshes++
 	}
-	if refreshes < 5 {
-		t.Fatalf("busy session ended after %d refreshes: idle timeout must not hit a refreshed session", refreshes)
+	// Refreshed every 0.4 s, the busy session lives to its absolute
+	// timeout: 7 refreshes (at 0.4 … 2.8 s), and the one at 3.2 s fails.
+	if refreshes != 7 {
+		t.Fatalf("busy session ended after %d refreshes, want 7: the idle timeout must not hit a refreshed session, the absolute one must", refreshes)
 	}
 	reasons := map[string]string{}
 	waitFor(t, "two timeout revocations", func() bool {
@@ -233,4 +246,24 @@ func TestNATSRestart(t *testing.T) {
 	}
 	login(t, m, "alice")
 	checkStream(t, m.NC, pw, r.RefreshToken, n.RefreshToken)
+}
+
+// testClock is a manager clock that moves only when told.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Now()} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }

@@ -105,6 +105,9 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 		}
 		switch s.Status(now, u.RevokedBefore) {
 		case StatusRevoked:
+			if s.RevokeReason == events.ReasonRefreshReuse {
+				return events.TokenReply{}, "revoked", ErrRefreshReuse
+			}
 			return events.TokenReply{}, "revoked", ErrInvalidToken
 		case StatusExpired:
 			if err := m.revokeSession(ctx, s, s.expiryReason(now)); err != nil {
@@ -123,7 +126,7 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 			if err := m.revokeSession(ctx, s, events.ReasonRefreshReuse); err != nil {
 				return events.TokenReply{}, "error", err
 			}
-			return events.TokenReply{}, "reuse", ErrInvalidToken
+			return events.TokenReply{}, "reuse", ErrRefreshReuse
 		case redeemSuccessor:
 			token = next
 			continue

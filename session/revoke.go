@@ -84,6 +84,9 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 	switch {
 	case req.SessionID != "":
 		s, err := m.session(ctx, req.SessionID)
+		if errors.Is(err, ErrNotFound) {
+			return notFound("no such session %q", req.SessionID)
+		}
 		if err != nil {
 			return err
 		}
@@ -91,13 +94,16 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 	case req.UserID != "":
 		if _, err := m.d.Users.ByID(ctx, req.UserID); err != nil {
 			if errors.Is(err, ErrNotFound) {
-				return err
+				return notFound("no user has the id %q", req.UserID)
 			}
 			return fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
 		}
 		return m.RevokeUser(ctx, req.UserID, reason)
 	default:
 		t, err := m.token(ctx, req.JTI)
+		if errors.Is(err, ErrNotFound) {
+			return notFound("no access token has the jti %q", req.JTI)
+		}
 		if err != nil {
 			return err
 		}

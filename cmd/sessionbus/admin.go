@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,10 +35,17 @@ func init() {
 type operator struct {
 	nc   *nats.Conn
 	stop func()
+	// guard, over NATS, ends a call the server refuses (see permGuard);
+	// ctx is the context it ends.
+	guard *permGuard
+	ctx   context.Context
 }
 
 func (o operator) call(ctx context.Context, subject string, req, reply any) error {
-	return events.Request(ctx, o.nc, subject, "/sessionbus/cli", req, reply)
+	if o.guard == nil {
+		return events.Request(ctx, o.nc, subject, cliSource, req, reply)
+	}
+	return o.guard.explain(events.Request(o.ctx, o.nc, subject, cliSource, req, reply))
 }
 
 func (o operator) close() { o.stop() }
@@ -46,8 +54,11 @@ func (o operator) close() { o.stop() }
 // locked data dir means a local server is running (remote to it), an
 // unlocked one means stopped (local, in-process).
 func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
+	if err := f.validate(); err != nil {
+		return operator{}, err
+	}
 	if f.nats.url == "" {
-		if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
+		if err := haveData(f.nats.dataDir); err != nil {
 			return operator{}, err
 		}
 		unlock, err := lockDataDir(f.nats.dataDir)
@@ -58,11 +69,27 @@ func openOperator(ctx context.Context, f *managerFlags) (operator, error) {
 			return operator{}, err
 		}
 	}
-	nc, err := f.nats.connect(ctx, "sessionbus-cli")
+	gctx, guard := guardPermissions(ctx, needsOperator)
+	nc, err := f.nats.connect(gctx, "sessionbus-cli", guard.option())
 	if err != nil {
+		guard.stop()
 		return operator{}, err
 	}
-	return operator{nc: nc, stop: nc.Close}, nil
+	return operator{nc: nc, stop: func() { nc.Close(); guard.stop() }, guard: guard, ctx: gctx}, nil
+}
+
+// haveData refuses a data dir that serve never made: an operator command
+// run from another directory must not create a store of its own, which
+// the running server would never see.
+func haveData(dir string) error {
+	st, err := os.Stat(filepath.Join(dir, "nats"))
+	if err == nil && st.IsDir() {
+		return nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	return fmt.Errorf("no sessionbus data in %s: is the server running elsewhere? use --data-dir or --nats-url (only serve creates a data dir)", dir)
 }
 
 func openLocal(ctx context.Context, f *managerFlags, unlock func()) (operator, error) {
@@ -140,7 +167,7 @@ With the server running, these commands go over NATS (to --nats-url, or to
 the local embedded server using the manager password in --data-dir).
 With the server stopped, they open --data-dir themselves.`,
 	}
-	f.add(cmd.PersistentFlags())
+	f.addForOperator(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	run := func(cmd *cobra.Command, subject string, req events.UserRequest, reply any) error {
 		op, err := openOperator(cmd.Context(), &f)
@@ -245,7 +272,7 @@ key-value bucket sessionbus_keys, which only managers may read. A rotated
 key stays in the JWKS until no token it signed can be valid; a revoked key
 leaves it at once and services deny every token it signed.`,
 	}
-	f.add(cmd.PersistentFlags())
+	f.addForOperator(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	run := func(cmd *cobra.Command, subject string, req events.KeyRequest, reply any) error {
 		op, err := openOperator(cmd.Context(), &f)

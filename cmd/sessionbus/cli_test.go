@@ -16,8 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/cli"
 )
 
 // Every command has --help, and every flag names its environment variable.
@@ -34,8 +40,12 @@ func TestHelpAndEnvEverywhere(t *testing.T) {
 			t.Errorf("%s has no short description", c.CommandPath())
 		}
 		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
-			if f.Name != "help" && !strings.Contains(f.Usage, "(env "+envName(f.Name)+")") {
+			named := strings.Contains(f.Usage, "(env "+envName(f.Name)+")")
+			if cli.FromEnv(f) && !named {
 				t.Errorf("%s --%s does not name its env var", c.CommandPath(), f.Name)
+			}
+			if !cli.FromEnv(f) && strings.Contains(f.Usage, "(env ") {
+				t.Errorf("%s --%s names an env var it does not take", c.CommandPath(), f.Name)
 			}
 		})
 		for _, sub := range c.Commands() {
@@ -70,6 +80,66 @@ func TestEnvSetsFlags(t *testing.T) {
 	if err := bindEnv(cmd); err == nil || !strings.Contains(err.Error(), "SESSIONBUS_ACCESS_TTL") {
 		t.Errorf("bad env value: %v", err)
 	}
+}
+
+// streamConsumers counts the consumers of AUTH_EVENTS.
+func streamConsumers(t *testing.T, addr, creds string) int {
+	t.Helper()
+	opts, err := natsauth.Options(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.Consumers
+}
+
+// An operator command run where no server made a data dir refuses, and
+// makes none.
+func TestOfflineCommandsRefuseAMissingDataDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"users", "add", "bob", "--password-stdin"},
+		{"users", "list"},
+		{"keys", "list"},
+		{"services", "list"},
+		{"users", "list", "--data-dir", "elsewhere"},
+	} {
+		cmd := exec.Command(binary, args...)
+		cmd.Dir, cmd.Stdin = dir, strings.NewReader("correct horse battery\n")
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "no sessionbus data in") || !strings.Contains(string(out), "--data-dir or --nats-url") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the commands made %v", ents)
+	}
+}
+
+// cleanEnv is the environment without SESSIONBUS_ variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 var binary string
@@ -109,7 +179,7 @@ func TestCLIWalkthrough(t *testing.T) {
 	dir := t.TempDir()
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := append(os.Environ(),
+	env := append(cleanEnv(),
 		"SESSIONBUS_DATA_DIR="+filepath.Join(dir, "data"),
 		"SESSIONBUS_NATS_LISTEN="+natsAddr,
 		"SESSIONBUS_HTTP_ADDR="+httpAddr,
@@ -129,7 +199,7 @@ func TestCLIWalkthrough(t *testing.T) {
 
 	serve := exec.Command(binary, "serve")
 	serve.Env, serve.Dir = env, dir
-	var logs syncBuffer
+	var logs lockedBuffer // read while serve writes
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -184,19 +254,59 @@ func TestCLIWalkthrough(t *testing.T) {
 	if out, err := run("", "refresh", tok.RefreshToken, "--json"); err != nil || !strings.Contains(out, "refresh_token") {
 		t.Fatalf("refresh: %v\n%s", err, out)
 	}
-	if out, err := run("wrong\n", "login", "alice", "--password-stdin"); err == nil || !strings.Contains(out, "401") {
-		t.Fatalf("bad login should fail with 401: %v\n%s", err, out)
+	if out, err := run("wrong\n", "login", "alice", "--password-stdin"); err == nil ||
+		strings.TrimSpace(out) != "sessionbus: invalid username or password" {
+		t.Fatalf("bad login should fail as a sentence without a status number: %v\n%s", err, out)
 	}
-	out, err = run("", "sessions", user.ID)
-	if err != nil || !strings.Contains(out, tok.SessionID) || !strings.Contains(out, "active") {
-		t.Fatalf("sessions: %v\n%s", err, out)
+	for _, who := range []string{user.ID, "alice", "ALICE"} {
+		out, err = run("", "sessions", who)
+		if err != nil || !strings.Contains(out, tok.SessionID) || !strings.Contains(out, "active") {
+			t.Fatalf("sessions %s: %v\n%s", who, err, out)
+		}
+	}
+	// Errors name the thing, exit non-zero, and carry no status number.
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"another password\n", []string{"users", "add", "ALICE", "--password-stdin"}, `sessionbus: user "ALICE" already exists (as "alice")`},
+		{"", []string{"sessions", "nobody"}, `sessionbus: no such user "nobody"`},
+		{"", []string{"revoke", "--user", "nobody"}, `sessionbus: no such user "nobody"`},
+		{"", []string{"users", "disable", "nobody"}, `sessionbus: no such user "nobody"`},
+		{"", []string{"revoke", "--session", "01NOSUCHSESSION"}, `sessionbus: no such session "01NOSUCHSESSION"`},
+		{"", []string{"keys", "revoke", "nokey"}, `sessionbus: no such signing key "nokey"`},
+	} {
+		out, err := run(c.stdin, c.args...)
+		if err == nil || strings.TrimSpace(out) != c.want {
+			t.Errorf("%v: %v\n%s\nwant %s", c.args, err, out, c.want)
+		}
+	}
+	// A credential of the wrong role is refused at once, with what the
+	// command needs; no credential at all, too.
+	start := time.Now()
+	out, err = run("", "sessions", "alice", "--nats-creds", filepath.Join(dir, "data", auditCreds))
+	if err == nil || !strings.Contains(out, "needs an operator credential") || time.Since(start) > 5*time.Second {
+		t.Errorf("sessions as the auditor: %v after %s\n%s", err, time.Since(start), out)
+	}
+	out, err = run("", "events", "tail", "-n", "1", "--nats-creds", filepath.Join(dir, "data", operatorCreds))
+	if err == nil || !strings.Contains(out, "needs an audit credential") {
+		t.Errorf("events tail as the operator: %v\n%s", err, out)
+	}
+	out, err = run("", "events", "tail", "-n", "1", "--data-dir", filepath.Join(dir, "elsewhere"))
+	if err == nil || !strings.Contains(out, "--nats-creds") {
+		t.Errorf("events tail without a credential: %v\n%s", err, out)
 	}
 	if out, err := run("", "revoke", "--session", tok.SessionID); err != nil {
 		t.Fatalf("revoke: %v\n%s", err, out)
 	}
+	consumers := streamConsumers(t, natsAddr, filepath.Join(dir, "data", auditCreds))
 	out, err = run("", "events", "tail", "--all", "-n", "5")
 	if err != nil || !strings.Contains(out, "session.created.v1") || !strings.Contains(out, "reason=admin") {
 		t.Fatalf("events tail: %v\n%s", err, out)
+	}
+	if n := streamConsumers(t, natsAddr, filepath.Join(dir, "data", auditCreds)); n != consumers {
+		t.Errorf("events tail left its consumer: %d consumers, %d before", n, consumers)
 	}
 	if out, err := run("", "keys", "rotate"); err != nil || !strings.Contains(out, "new active key") {
 		t.Fatalf("keys rotate: %v\n%s", err, out)
@@ -229,22 +339,4 @@ func TestCLIWalkthrough(t *testing.T) {
 	if err != nil || !strings.Contains(out, "alice") {
 		t.Fatalf("offline users list: %v\n%s", err, out)
 	}
-}
-
-// syncBuffer collects a child process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/session"
 )
 
 func init() {
@@ -22,12 +25,42 @@ const cliSource = "/sessionbus/cli"
 
 // request sends one command over a fresh connection and decodes the reply.
 func request(cmd *cobra.Command, nf *natsFlags, subject string, req, reply any) error {
-	nc, err := nf.connect(cmd.Context(), "sessionbus-cli")
+	return withConn(cmd, nf, needsFor(subject), func(ctx context.Context, nc *nats.Conn) error {
+		return events.Request(ctx, nc, subject, cliSource, req, reply)
+	})
+}
+
+// withConn runs fn on a fresh connection whose context ends at once if
+// the server refuses the identity something; the error then names the
+// credential needed.
+func withConn(cmd *cobra.Command, nf *natsFlags, needs string, fn func(context.Context, *nats.Conn) error) error {
+	ctx, guard := guardPermissions(cmd.Context(), needs)
+	defer guard.stop()
+	nc, err := nf.connect(ctx, "sessionbus-cli", guard.option())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return events.Request(cmd.Context(), nc, subject, cliSource, req, reply)
+	return guard.explain(fn(ctx, nc))
+}
+
+// needsFor is the credential a command needs.
+func needsFor(subject string) string {
+	switch subject {
+	case events.SubjectLogin, events.SubjectRefresh, events.SubjectLogout, events.SubjectJWKS:
+		return needsAny
+	}
+	return needsOperator
+}
+
+// resolveUser returns the id of a user given by id or name (the operator
+// command users.get); "no such user" is an error.
+func resolveUser(ctx context.Context, nc *nats.Conn, user string) (string, error) {
+	var u session.UserInfo
+	if err := events.Request(ctx, nc, events.SubjectUsersGet, cliSource, events.UserRequest{User: user}, &u); err != nil {
+		return "", err
+	}
+	return u.ID, nil
 }
 
 func printTokens(cmd *cobra.Command, asJSON bool, r events.TokenReply) error {
@@ -113,11 +146,22 @@ func newRevokeCmd() *cobra.Command {
 	var nf natsFlags
 	var req events.RevokeRequest
 	cmd := &cobra.Command{
-		Use:   "revoke (--session ID | --user ID | --jti JTI)",
+		Use:   "revoke (--session ID | --user USER | --jti JTI)",
 		Short: "Revoke a session, every session of a user, or one access token (admin, over NATS)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := request(cmd, &nf, events.SubjectRevoke, req, nil); err != nil {
+			err := withConn(cmd, &nf, needsOperator, func(ctx context.Context, nc *nats.Conn) error {
+				r := req
+				if r.UserID != "" {
+					id, err := resolveUser(ctx, nc, r.UserID)
+					if err != nil {
+						return err
+					}
+					r.UserID = id
+				}
+				return events.Request(ctx, nc, events.SubjectRevoke, cliSource, r, nil)
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "revoked")
@@ -126,7 +170,7 @@ func newRevokeCmd() *cobra.Command {
 	}
 	nf.add(cmd.Flags())
 	cmd.Flags().StringVar(&req.SessionID, "session", "", "session id")
-	cmd.Flags().StringVar(&req.UserID, "user", "", "user id: revokes every session of the user")
+	cmd.Flags().StringVar(&req.UserID, "user", "", "user, by id or name: revokes every session of the user")
 	cmd.Flags().StringVar(&req.JTI, "jti", "", "access token id")
 	cmd.Flags().StringVar(&req.Reason, "reason", "admin", "reason recorded in the event")
 	cmd.MarkFlagsOneRequired("session", "user", "jti")
@@ -138,12 +182,19 @@ func newSessionsCmd() *cobra.Command {
 	var nf natsFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "sessions USER_ID",
-		Short: "List a user's sessions (admin, over NATS)",
+		Use:   "sessions USER",
+		Short: "List a user's sessions, by user id or name (admin, over NATS)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r events.SessionsReply
-			if err := request(cmd, &nf, events.SubjectSessions, events.SessionsRequest{UserID: args[0]}, &r); err != nil {
+			err := withConn(cmd, &nf, needsOperator, func(ctx context.Context, nc *nats.Conn) error {
+				id, err := resolveUser(ctx, nc, args[0])
+				if err != nil {
+					return err
+				}
+				return events.Request(ctx, nc, events.SubjectSessions, cliSource, events.SessionsRequest{UserID: id}, &r)
+			})
+			if err != nil {
 				return err
 			}
 			if asJSON {

@@ -91,7 +91,7 @@ func TestServeHTTPCredentials(t *testing.T) {
 		"SESSIONBUS_LOG_FORMAT=json",
 	)
 	serve.Dir = dir
-	var logs syncBuffer
+	var logs lockedBuffer // read while serve writes
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ func main() {
 			}
 			os.Exit(ee.code)
 		}
-		msg := err.Error()
+		msg := userError(err).Error()
 		if !strings.HasPrefix(msg, "sessionbus:") {
 			msg = "sessionbus: " + msg
 		}

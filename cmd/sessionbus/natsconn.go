@@ -49,7 +49,7 @@ type natsFlags struct {
 
 func (f *natsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.url, "nats-url", "", "NATS server URL(s), comma separated (default: the embedded server at nats://"+defaultNATSListen+")")
-	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file of this identity (JWT and nkey; `sessionbus services add` writes one); its private inbox prefix is derived from it (default: <data-dir>/operator.creds against the local embedded server)")
+	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials `FILE` of this identity (JWT and nkey; 'sessionbus services add' writes one); its private inbox prefix is derived from it (default: <data-dir>/operator.creds against the local embedded server)")
 	fs.StringVar(&f.ca, "nats-ca", "", "CA certificate (PEM) to check the NATS servers' TLS certificates against (a cluster with client TLS; sessionbus certs makes one)")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")

@@ -31,9 +31,12 @@ CloudEvent on the NATS JetStream stream AUTH_EVENTS. Services keep a local
 deny-list from the revocation events, so a revoked session is refused
 everywhere within milliseconds.
 
-Every flag can also be set with the environment variable SESSIONBUS_<FLAG>,
-upper case with dashes as underscores (--access-ttl is SESSIONBUS_ACCESS_TTL).
-A flag on the command line wins over the environment.`,
+Every connection and server setting can also be set with the environment
+variable SESSIONBUS_<FLAG>, upper case with dashes as underscores
+(--access-ttl is SESSIONBUS_ACCESS_TTL, --data-dir SESSIONBUS_DATA_DIR); a
+flag on the command line wins. Switches of one invocation (--json, --all,
+--out, --user, …) are never taken from the environment. --help names the
+variable of each flag that has one.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,8 +56,19 @@ A flag on the command line wins over the environment.`,
 	for _, add := range commands {
 		root.AddCommand(add())
 	}
+	cli.NoEnv(root, switches...)
 	annotateEnv(root)
 	return root
+}
+
+// switches are the flags of one invocation, never taken from the
+// environment: a SESSIONBUS_JSON or SESSIONBUS_USER exported for one
+// command must not silently change another.
+var switches = []string{
+	"json", "all", "out", "count", "since", "until", "from-seq", "subject", "type",
+	"password-stdin", "role", "alg", "session", "user", "jti", "reason", "client-id",
+	"against-stream", "complete", "prev-hash", "expect-hash",
+	"workers", "duration", "kind", "sessions", "services", "rounds",
 }
 
 // commands holds the constructors of the top-level commands; each command

@@ -52,23 +52,23 @@ func (f *managerFlags) add(fs *pflag.FlagSet) {
 	f.sess = session.DefaultConfig()
 	f.nats.add(fs)
 	host, _ := os.Hostname()
-	fs.DurationVar(&f.syncInterval, "sync-interval", 0, "embedded JetStream fsync interval; 0 syncs every write before its ack (safe); e.g. 1s trades durability on power loss for speed")
+	fs.DurationVar(&f.syncInterval, "sync-interval", 0, "embedded JetStream fsync interval; 0 syncs every write before its ack (safe); e.g. 1s trades durability on power loss for speed (0 or more)")
 	fs.StringVar(&f.instance, "instance", host, "name of this manager in the ce-source of its events (/sessionbus/<instance>)")
 	fs.StringVar(&f.sess.Issuer, "issuer", f.sess.Issuer, "iss claim of access tokens")
 	fs.StringSliceVar(&f.audience, "audience", nil, "aud claim(s) of access tokens, comma separated")
-	fs.DurationVar(&f.sess.AccessTTL, "access-ttl", f.sess.AccessTTL, "access token lifetime")
+	fs.DurationVar(&f.sess.AccessTTL, "access-ttl", f.sess.AccessTTL, "access token lifetime (1s to 24h)")
 	fs.BoolVar(&f.sess.RefreshRotation, "refresh-rotation", f.sess.RefreshRotation, "issue a new refresh token on every refresh (false: clients keep their first one)")
-	fs.DurationVar(&f.sess.RefreshGrace, "refresh-grace", f.sess.RefreshGrace, "how long after a successor's first use the token before it still gets the current token instead of revoking the session (0: never; a retry before that first use always gets the same successor)")
-	fs.DurationVar(&f.sess.IdleTimeout, "idle-timeout", f.sess.IdleTimeout, "end sessions not refreshed for this long")
-	fs.DurationVar(&f.sess.AbsoluteTimeout, "absolute-timeout", f.sess.AbsoluteTimeout, "end sessions this long after login")
+	fs.DurationVar(&f.sess.RefreshGrace, "refresh-grace", f.sess.RefreshGrace, "how long after a successor's first use the token before it still gets the current token instead of revoking the session (0 to 1m; 0: never; a retry before that first use always gets the same successor)")
+	fs.DurationVar(&f.sess.IdleTimeout, "idle-timeout", f.sess.IdleTimeout, "end sessions not refreshed for this long (at least --access-ttl)")
+	fs.DurationVar(&f.sess.AbsoluteTimeout, "absolute-timeout", f.sess.AbsoluteTimeout, "end sessions this long after login (at least --idle-timeout)")
 	fs.StringVar(&f.sess.SigningAlg, "signing-alg", f.sess.SigningAlg, "algorithm of new signing keys: ES256, EdDSA or RS256")
-	fs.Uint32Var(&f.argonMemory, "argon2-memory", f.sess.Password.Memory, "argon2id memory per hash in KiB (OWASP minimum 19456)")
-	fs.Uint32Var(&f.argonTime, "argon2-time", f.sess.Password.Time, "argon2id passes")
-	fs.Uint8Var(&f.argonThreads, "argon2-threads", f.sess.Password.Threads, "argon2id parallelism")
-	fs.IntVar(&f.sess.MaxConcurrentHashes, "max-concurrent-hashes", f.sess.MaxConcurrentHashes, "password hashes computed at once (each takes --argon2-memory)")
-	fs.IntVar(&f.sess.HashQueue, "hash-queue", f.sess.HashQueue, "logins that may wait for a hash slot before more are refused with 503")
-	fs.DurationVar(&f.sess.SweepInterval, "sweep-interval", f.sess.SweepInterval, "how often timed-out sessions are ended")
-	fs.IntVar(&f.streamRepl, "stream-replicas", 1, "replicas of the AUTH_EVENTS stream and the manager buckets (3 in a cluster)")
+	fs.Uint32Var(&f.argonMemory, "argon2-memory", f.sess.Password.Memory, "argon2id memory per hash in KiB (19456, the OWASP minimum, to 4194304)")
+	fs.Uint32Var(&f.argonTime, "argon2-time", f.sess.Password.Time, "argon2id passes (2 to 100)")
+	fs.Uint8Var(&f.argonThreads, "argon2-threads", f.sess.Password.Threads, "argon2id parallelism (at least 1)")
+	fs.IntVar(&f.sess.MaxConcurrentHashes, "max-concurrent-hashes", f.sess.MaxConcurrentHashes, "password hashes computed at once, at least 1 (each takes --argon2-memory)")
+	fs.IntVar(&f.sess.HashQueue, "hash-queue", f.sess.HashQueue, "logins that may wait for a hash slot before more are refused with 503 (0 or more)")
+	fs.DurationVar(&f.sess.SweepInterval, "sweep-interval", f.sess.SweepInterval, "how often timed-out sessions are ended (at least 10ms)")
+	fs.IntVar(&f.streamRepl, "stream-replicas", 1, "replicas of the AUTH_EVENTS stream and the manager buckets, 1 to 5 (3 in a cluster)")
 	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "how long AUTH_EVENTS keeps events; 0: 35 days (840h), or the session lifetime if longer; never shorter than --absolute-timeout + --access-ttl")
 	fs.Var(&f.streamMaxB, "stream-max-bytes", "size bound of AUTH_EVENTS, e.g. 16GB (empty: none of its own); keep it below the NATS max_file_store; logins and refreshes are refused in its last 10%, kept for revocations")
 }
@@ -117,6 +117,19 @@ in the data dir on first start: admin-token (admin API, /metrics,
 /introspect) and introspect-token (/introspect only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Everything is checked before the data dir or the embedded
+			// server exists.
+			if err := f.validate(); err != nil {
+				return err
+			}
+			for _, a := range []struct{ flag, addr string }{{"--http-addr", httpAddr}, {"--admin-addr", adminAddr}} {
+				if a.addr == "" {
+					continue
+				}
+				if err := checkAddr(a.flag, a.addr); err != nil {
+					return err
+				}
+			}
 			var trusted []netip.Prefix
 			for _, p := range proxies {
 				pfx, err := netip.ParsePrefix(p)

@@ -39,7 +39,7 @@ commands then work on its files, and revoke pushes the account's new JWT to
 --nats-url (as a short-lived system account identity), which closes the
 identity's connections on every server.`,
 	}
-	f.add(cmd.PersistentFlags())
+	f.addForOperator(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	var authDir string
 	cmd.PersistentFlags().StringVar(&authDir, "auth-dir", "", "a cluster's NATS authority (sessionbus auth init): work on its files instead of over NATS; revoke pushes the change to --nats-url")

@@ -129,8 +129,24 @@ func wantRefused(t *testing.T, w *httptest.ResponseRecorder, challenge string) {
 	if got := w.Header().Get("WWW-Authenticate"); got != challenge {
 		t.Fatalf("WWW-Authenticate = %q, want %q", got, challenge)
 	}
-	if got := w.Body.String(); got != "Unauthorized\n" {
-		t.Fatalf("body %q says more than the status", got)
+	wantErrorBody(t, w, "unauthorized")
+}
+
+// wantErrorBody checks a refusal's body: JSON like the manager's errors,
+// {"error","error_description"}, that says no more than the status.
+func wantErrorBody(t *testing.T, w *httptest.ResponseRecorder, code string) {
+	t.Helper()
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("content-type %q", ct)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body) != 2 || body["error"] != code {
+		t.Fatalf("body %q is not {\"error\": %q, \"error_description\"}", w.Body.String(), code)
+	}
+	switch d := body["error_description"]; d {
+	case "bearer token required", "invalid token", "revocations are not known yet: try again":
+	default:
+		t.Fatalf("description %q says more than the status", d)
 	}
 }
 
@@ -352,9 +368,7 @@ func TestDenyListNotReadyMeans503(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("status %d Retry-After %q, want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 	}
-	if w.Body.String() != "Service Unavailable\n" {
-		t.Fatalf("body %q", w.Body.String())
-	}
+	wantErrorBody(t, w, "unavailable")
 	_, err := f.auth.Authenticate(context.Background(), f.es.sign(t, claims(time.Now()), nil))
 	if !errors.Is(err, httpauth.ErrUnavailable) || !errors.Is(err, denylist.ErrNotReady) {
 		t.Fatalf("err = %v", err)

@@ -13,8 +13,9 @@ import (
 // a WWW-Authenticate challenge (RFC 6750): a bare "Bearer" when it carried
 // no bearer token, error="invalid_token" for any token that failed; or 503
 // with Retry-After when the deny-list may not be relied on (not caught up,
-// or stale under the fail-closed policy). The body says no more than the
-// status.
+// or stale under the fail-closed policy). The body is JSON like the
+// manager's errors, {"error": "<code>", "error_description": "…"}, and
+// says no more than the status: never why a token failed.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, err := a.bearer(r)
@@ -89,18 +90,27 @@ var b64tokenChar = func() (t [256]bool) {
 // RetryAfter is the Retry-After, in seconds, of a 503 answer.
 const RetryAfter = 2
 
+// The bodies of the answers: the same for every refused token, so that
+// none tells why.
+var (
+	bodyNoToken     = []byte(`{"error":"unauthorized","error_description":"bearer token required"}` + "\n")
+	bodyInvalid     = []byte(`{"error":"unauthorized","error_description":"invalid token"}` + "\n")
+	bodyUnavailable = []byte(`{"error":"unavailable","error_description":"revocations are not known yet: try again"}` + "\n")
+)
+
 func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	realm := ""
 	if a.cfg.Realm != "" {
 		realm = ` realm="` + strings.ReplaceAll(a.cfg.Realm, `"`, `'`) + `"`
 	}
-	status := http.StatusUnauthorized
+	status, body := http.StatusUnauthorized, bodyInvalid
 	switch {
 	case errors.Is(err, ErrNoToken):
+		body = bodyNoToken
 		a.m.requests[resultNoToken].Inc()
 		if realm == "" {
 			h.Set("WWW-Authenticate", "Bearer")
@@ -113,7 +123,7 @@ func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 			a.lastUnavailableLog.Store(now)
 			a.log.Warn("refusing requests: deny-list not usable", "err", err)
 		}
-		status = http.StatusServiceUnavailable
+		status, body = http.StatusServiceUnavailable, bodyUnavailable
 		h.Set("Retry-After", strconv.Itoa(RetryAfter))
 	default:
 		switch {
@@ -133,5 +143,5 @@ func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 		h.Set("WWW-Authenticate", `Bearer`+realm+` error="invalid_token"`)
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(http.StatusText(status) + "\n"))
+	_, _ = w.Write(body)
 }

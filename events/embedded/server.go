@@ -125,15 +125,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	ns.SetLoggerV2(&logAdapter{l: cfg.Logger}, false, false, false)
+	logs := &logAdapter{l: cfg.Logger, fatal: make(chan string, 1)}
+	ns.SetLoggerV2(logs, false, false, false)
 	ns.Start()
 	deadline := cfg.ReadyTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < deadline {
 		deadline = time.Until(d)
 	}
-	if !ns.ReadyForConnections(deadline) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("%w after %s (is %s:%d free?)", ErrNotReady, deadline, cfg.Host, opts.Port)
+	// Wait in short steps, so that a server that cannot start (its port
+	// in use) is reported at once with its own error, not at the deadline.
+	end := time.Now().Add(deadline)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-logs.fatal:
+			ns.Shutdown()
+			return nil, fmt.Errorf("embedded NATS server on %s:%d: %s", cfg.Host, opts.Port, msg)
+		default:
+		}
+		if time.Now().After(end) || ctx.Err() != nil {
+			ns.Shutdown()
+			return nil, fmt.Errorf("%w after %s (is %s:%d free?)", ErrNotReady, deadline, cfg.Host, opts.Port)
+		}
 	}
 	return &Server{ns: ns, cfg: cfg}, nil
 }
@@ -187,7 +199,13 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-type logAdapter struct{ l *slog.Logger }
+// logAdapter logs the server's lines with slog. Its fatal errors (which
+// stop the server, such as a port in use) also go to fatal, so that Start
+// reports them.
+type logAdapter struct {
+	l     *slog.Logger
+	fatal chan string
+}
 
 func (a *logAdapter) log(level slog.Level, format string, v ...any) {
 	if a.l == nil {
@@ -204,7 +222,15 @@ func (a *logAdapter) Warnf(format string, v ...any) {
 	}
 	a.log(level, format, v...)
 }
-func (a *logAdapter) Fatalf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
+func (a *logAdapter) Fatalf(format string, v ...any) {
+	a.log(slog.LevelError, format, v...)
+	if a.fatal != nil {
+		select {
+		case a.fatal <- fmt.Sprintf(format, v...):
+		default:
+		}
+	}
+}
 func (a *logAdapter) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	level := slog.LevelError

@@ -1,6 +1,6 @@
 // Package cli holds what the two commands (sessionbus and
-// example-service) share: every flag doubles as an environment variable,
-// and logs are structured with log/slog.
+// example-service) share: every setting doubles as an environment
+// variable, and logs are structured with log/slog.
 package cli
 
 import (
@@ -20,13 +20,42 @@ func EnvName(prefix, flag string) string {
 	return prefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// noEnv is the annotation of a flag that no environment variable sets.
+const noEnv = "cli_no_env"
+
+// NoEnv keeps the flags of c and its sub-commands with these names from
+// the environment: per-invocation switches (--json, --all, --out) that a
+// variable exported for another command must not set silently.
+func NoEnv(c *cobra.Command, names ...string) {
+	mark := func(f *pflag.Flag) {
+		for _, n := range names {
+			if f.Name == n {
+				if f.Annotations == nil {
+					f.Annotations = map[string][]string{}
+				}
+				f.Annotations[noEnv] = []string{"true"}
+			}
+		}
+	}
+	c.LocalFlags().VisitAll(mark)
+	c.PersistentFlags().VisitAll(mark)
+	for _, sub := range c.Commands() {
+		NoEnv(sub, names...)
+	}
+}
+
+// FromEnv reports whether an environment variable may set the flag.
+func FromEnv(f *pflag.Flag) bool {
+	return f.Name != "help" && f.Annotations[noEnv] == nil
+}
+
 // BindEnv sets every flag of cmd that was not given on the command line
-// from its environment variable, if that is set. A bad value is an error
-// naming the variable.
+// from its environment variable, if that is set, except the NoEnv ones.
+// A bad value is an error naming the variable.
 func BindEnv(cmd *cobra.Command, prefix string) error {
 	var errs []string
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "help" {
+		if f.Changed || !FromEnv(f) {
 			return
 		}
 		name := EnvName(prefix, f.Name)
@@ -50,7 +79,7 @@ func BindEnv(cmd *cobra.Command, prefix string) error {
 // sub-commands, so --help shows the variables.
 func AnnotateEnv(c *cobra.Command, prefix string) {
 	mark := func(f *pflag.Flag) {
-		if f.Name == "help" || strings.Contains(f.Usage, "(env ") {
+		if !FromEnv(f) || strings.Contains(f.Usage, "(env ") {
 			return
 		}
 		f.Usage += " (env " + EnvName(prefix, f.Name) + ")"

@@ -65,6 +65,8 @@ type Config struct {
 	// the stream's state is probed (default jsbus.DefaultProbeInterval).
 	WriteReserve  float64
 	ProbeInterval time.Duration
+	// Now is the manager's clock (default time.Now); tests move it.
+	Now func() time.Time
 	// Version reported by the NATS service.
 	Version string
 	Logger  *slog.Logger
@@ -124,7 +126,10 @@ func checkRetention(maxAge, lifetime time.Duration) error {
 // Start starts a node on nc, which must have the manager's permissions.
 // It returns once the node serves; Ready turns true when the view has
 // caught up with the stream as it was at start.
-func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) {
+//
+// Every error return leaves nothing behind: the goroutines it started
+// have stopped, the listeners and the view are closed.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) {
 	if cfg.ViewDir == "" {
 		return nil, errors.New("node: ViewDir is required")
 	}
@@ -219,7 +224,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	ready := new(atomic.Bool)
 	mgr, err := session.New(cfg.Session, session.Deps{
 		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
-		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg,
+		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg, Now: cfg.Now,
 		CanWrite: health.CheckRoutine,
 	})
 	if err != nil {
@@ -233,7 +238,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	)
 
 	rctx, cancel := context.WithCancel(context.Background())
-	n = &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
+	// n is not the named result: a `return nil, err` must not hide it
+	// from the cleanup below or from the goroutines already started.
+	n := &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
 		ready: ready, failed: make(chan struct{}), readyCh: make(chan struct{}), health: health}
 	defer func() {
 		if err != nil {
@@ -286,8 +293,18 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
 	n.goRun("write-health", func() error { return health.Run(rctx) })
 
-	if n.svc, err = natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities}); err != nil {
+	svc, err := natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities})
+	if err != nil {
 		return nil, err
+	}
+	n.svc = svc
+	// Start returns once the node serves: the server has its
+	// subscriptions, so a request sent now finds a responder.
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = nc.FlushWithContext(fctx)
+	fcancel()
+	if err != nil {
+		return nil, fmt.Errorf("NATS service: %w", err)
 	}
 	handlers := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
@@ -303,9 +320,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (n *Node, err error) 
 			n.addrs = append(n.addrs, "")
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s listener: %w", l.name, err)
+		ln, lerr := net.Listen("tcp", l.addr)
+		if lerr != nil {
+			return nil, fmt.Errorf("%s listener on %q: %w", l.name, l.addr, lerr)
 		}
 		srv := &http.Server{Handler: l.h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}

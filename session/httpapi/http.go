@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -197,11 +198,16 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == 500 {
 		h.cfg.Logger.Error("request failed", "path", r.URL.Path, "err", err)
 	}
-	if errors.Is(err, session.ErrInvalidToken) {
+	name := codeNames[code]
+	switch {
+	case errors.Is(err, session.ErrRefreshReuse):
+		// RFC 6749 §5.2: the refresh token is no longer valid, and why.
+		name, msg = session.OAuthInvalidGrant, strings.TrimPrefix(msg, session.OAuthInvalidGrant+": ")
+	case errors.Is(err, session.ErrInvalidToken):
 		// RFC 6750: a bearer-token challenge only where a token was refused.
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
-	writeError(w, code, codeNames[code], msg, session.RetryAfter(err))
+	writeError(w, code, name, msg, session.RetryAfter(err))
 }
 
 func writeError(w http.ResponseWriter, code int, name, msg string, retryAfter time.Duration) {

@@ -237,7 +237,9 @@ func checkErrorBody(t testing.TB, r response) {
 	if len(body) != 2 || code == "" || desc == "" {
 		t.Errorf("error body %s is not {\"error\",\"error_description\"}", r.body)
 	}
-	if want, ok := codeNames[r.status]; ok && code != want {
+	if r.status == http.StatusUnauthorized && code == session.OAuthInvalidGrant {
+		// A refresh refused for reuse says so (RFC 6749 §5.2).
+	} else if want, ok := codeNames[r.status]; ok && code != want {
 		t.Errorf("error %q, want %q for %d", code, want, r.status)
 	}
 	// RFC 6750: a bearer challenge where a token or a bearer credential
@@ -493,6 +495,33 @@ func TestLoginOverloaded(t *testing.T) {
 
 // TestRefreshLogoutBadInput: /refresh and /logout refuse malformed
 // bodies and wrong, swapped or ended tokens, changing nothing.
+// A refresh token presented after its successor was used revokes the
+// session, and the client is told why: invalid_grant with a description,
+// also for the session's newest token afterwards.
+func TestRefreshReuseIsInvalidGrant(t *testing.T) {
+	f := newFixture(t)
+	refresh := func(token string) response {
+		return do(t, "POST", f.public+"/refresh", ctJSON, mustJSON(t, map[string]string{"token": token}))
+	}
+	var next tokens
+	r := refresh(f.login.RefreshToken)
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &next) != nil {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	if r := refresh(next.RefreshToken); r.status != http.StatusOK { // the successor is used
+		t.Fatalf("refresh of the successor: %d %s", r.status, r.body)
+	}
+	for _, token := range []string{f.login.RefreshToken, next.RefreshToken} {
+		r := refresh(token)
+		msg := wantError(t, r, http.StatusUnauthorized, f.secrets()...)
+		var body map[string]string
+		_ = json.Unmarshal(r.body, &body)
+		if body["error"] != session.OAuthInvalidGrant || !strings.Contains(msg, "reused") || !strings.Contains(msg, "log in again") {
+			t.Errorf("reuse answered %s", r.body)
+		}
+	}
+}
+
 func TestRefreshLogoutBadInput(t *testing.T) {
 	f := newFixture(t)
 	valid := mustJSON(t, map[string]string{"token": f.login.RefreshToken})

@@ -89,6 +89,7 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 		{"jwks", events.SubjectJWKS, nil},
 		{"users-add", events.SubjectUsersAdd, a.usersAdd},
 		{"users-list", events.SubjectUsersList, a.usersList},
+		{"users-get", events.SubjectUsersGet, a.usersGet},
 		{"users-disable", events.SubjectUsersDisable, a.usersDisable(true)},
 		{"users-enable", events.SubjectUsersEnable, a.usersDisable(false)},
 		{"users-passwd", events.SubjectUsersPasswd, a.usersPasswd},
@@ -319,6 +320,16 @@ func (a *api) usersAdd(ctx context.Context, e events.Event) (any, error) {
 func (a *api) usersList(ctx context.Context, e events.Event) (any, error) {
 	users, err := a.m.ListUsers(ctx)
 	return map[string]any{"users": users}, err
+}
+
+// usersGet finds one user by id or name: the CLI resolves a name given
+// to sessions or revoke --user with it.
+func (a *api) usersGet(ctx context.Context, e events.Event) (any, error) {
+	var req events.UserRequest
+	if err := data(e, &req); err != nil {
+		return nil, err
+	}
+	return a.m.LookupUser(ctx, req.User)
 }
 
 func (a *api) usersDisable(disabled bool) func(context.Context, events.Event) (any, error) {

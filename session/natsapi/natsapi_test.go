@@ -666,7 +666,9 @@ func TestRefreshAndLogoutTokens(t *testing.T) {
 		// Once its successor was used, reusing A's rotated token revokes
 		// A, and only A.
 		wantOK(t, req(events.SubjectRefresh, events.RefreshRequest{RefreshToken: a2.RefreshToken}), &a2)
-		wantError(t, req(events.SubjectRefresh, events.RefreshRequest{RefreshToken: a.RefreshToken}), 401, secrets...)
+		if ce := wantError(t, req(events.SubjectRefresh, events.RefreshRequest{RefreshToken: a.RefreshToken}), 401, secrets...); ce.Message != session.RefreshReuseMessage {
+			t.Errorf("reuse answered %q, want %q", ce.Message, session.RefreshReuseMessage)
+		}
 		if got := f.session(t, f.uid, a.SessionID); got.Status != session.StatusRevoked || got.RevokeReason != events.ReasonRefreshReuse {
 			t.Errorf("A after reuse: status %s reason %q", got.Status, got.RevokeReason)
 		}
