@@ -11,7 +11,7 @@ import (
 )
 
 // Identities manages the bus identities for the services commands
-// (events/embedded.Identities on the embedded server).
+// (internal/embedded.Identities on the embedded server).
 type Identities interface {
 	Add(name string, role natsauth.Role) ([]byte, natsauth.Identity, error)
 	List() []natsauth.Identity
