@@ -92,6 +92,24 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("builder: FROM %s with ARGs %q, want golang:${GO_VERSION} with GO_VERSION=%s (go.mod)", stages[0].from, args, goVersion[1])
 		}
 	})
+	t.Run("the builder copies the go.mod of every module go.mod replaces with a directory before the download", func(t *testing.T) {
+		var copied []string
+		for _, l := range lines {
+			if l[0] == "RUN" && strings.Contains(l[1], "go mod download") {
+				break
+			}
+			if l[0] == "COPY" {
+				copied = append(copied, strings.Fields(l[1])...)
+			}
+		}
+		for _, m := range regexp.MustCompile(`=> \./(\S+)`).FindAllSubmatch(must(os.ReadFile("../go.mod")), -1) {
+			for _, f := range []string{"/go.mod", "/go.sum"} {
+				if !slices.Contains(copied, string(m[1])+f) {
+					t.Errorf("%s%s is not copied before go mod download (COPY before it: %q)", m[1], f, copied)
+				}
+			}
+		}
+	})
 	t.Run("the builder disables cgo", func(t *testing.T) {
 		if !slices.Contains(stages[0].env, "CGO_ENABLED") {
 			t.Error("builder does not set CGO_ENABLED=0")

@@ -194,7 +194,7 @@ func (m *Manager) rotateKey(ctx context.Context, alg string, onlyIfNone bool) (K
 	}
 	k, err := m.d.NewKey(alg)
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+		return KeyInfo{}, fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
 	now := m.now().UTC()
 	k.CreatedAt, k.ActivatedAt = now, now
@@ -252,7 +252,7 @@ func (m *Manager) RevokeKey(ctx context.Context, kid string) error {
 	}
 	ks, err := m.d.View.Key(ctx, kid)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	data := events.KeyRevoked{KeyID: kid, Reason: events.ReasonKeyCompromised, RevokedAt: now,
 		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), ks.MaxAccessExp).Add(m.cfg.ClockLeeway)}

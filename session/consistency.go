@@ -69,10 +69,10 @@ func (m *Manager) settle(ctx context.Context, seq uint64) {
 func (m *Manager) caughtUp(ctx context.Context) error {
 	seq, err := m.barrier.lastSeq(ctx, m.d.Publisher.LastSeq)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	if err := m.d.View.WaitApplied(ctx, seq); err != nil {
-		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	return nil
 }
@@ -122,7 +122,7 @@ func (m *Manager) reread(ctx context.Context, err error) error {
 	var ce *events.ConflictError
 	if errors.As(err, &ce) {
 		if werr := m.d.View.WaitApplied(ctx, ce.LastSeq); werr != nil {
-			return fmt.Errorf("%w: %v", ErrOverloaded, werr)
+			return fmt.Errorf("%w: %w", ErrOverloaded, werr)
 		}
 	}
 	return nil

@@ -39,7 +39,7 @@ func (m *Manager) Introspect(ctx context.Context, token string) (Introspection, 
 		}
 		u, err := m.d.View.User(ctx, s.UserID)
 		if err != nil {
-			return Introspection{}, fmt.Errorf("%w: %v", ErrOverloaded, err)
+			return Introspection{}, fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
 		if gen != s.Generation || s.Status(now, u.RevokedBefore) != StatusActive {
 			return Introspection{}, nil
@@ -68,14 +68,14 @@ func (m *Manager) denied(ctx context.Context, c AccessClaims) (bool, error) {
 		return true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return false, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	if !s.RevokedAt.IsZero() || s.UserID != c.Subject {
 		return true, nil
 	}
 	u, err := m.d.View.User(ctx, c.Subject)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return false, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	if !u.RevokedBefore.IsZero() && (c.IssuedAt.Before(u.RevokedBefore) || s.CreatedAt.Before(u.RevokedBefore)) {
 		return true, nil
@@ -83,11 +83,11 @@ func (m *Manager) denied(ctx context.Context, c AccessClaims) (bool, error) {
 	if t, err := m.d.View.Token(ctx, c.JTI); err == nil && !t.RevokedAt.IsZero() {
 		return true, nil
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
-		return false, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return false, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	k, err := m.d.View.Key(ctx, c.KeyID)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return false, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	return !k.RevokedAt.IsZero(), nil
 }

@@ -106,7 +106,7 @@ func (m *Manager) checkLogin(req LoginRequest) (name, ip string, err error) {
 func (m *Manager) checkThrottle(ctx context.Context, acct, ip string, acctN int) (Throttle, string, error) {
 	th, err := m.d.View.Throttle(ctx, acct, ip)
 	if err != nil {
-		return Throttle{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return Throttle{}, "error", fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	// Attempts for the account from elsewhere count as failures until
 	// they are decided.
@@ -235,7 +235,7 @@ func (m *Manager) startSession(ctx context.Context, userID, acct, ip string, req
 	// revoked_before, so that its tokens are not denied.
 	u, err := m.d.View.User(ctx, userID)
 	if err != nil {
-		return events.TokenReply{}, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return events.TokenReply{}, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	if now.Before(u.RevokedBefore) {
 		now = u.RevokedBefore

@@ -92,7 +92,10 @@ func New(cfg Config, d Deps) (*Manager, error) {
 		m.now = time.Now
 	}
 	m.limiter = newHashLimiter(cfg.MaxConcurrentHashes, cfg.HashQueue, cfg.HashWait)
-	m.m = newMetrics(d.Registerer, func() float64 { return float64(m.limiter.inFlight()) })
+	var err error
+	if m.m, err = newMetrics(d.Registerer, func() float64 { return float64(m.limiter.inFlight()) }); err != nil {
+		return nil, err
+	}
 	dummy := make([]byte, 32)
 	if _, err := rand.Read(dummy); err != nil {
 		return nil, err
@@ -185,7 +188,7 @@ func ignoreNotFound(err error) error {
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
-	return fmt.Errorf("%w: %v", ErrOverloaded, err)
+	return fmt.Errorf("%w: %w", ErrOverloaded, err)
 }
 
 // JWKS returns the public keys as a JWK Set.

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,7 +18,7 @@ type metrics struct {
 	publishTime   prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, inFlight func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, inFlight func() float64) (*metrics, error) {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sessionbus", Name: "logins_total", Help: "Login attempts by result.",
@@ -44,8 +46,21 @@ func newMetrics(reg prometheus.Registerer, inFlight func() float64) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.logins, m.refreshes, m.revocations, m.throttled, m.overloaded, m.conflicts, m.hashesRunning, m.publishTime)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	// All or none, so that a manager that fails to start leaves the
+	// registry as it was (as consumers/internal/promreg does for the
+	// consumers, which a separate module keeps out of reach).
+	var done []prometheus.Collector
+	for _, c := range []prometheus.Collector{m.logins, m.refreshes, m.revocations, m.throttled, m.overloaded, m.conflicts, m.hashesRunning, m.publishTime} {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return nil, fmt.Errorf("session: metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return m, nil
 }

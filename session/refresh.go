@@ -96,12 +96,12 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 			return events.TokenReply{}, "invalid", ErrInvalidToken
 		}
 		if err != nil {
-			return events.TokenReply{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
+			return events.TokenReply{}, "error", fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
 		now := m.now().UTC()
 		u, err := m.d.View.User(ctx, s.UserID)
 		if err != nil {
-			return events.TokenReply{}, "error", fmt.Errorf("%w: %v", ErrOverloaded, err)
+			return events.TokenReply{}, "error", fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
 		switch s.Status(now, u.RevokedBefore) {
 		case StatusRevoked:
@@ -211,7 +211,7 @@ func (m *Manager) replay(ctx context.Context, s Session, token, next string, now
 		return events.TokenReply{}, false, nil
 	}
 	if err != nil {
-		return events.TokenReply{}, false, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return events.TokenReply{}, false, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	if t.SessionID != s.ID || !t.RevokedAt.IsZero() || t.ExpiresAt.Sub(now) < m.cfg.AccessTTL/2 {
 		return events.TokenReply{}, false, nil

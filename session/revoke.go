@@ -38,7 +38,7 @@ func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) e
 				return err
 			}
 			if s, err = m.d.View.Session(ctx, s.ID); err != nil {
-				return fmt.Errorf("%w: %v", ErrOverloaded, err)
+				return fmt.Errorf("%w: %w", ErrOverloaded, err)
 			}
 			continue
 		}
@@ -119,7 +119,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) error {
 	}
 	u, err := m.d.View.User(ctx, userID)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	now := m.now().UTC()
 	// Token times are whole seconds (iat, auth_time): round up, so that a
@@ -181,7 +181,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 			return ErrInvalidToken
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrOverloaded, err)
+			return fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
 		return m.revokeSession(ctx, s, events.ReasonLogout)
 	case req.AccessToken != "":
@@ -194,7 +194,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 			return ErrInvalidToken
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrOverloaded, err)
+			return fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
 		return m.revokeSession(ctx, s, events.ReasonLogout)
 	}
@@ -224,7 +224,7 @@ func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
 	if errors.Is(err, ErrNotFound) {
 		t = TokenInfo{JTI: c.JTI, SessionID: c.SessionID, UserID: c.Subject, KeyID: c.KeyID, ExpiresAt: c.ExpiresAt}
 	} else if err != nil {
-		return fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	return m.revokeToken(ctx, t, events.ReasonTokenRevocation)
 }

@@ -20,11 +20,11 @@ func (m *Manager) Sessions(ctx context.Context, userID string) ([]events.Session
 	}
 	ss, err := m.d.View.UserSessions(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return nil, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	u, err := m.d.View.User(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrOverloaded, err)
+		return nil, fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
 	now := m.now()
 	out := make([]events.SessionInfo, 0, len(ss))

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -127,47 +126,28 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	policy := denylist.FailClosed
 	if c.failOpen {
 		policy = denylist.FailOpen
 	}
-	dl, err := denylist.New(denylist.Config{
-		JetStream: js, Lookback: c.lookback, MaxTokenTTL: c.maxTokenTTL, MaxStaleness: c.maxStaleness,
-		StalePolicy: policy, Logger: log, Registerer: reg,
+	guard, err := httpauth.NewService(httpauth.ServiceConfig{
+		Conn: nc, Name: "/example-service",
+		Auth: httpauth.Config{Issuer: c.issuer, Audience: c.audience, Logger: log, Registerer: reg},
+		DenyList: denylist.Config{
+			Lookback: c.lookback, MaxTokenTTL: c.maxTokenTTL, MaxStaleness: c.maxStaleness, StalePolicy: policy,
+		},
 	})
-	if err != nil {
-		return err
-	}
-	keys, err := httpauth.NewKeySet(httpauth.KeySetConfig{Source: httpauth.NATSSource(nc, "/example-service"), Watch: nc, Logger: log})
-	if err != nil {
-		return err
-	}
-	auth, err := httpauth.New(httpauth.Config{Keys: keys, DenyList: dl, Issuer: c.issuer, Audience: c.audience, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
-	go func() { errc <- dl.Run(ctx) }()
-	go func() { errc <- keys.Run(ctx) }()
-
-	ready := func() bool {
-		select {
-		case <-dl.Ready():
-			return len(keys.KeyIDs()) > 0
-		default:
-			return false
-		}
-	}
-	srv := &http.Server{Addr: c.listen, Handler: handler(auth, ready, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
+	errc := make(chan error, 2)
+	go func() { errc <- guard.Run(ctx) }()
+	srv := &http.Server{Addr: c.listen, Handler: handler(guard.Authenticator, guard.Ready, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 		ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
 	go func() {
 		log.Info("listening", "addr", c.listen)

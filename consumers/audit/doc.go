@@ -133,8 +133,9 @@
 // path held to events.FromMsg by a fuzz test, a JSON validator held to
 // encoding/json.Valid by another), hashes and writes it through a 256 KiB
 // buffer on a second goroutine, and fsyncs once at the end. See
-// BenchmarkReplay and BenchmarkOrderedConsumerRaw; BenchmarkReplay also
-// runs an encoder that writes the same lines with events.FromMsg and
+// BenchmarkReplay and BenchmarkOrderedConsumerRaw (on a real stream, in
+// internal/integration/audit); BenchmarkEncodeLine here also runs an
+// encoder that writes the same lines with events.FromMsg and
 // encoding/json alone, to show what the fast path, the validator and the
 // string encoder buy.
 package audit

@@ -15,7 +15,7 @@ import (
 
 // stdEncoder writes the same lines as encoder with encoding/json and
 // events.FromMsg only: no fast path, no hand-written JSON validator or
-// string encoder. It exists to measure what they buy (BenchmarkReplay).
+// string encoder. It exists to measure what they buy (BenchmarkEncodeLine).
 type stdEncoder struct {
 	enc *encoder // for decodeSlow: events.FromMsg and the extensions
 	buf bytes.Buffer
@@ -27,14 +27,6 @@ func newStdEncoder(stream string) *stdEncoder {
 	s.je = json.NewEncoder(&s.buf)
 	s.je.SetEscapeHTML(false)
 	return s
-}
-
-// UseEncodingJSON makes replay and follow encode with encoding/json until
-// restore is called.
-func UseEncodingJSON() (restore func()) {
-	old := newBodyEncoder
-	newBodyEncoder = func(stream string) bodyEncoder { return newStdEncoder(stream) }
-	return func() { newBodyEncoder = old }
 }
 
 func (s *stdEncoder) str(dst []byte, v string) []byte {

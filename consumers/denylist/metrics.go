@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sessionbus/sessionbus/internal/promreg"
+	"github.com/sessionbus/sessionbus/consumers/internal/promreg"
 )
 
 // Reasons a message on the revocation subjects is skipped (label values of

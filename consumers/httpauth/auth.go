@@ -256,9 +256,9 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 		case errors.Is(keyErr, ErrUnknownKey), errors.Is(keyErr, ErrUnavailable):
 			return nil, keyErr
 		case errors.Is(err, jwt.ErrTokenMalformed):
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	c := &Claims{
 		Issuer: ac.Issuer, Subject: ac.Subject, Audience: ac.Audience,

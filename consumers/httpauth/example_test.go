@@ -16,8 +16,39 @@ import (
 )
 
 // A protected service: keys over NATS, the deny-list from the stream, the
-// middleware in front of the handlers.
+// middleware in front of the handlers, started and judged ready as one.
 func Example() {
+	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.MaxReconnects(-1))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	srv, err := httpauth.NewService(httpauth.ServiceConfig{
+		Conn: nc,
+		Name: "/example-service",
+		Auth: httpauth.Config{Issuer: "https://auth.example.com", Audience: "orders"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { log.Fatal(srv.Run(context.Background())) }()
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /protected-resource", srv.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := httpauth.ClaimsFrom(r.Context())
+		fmt.Fprintf(w, "hello %s (session %s)\n", c.Subject, c.SessionID)
+	})))
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !srv.Ready() { // the deny-list has caught up, the keys are loaded
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	log.Fatal(http.ListenAndServe("127.0.0.1:8090", mux))
+}
+
+// The same parts by hand, for a service that needs another key source or
+// shares one deny-list between several authenticators.
+func ExampleNew() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.MaxReconnects(-1))

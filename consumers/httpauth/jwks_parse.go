@@ -39,7 +39,7 @@ func parseJWKS(b []byte, log *slog.Logger) (map[string]publicKey, error) {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
+		return nil, fmt.Errorf("%w: %w", ErrJWKS, err)
 	}
 	if set.Keys == nil {
 		return nil, fmt.Errorf("%w: no \"keys\" member", ErrJWKS)

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sessionbus/sessionbus/internal/promreg"
+	"github.com/sessionbus/sessionbus/consumers/internal/promreg"
 )
 
 // Results of a request (label values of sessionbus_httpauth_requests_total).

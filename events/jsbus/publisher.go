@@ -229,7 +229,7 @@ func (pub *publication) attempt(ctx context.Context) (seq uint64, done bool, err
 		return 0, false, nil
 	}
 	if pub.unknown {
-		return 0, true, fmt.Errorf("publish %s: %w: %v", e.Type, ErrUnsettled, err)
+		return 0, true, fmt.Errorf("publish %s: %w: %w", e.Type, ErrUnsettled, err)
 	}
 	return 0, true, fmt.Errorf("publish %s: %w", e.Type, err)
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sessionbus/sessionbus/events/embedded"
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/embedded"
 )
 
 // Cluster is a running cluster.

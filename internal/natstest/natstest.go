@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sessionbus/sessionbus/events/embedded"
 	"github.com/sessionbus/sessionbus/events/jsbus"
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/embedded"
 )
 
 // Server is a test NATS server that can be restarted on the same port and

@@ -140,7 +140,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if err := errors.Join(reg.Register(collectors.NewGoCollector()), reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))); err != nil {
+			return nil, fmt.Errorf("node: metrics: %w", err)
+		}
 		cfg.Registry = reg
 	}
 	if err := cfg.Session.Validate(); err != nil {
@@ -230,12 +232,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	if err != nil {
 		return nil, err
 	}
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "sessionbus", Name: "view_applied_sequence", Help: "Last stream sequence applied to the view."},
-			func() float64 { return float64(view.AppliedSeq()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "sessionbus", Name: "view_skipped_total", Help: "Stream messages the view skipped as unreadable or unknown."},
-			func() float64 { return float64(view.Skipped()) }),
-	)
+	if err := errors.Join(
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "sessionbus", Name: "view_applied_sequence", Help: "Last stream sequence applied to the view."},
+			func() float64 { return float64(view.AppliedSeq()) })),
+		reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "sessionbus", Name: "view_skipped_total", Help: "Stream messages the view skipped as unreadable or unknown."},
+			func() float64 { return float64(view.Skipped()) })),
+	); err != nil {
+		return nil, fmt.Errorf("node: metrics: %w", err)
+	}
 
 	rctx, cancel := context.WithCancel(context.Background())
 	// n is not the named result: a `return nil, err` must not hide it
@@ -306,11 +310,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("NATS service: %w", err)
 	}
-	handlers := httpapi.New(mgr, httpapi.Config{
+	handlers, err := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
 		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
 	})
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range []struct {
 		addr string
 		h    http.Handler

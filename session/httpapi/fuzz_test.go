@@ -24,7 +24,7 @@ func newFuzzTarget(f *testing.F) *fuzzTarget {
 	f.Helper()
 	m := nodetest.Start(f, natstest.Start(f))
 	uid := m.AddUser(f, "alice", alicePassword)
-	h := httpapi.New(m.Manager(), httpapi.Config{IntrospectTokens: []string{introspectToken}}).Public()
+	h := mustNew(f, m.Manager(), httpapi.Config{IntrospectTokens: []string{introspectToken}}).Public()
 	return &fuzzTarget{h: h, m: m, uid: uid}
 }
 

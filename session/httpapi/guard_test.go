@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/httpapi"
 	"github.com/sessionbus/sessionbus/session/kvstore"
 )
@@ -199,7 +200,7 @@ func serveAdmin(h http.Handler, local net.Addr, host, path string, headers ...st
 // 10.1.2.3:8081, and configured names.
 func TestAdminHost(t *testing.T) {
 	const cred = "Bearer " + adminToken
-	h := httpapi.New(nil, httpapi.Config{AdminTokens: []string{adminToken}, AdminHosts: []string{"admin.internal", "ops.example:9443", "[fd00::1]"}}).Admin()
+	h := mustNew(t, nil, httpapi.Config{AdminTokens: []string{adminToken}, AdminHosts: []string{"admin.internal", "ops.example:9443", "[fd00::1]"}}).Admin()
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8081}
 	pod := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8081}
 	for _, tc := range []struct {
@@ -244,7 +245,7 @@ func TestAdminHost(t *testing.T) {
 // TestAdminWithoutCredentials: an admin API configured without any
 // credential refuses everything (it fails closed), whatever is sent.
 func TestAdminWithoutCredentials(t *testing.T) {
-	h := httpapi.New(nil, httpapi.Config{AdminTokens: []string{""}}).Admin()
+	h := mustNew(t, nil, httpapi.Config{AdminTokens: []string{""}}).Admin()
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8081}
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer x"} {
 		var hdr []string
@@ -255,4 +256,13 @@ func TestAdminWithoutCredentials(t *testing.T) {
 			t.Errorf("Authorization %q: %d, want 401", auth, rec.Code)
 		}
 	}
+}
+
+func mustNew(t testing.TB, m *session.Manager, cfg httpapi.Config) *httpapi.Handlers {
+	t.Helper()
+	h, err := httpapi.New(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -65,8 +65,9 @@ type Handlers struct {
 	requests      *prometheus.CounterVec
 }
 
-// New returns the handlers of m.
-func New(m *session.Manager, cfg Config) *Handlers {
+// New returns the handlers of m, or the error of registering the
+// metrics.
+func New(m *session.Manager, cfg Config) (*Handlers, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,9 +78,11 @@ func New(m *session.Manager, cfg Config) *Handlers {
 		Namespace: "sessionbus", Name: "http_requests_total", Help: "HTTP requests by route and status code.",
 	}, []string{"route", "code"})}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(h.requests)
+		if err := cfg.Registerer.Register(h.requests); err != nil {
+			return nil, fmt.Errorf("httpapi: metrics: %w", err)
+		}
 	}
-	return h
+	return h, nil
 }
 
 // jsonFallback answers what mux does not route (404, and 405 with Allow
@@ -260,7 +263,7 @@ func readForm(r *http.Request) error {
 		if errors.As(err, &mbe) {
 			return errTooLarge
 		}
-		return fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+		return fmt.Errorf("%w: %w", session.ErrInvalidInput, err)
 	}
 	return nil
 }

@@ -198,12 +198,12 @@ func decode(r micro.Request) (events.Event, error) {
 		// Structured mode: the envelope may not say a thing twice (two
 		// "data" or "type" members) any more than its data may.
 		if err := events.CheckKeys(m.Data); err != nil {
-			return events.Event{}, fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+			return events.Event{}, fmt.Errorf("%w: %w", session.ErrInvalidInput, err)
 		}
 	}
 	e, err := events.FromMsg(m)
 	if err != nil {
-		return events.Event{}, fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+		return events.Event{}, fmt.Errorf("%w: %w", session.ErrInvalidInput, err)
 	}
 	return e, nil
 }

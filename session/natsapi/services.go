@@ -11,7 +11,7 @@ import (
 )
 
 // Identities manages the bus identities for the services commands
-// (events/embedded.Identities on the embedded server).
+// (internal/embedded.Identities on the embedded server).
 type Identities interface {
 	Add(name string, role natsauth.Role) ([]byte, natsauth.Identity, error)
 	List() []natsauth.Identity
@@ -31,11 +31,11 @@ func serviceInfo(id natsauth.Identity) events.ServiceInfo {
 func identityError(err error) error {
 	switch {
 	case errors.Is(err, natsauth.ErrBadName), errors.Is(err, natsauth.ErrUnknownRole):
-		return fmt.Errorf("%w: %v", session.ErrInvalidInput, err)
+		return fmt.Errorf("%w: %w", session.ErrInvalidInput, err)
 	case errors.Is(err, natsauth.ErrExists):
-		return fmt.Errorf("%w: %v", session.ErrExists, err)
+		return fmt.Errorf("%w: %w", session.ErrExists, err)
 	case errors.Is(err, natsauth.ErrNoIdentity):
-		return fmt.Errorf("%w: %v", session.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", session.ErrNotFound, err)
 	}
 	return err
 }

@@ -190,7 +190,7 @@ func (r *Keyring) Verify(token string) (session.AccessClaims, error) {
 		return k.public, nil
 	}, opts...)
 	if err != nil {
-		return session.AccessClaims{}, fmt.Errorf("%w: %v", session.ErrInvalidToken, err)
+		return session.AccessClaims{}, fmt.Errorf("%w: %w", session.ErrInvalidToken, err)
 	}
 	out := session.AccessClaims{
 		Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, SessionID: c.SessionID,

@@ -11,8 +11,8 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/audit"
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/embedded"
 	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/internal/embedded"
 )
 
 // Copy the stream into an audit file, then prove the file intact.

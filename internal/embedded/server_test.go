@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionbus/sessionbus/events/embedded"
+	"github.com/sessionbus/sessionbus/internal/embedded"
 )
 
 // A port in use fails Start at once with the bind error, not after the

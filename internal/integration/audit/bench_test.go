@@ -15,8 +15,8 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/audit"
 	"github.com/sessionbus/sessionbus/events"
-	"github.com/sessionbus/sessionbus/events/embedded"
 	"github.com/sessionbus/sessionbus/events/jsbus"
+	"github.com/sessionbus/sessionbus/internal/embedded"
 )
 
 // benchEvents is the size of the benchmarks' stream.
@@ -115,18 +115,10 @@ func reportRates(b *testing.B, cpu0 time.Duration) {
 }
 
 // BenchmarkReplay copies the whole stream into a file (fsynced at the
-// end), one op per 100,000 events: with the package's encoder (its fast
-// path, JSON validator and string encoder), and with the same lines
-// written by encoding/json and events.FromMsg alone.
+// end), one op per 100,000 events. The package's encoder against
+// encoding/json is compared in memory by consumers/audit's
+// BenchmarkEncodeLine.
 func BenchmarkReplay(b *testing.B) {
-	b.Run("encoder=hand", benchmarkReplay)
-	b.Run("encoder=encoding-json", func(b *testing.B) {
-		defer audit.UseEncodingJSON()()
-		benchmarkReplay(b)
-	})
-}
-
-func benchmarkReplay(b *testing.B) {
 	js := benchStream(b)
 	dir := b.TempDir()
 	var n int
