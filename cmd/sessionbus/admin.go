@@ -164,7 +164,7 @@ key-value bucket sessionbus_users, which only managers may read; never on
 the event stream.
 
 With the server running, these commands go over NATS (to --nats-url, or to
-the local embedded server using the manager password in --data-dir).
+the local embedded server as the local operator, <data-dir>/operator.creds).
 With the server stopped, they open --data-dir themselves.`,
 	}
 	f.addForOperator(cmd.PersistentFlags())

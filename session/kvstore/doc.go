@@ -7,7 +7,7 @@
 //
 // None of it is ever on the AUTH_EVENTS stream. The buckets are ordinary
 // JetStream streams (KV_<bucket>), so a cluster replicates them like the
-// event stream, and NATS permissions keep them to the manager role: the
-// embedded server's service role and the deploy/ configs allow services
-// only AUTH_EVENTS and the public commands.
+// event stream, and NATS permissions keep them to the manager role
+// (events/natsauth): services, gateways and operators live in an account
+// without JetStream and cannot reach them at all.
 package kvstore
