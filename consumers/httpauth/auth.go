@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
+	"github.com/sessionbus/sessionbus/events/accesstoken"
 )
 
 // Defaults of Config.
@@ -234,7 +235,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Claims
 
 // verify checks the signature and the claims of a token not in the cache.
 func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, error) {
-	var ac accessClaims
+	var ac accesstoken.Claims
 	var kid string
 	var keyErr error
 	t, err := a.parser.ParseWithClaims(token, &ac, func(t *jwt.Token) (key any, err error) {
@@ -242,7 +243,7 @@ func (a *Authenticator) verify(ctx context.Context, token string) (*Claims, erro
 		if _, ok := t.Header["crit"]; ok {
 			return nil, fmt.Errorf("%w: crit header not understood", ErrInvalidToken)
 		}
-		if typ, _ := t.Header["typ"].(string); !accessTokenType(typ) {
+		if typ, _ := t.Header["typ"].(string); !accesstoken.IsType(typ) {
 			return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
 		}
 		kid, _ = t.Header["kid"].(string)

@@ -10,15 +10,13 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sessionbus/sessionbus/events/accesstoken"
 	"github.com/sessionbus/sessionbus/session"
 )
 
 // MaxTokenSize caps the length of a token accepted for verification,
 // checked before any parsing.
 const MaxTokenSize = 8 << 10
-
-// TokenType is the typ header of access tokens (RFC 9068).
-const TokenType = "at+jwt"
 
 // DefaultLeeway is the clock skew tolerated on exp, nbf and iat when the
 // manager verifies a token (introspection, logout, RFC 7009 revocation):
@@ -120,19 +118,19 @@ func (r *Keyring) Issue(c session.AccessClaims) (string, string, error) {
 	if k == nil {
 		return "", "", ErrNoActiveKey
 	}
-	claims := accessClaims{
+	claims := accesstoken.Claims{
 		Issuer:    c.Issuer,
 		Subject:   c.Subject,
 		Audience:  c.Audience,
-		ExpiresAt: newNumericDate(c.ExpiresAt),
-		NotBefore: newNumericDate(c.NotBefore),
-		IssuedAt:  newNumericDate(c.IssuedAt),
+		ExpiresAt: accesstoken.NewNumericDate(c.ExpiresAt),
+		NotBefore: accesstoken.NewNumericDate(c.NotBefore),
+		IssuedAt:  accesstoken.NewNumericDate(c.IssuedAt),
 		ID:        c.JTI,
 		SessionID: c.SessionID,
 		ClientID:  c.ClientID,
 	}
 	if !c.AuthTime.IsZero() {
-		claims.AuthTime = newNumericDate(c.AuthTime)
+		claims.AuthTime = accesstoken.NewNumericDate(c.AuthTime)
 	}
 	t := jwt.NewWithClaims(methods[k.Alg], claims)
 	t.Header["kid"] = k.KID
@@ -168,13 +166,13 @@ func (r *Keyring) Verify(token string) (session.AccessClaims, error) {
 		// Any one of the configured audiences will do.
 		opts = append(opts, jwt.WithAudience(r.cfg.Audience...))
 	}
-	var c accessClaims
+	var c accesstoken.Claims
 	var kid string
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		if _, ok := t.Header["crit"]; ok {
 			return nil, errors.New("crit header not understood")
 		}
-		if typ, _ := t.Header["typ"].(string); !IsAccessTokenType(typ) {
+		if typ, _ := t.Header["typ"].(string); !accesstoken.IsType(typ) {
 			return nil, errors.New("typ is not at+jwt")
 		}
 		kid, _ = t.Header["kid"].(string)
