@@ -35,6 +35,9 @@ type benchFlags struct {
 	// (with --check); started is when the run connected.
 	ledger  *loadgen.Ledger
 	started time.Time
+	// users are the throwaway users the run made; done disables them.
+	usersMu sync.Mutex
+	users   []string
 }
 
 // benchCommands lets bench sub-commands live in their own files.
@@ -175,7 +178,7 @@ func (f *benchFlags) connectWithUser(ctx context.Context) (nc *nats.Conn, user, 
 	if nc, err = f.connect(ctx); err != nil {
 		return nil, "", "", err
 	}
-	u, err := benchUser(ctx, f.client(nc))
+	u, err := f.benchUser(ctx, f.client(nc))
 	if err != nil {
 		nc.Close()
 		return nil, "", "", err
@@ -185,10 +188,32 @@ func (f *benchFlags) connectWithUser(ctx context.Context) (nc *nats.Conn, user, 
 
 type benchAccount struct{ id, name, password string }
 
-// benchUser creates a throwaway user for the run (operator role needed).
-func benchUser(ctx context.Context, c *loadgen.Client) (benchAccount, error) {
+// benchUser creates a throwaway user for the run (operator role needed),
+// disabled when the run is done.
+func (f *benchFlags) benchUser(ctx context.Context, c *loadgen.Client) (benchAccount, error) {
 	a, err := c.AddUser(ctx)
+	if err == nil {
+		f.usersMu.Lock()
+		f.users = append(f.users, a.Name)
+		f.usersMu.Unlock()
+	}
 	return benchAccount{id: a.ID, name: a.Name, password: a.Password}, err
+}
+
+// done disables the run's users, so that no bench account can log in
+// after it (a users bucket keeps them, named bench-…, as a record), and
+// closes nc.
+func (f *benchFlags) done(nc *nats.Conn) {
+	f.usersMu.Lock()
+	users := f.users
+	f.users = nil
+	f.usersMu.Unlock()
+	for _, name := range users {
+		ctx, cancel := context.WithTimeout(context.Background(), f.reqTimeout)
+		_ = events.Request(ctx, nc, events.SubjectUsersDisable, "/sessionbus/bench", events.UserRequest{User: name}, nil)
+		cancel()
+	}
+	nc.Close()
 }
 
 // benchLogin logs in, waiting out 503s and 429s.
@@ -221,7 +246,7 @@ func newBenchLogin(f *benchFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer f.done(nc)
 			// Each worker is a client at its own address (RFC 2544
 			// benchmarking range): attempts for one account from one
 			// address take turns. Only a gateway may state the address.
@@ -265,7 +290,7 @@ manager must answer with a working successor, never revoke the session
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer f.done(nc)
 			c := f.client(nc)
 			res, err := runLoad(ctx, f, "refresh",
 				func(ctx context.Context, _ int) (string, error) {
@@ -306,13 +331,13 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer f.done(nc)
 			c := f.client(nc)
 			switch kind {
 			case "user":
 				res, err := runLoad(ctx, f, "revoke user",
 					func(ctx context.Context, _ int) (string, error) {
-						u, err := benchUser(ctx, c)
+						u, err := f.benchUser(ctx, c)
 						return u.id, err
 					},
 					func(ctx context.Context, uid *string) error {
@@ -323,7 +348,7 @@ revokes them as fast as it can (a conditional session.revoked fact each).`,
 				}
 				return f.finish(ctx, cmd.OutOrStdout(), nc, res)
 			case "session":
-				u, err := benchUser(ctx, c)
+				u, err := f.benchUser(ctx, c)
 				if err != nil {
 					return err
 				}

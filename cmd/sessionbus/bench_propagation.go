@@ -40,7 +40,7 @@ issues (services add) and revokes when it ends, or all with
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer f.done(nc)
 			c := f.client(nc)
 			if serviceURL == "" {
 				serviceURL = f.nats.effectiveURL()
@@ -121,7 +121,7 @@ issues (services add) and revokes when it ends, or all with
 				}
 				lat = append(lat, time.Since(start))
 			}
-			res := summarise(fmt.Sprintf("propagation (%d services, %s)", services, kind), services, 0, lat, errs)
+			res := summarise(fmt.Sprintf("propagation (%d %s, %s)", services, plural(services, "service", "services"), kind), services, 0, lat, errs)
 			res.Rate = 0
 			res.Comments = "from sending the revoke command until every deny-list refuses the token (includes the manager's fsync'd publish)"
 			if f.asJSON {
@@ -261,4 +261,11 @@ func tokenOf(jwt string) (denylist.Token, error) {
 	}
 	return denylist.Token{SessionID: c.SessionID, ID: c.JTI, Subject: c.Subject, KeyID: c.KeyID,
 		IssuedAt: c.IssuedAt, AuthTime: c.AuthTime}, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
