@@ -23,11 +23,6 @@ import (
 	"github.com/sessionbus/sessionbus/session"
 )
 
-func init() {
-	register(newUsersCmd)
-	register(newKeysCmd)
-}
-
 // operator sends the users and keys commands to a manager: the running
 // server over NATS, or, when the server is stopped, a manager started
 // in-process on its data dir, serving the same NATS API on an in-process

@@ -23,8 +23,6 @@ import (
 	"github.com/sessionbus/sessionbus/consumers/audit"
 )
 
-func init() { register(newAuditCmd) }
-
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",

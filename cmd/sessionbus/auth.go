@@ -21,8 +21,6 @@ import (
 	"github.com/sessionbus/sessionbus/events/natsauth"
 )
 
-func init() { register(newAuthCmd) }
-
 // defaultResolverDir is where a cluster node's full resolver keeps the
 // account JWTs it was given (on the node's volume, beside JetStream).
 const defaultResolverDir = "/var/lib/nats/jwt"

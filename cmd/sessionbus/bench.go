@@ -19,8 +19,6 @@ import (
 	"github.com/sessionbus/sessionbus/internal/loadgen"
 )
 
-func init() { register(newBenchCmd) }
-
 // benchFlags are shared by the bench sub-commands.
 type benchFlags struct {
 	nats       natsFlags
@@ -39,9 +37,6 @@ type benchFlags struct {
 	usersMu sync.Mutex
 	users   []string
 }
-
-// benchCommands lets bench sub-commands live in their own files.
-var benchCommands []func(*benchFlags) *cobra.Command
 
 func newBenchCmd() *cobra.Command {
 	var f benchFlags
@@ -70,10 +65,7 @@ not revoke.`,
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	cmd.PersistentFlags().BoolVar(&f.check, "check", false, "at the end, check the stream: every acknowledged operation stored exactly once, no session revoked that the bench did not revoke")
 	cmd.PersistentFlags().StringVar(&f.checkCreds, "check-creds", "", "credentials for reading the stream with --check (operator or audit role; default: --nats-creds)")
-	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f))
-	for _, c := range benchCommands {
-		cmd.AddCommand(c(&f))
-	}
+	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f), newBenchPropagation(&f))
 	return cmd
 }
 

@@ -18,8 +18,6 @@ import (
 	"github.com/sessionbus/sessionbus/internal/loadgen"
 )
 
-func init() { benchCommands = append(benchCommands, newBenchPropagation) }
-
 func newBenchPropagation(f *benchFlags) *cobra.Command {
 	var services, rounds int
 	var kind, serviceURL, serviceCreds, serviceCA string

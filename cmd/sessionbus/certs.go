@@ -19,8 +19,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newCertsCmd) }
-
 // Files sessionbus certs writes.
 const (
 	certCA        = "ca.pem"

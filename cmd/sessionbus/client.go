@@ -13,14 +13,6 @@ import (
 	"github.com/sessionbus/sessionbus/session"
 )
 
-func init() {
-	register(newLoginCmd)
-	register(newRefreshCmd)
-	register(newLogoutCmd)
-	register(newRevokeCmd)
-	register(newSessionsCmd)
-}
-
 const cliSource = "/sessionbus/cli"
 
 // request sends one command over a fresh connection and decodes the reply.

@@ -71,11 +71,13 @@ var switches = []string{
 	"workers", "duration", "kind", "sessions", "services", "rounds",
 }
 
-// commands holds the constructors of the top-level commands; each command
-// file registers its own in an init function.
-var commands []func() *cobra.Command
-
-func register(c func() *cobra.Command) { commands = append(commands, c) }
+// commands are the constructors of the top-level commands, all in one
+// place: each lives in a file of its own.
+var commands = []func() *cobra.Command{
+	newServeCmd, newSetupCmd, newUsersCmd, newKeysCmd, newServicesCmd, newAuthCmd, newCertsCmd,
+	newLoginCmd, newRefreshCmd, newLogoutCmd, newRevokeCmd, newSessionsCmd,
+	newEventsCmd, newAuditCmd, newBenchCmd,
+}
 
 func envName(flag string) string { return cli.EnvName(envPrefix, flag) }
 

@@ -26,8 +26,6 @@ import (
 	"github.com/sessionbus/sessionbus/session"
 )
 
-func init() { register(newServeCmd) }
-
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "0.1.0-dev"
 

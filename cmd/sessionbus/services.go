@@ -10,8 +10,6 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 )
 
-func init() { register(newServicesCmd) }
-
 func newServicesCmd() *cobra.Command {
 	var f managerFlags
 	var asJSON bool

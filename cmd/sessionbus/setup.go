@@ -13,8 +13,6 @@ import (
 	"github.com/sessionbus/sessionbus/internal/node"
 )
 
-func init() { register(newSetupCmd) }
-
 func newSetupCmd() *cobra.Command {
 	var f managerFlags
 	cmd := &cobra.Command{

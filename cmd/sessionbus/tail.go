@@ -17,8 +17,6 @@ import (
 	"github.com/sessionbus/sessionbus/events/jsbus"
 )
 
-func init() { register(newEventsCmd) }
-
 // tailInactive is how long the server keeps the consumer of an `events
 // tail` that went away without deleting it (killed, say).
 const tailInactive = 10 * time.Second
