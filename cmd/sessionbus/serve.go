@@ -206,20 +206,33 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 // startNode starts the manager, retrying while JetStream is not yet
 // available (a cluster still electing its leaders, a server restarting).
 func startNode(ctx context.Context, nc *nats.Conn, cfg node.Config) (*node.Node, error) {
+	var n *node.Node
+	err := whileTransient(ctx, func(ctx context.Context) (err error) {
+		n, err = node.Start(ctx, nc, cfg)
+		cfg.RebuildView = false // done on the first attempt
+		return err
+	})
+	return n, err
+}
+
+// whileTransient calls fn (each call bounded to 30s) until it succeeds,
+// fails for good, or two minutes have passed, waiting out transient
+// errors with a doubling pause: the one retry loop of the commands that
+// start against a cluster.
+func whileTransient(ctx context.Context, fn func(context.Context) error) error {
 	wait := 500 * time.Millisecond
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		n, err := node.Start(sctx, nc, cfg)
+		err := fn(sctx)
 		cancel()
 		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			return n, err
+			return err
 		}
-		cfg.RebuildView = false // done on the first attempt
 		slog.Warn("JetStream not available yet, retrying", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 10*time.Second)

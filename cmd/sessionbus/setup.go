@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,25 +52,8 @@ func runSetup(ctx context.Context, f *managerFlags) error {
 		return err
 	}
 	// A cluster still electing its leaders answers 503 for a while.
-	wait := 500 * time.Millisecond
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = node.Setup(sctx, nc, cfg)
-		cancel()
-		if err == nil {
-			break
-		}
-		if !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("setup: %w", err)
-		}
-		slog.Warn("JetStream not available yet, retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 10*time.Second)
+	if err := whileTransient(ctx, func(ctx context.Context) error { return node.Setup(ctx, nc, cfg) }); err != nil {
+		return fmt.Errorf("setup: %w", err)
 	}
 	slog.Info("streams and buckets ready", "stream", events.StreamName, "replicas", f.streamRepl, "max_age", f.streamMaxAge)
 	return nil
