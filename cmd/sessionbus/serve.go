@@ -96,6 +96,7 @@ func newServeCmd() *cobra.Command {
 	var httpAddr, adminAddr string
 	var rebuild bool
 	var proxies, adminHosts []string
+	var pprofOn bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the session manager (embedded NATS JetStream by default)",
@@ -136,19 +137,20 @@ in the data dir on first start: admin-token (admin API, /metrics,
 				}
 				trusted = append(trusted, pfx)
 			}
-			return serve(cmd.Context(), &f, httpAddr, adminAddr, adminHosts, rebuild, trusted)
+			return serve(cmd.Context(), &f, httpAddr, adminAddr, adminHosts, pprofOn, rebuild, trusted)
 		},
 	}
 	f.add(cmd.Flags())
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
+	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential")
 	cmd.Flags().StringSliceVar(&adminHosts, "admin-hosts", nil, "further Host names the admin API answers to (name or name:port), beyond localhost, 127.0.0.1 and [::1] on its port")
 	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the stream")
 	cmd.Flags().StringSliceVar(&proxies, "trusted-proxies", nil, "networks (CIDR) of reverse proxies whose X-Forwarded-For gives the client address for login throttling, e.g. 10.0.0.0/8")
 	return cmd
 }
 
-func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adminHosts []string, rebuild bool, trusted []netip.Prefix) error {
+func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adminHosts []string, profiling, rebuild bool, trusted []netip.Prefix) error {
 	log := slog.Default()
 	if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -176,7 +178,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
-	cfg.AdminTokens, cfg.AdminHosts = []string{adminToken}, adminHosts
+	cfg.AdminTokens, cfg.AdminHosts, cfg.Profiling = []string{adminToken}, adminHosts, profiling
 	cfg.IntrospectTokens = []string{introspectToken, adminToken}
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {

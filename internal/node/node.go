@@ -53,6 +53,9 @@ type Config struct {
 	// AdminTokens, AdminHosts and IntrospectTokens guard the admin API
 	// and /introspect (see httpapi.Config).
 	AdminTokens, AdminHosts, IntrospectTokens []string
+	// Profiling serves /debug/pprof/ on the admin listener (see
+	// httpapi.Config).
+	Profiling bool
 	// RequireCaller refuses NATS commands whose sender the server does
 	// not state: on for a bus with identities (package natsauth).
 	RequireCaller bool
@@ -314,6 +317,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
 		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
+		Profiling: cfg.Profiling,
 	})
 	if err != nil {
 		return nil, err

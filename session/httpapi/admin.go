@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/sessionbus/sessionbus/events"
 )
@@ -24,6 +25,13 @@ func (h *Handlers) Admin() http.Handler {
 	h.handle(mux, "POST /admin/keys/{kid}/revoke", h.adminRevokeKey)
 	if h.cfg.Metrics != nil {
 		mux.Handle("GET /metrics", h.cfg.Metrics)
+	}
+	if h.cfg.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	h.common(mux)
 	return h.adminGuard(jsonFallback(mux))

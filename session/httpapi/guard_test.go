@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/httpapi"
 	"github.com/sessionbus/sessionbus/session/kvstore"
@@ -265,4 +266,25 @@ func mustNew(t testing.TB, m *session.Manager, cfg httpapi.Config) *httpapi.Hand
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestProfilingBehindTheCredential: Go's profiles are off by default, and
+// when on, only the admin credential reaches them (a profile shows the
+// process's memory, and its cmdline the arguments).
+func TestProfilingBehindTheCredential(t *testing.T) {
+	bearer := []string{"Authorization", "Bearer " + adminToken}
+	off := newFixture(t)
+	if r := do(t, "GET", off.admin+"/debug/pprof/", "", nil, bearer...); r.status != 404 {
+		t.Errorf("profiling off: %d, want 404", r.status)
+	}
+	on := newFixture(t, func(c *node.Config) { c.Profiling = true })
+	if r := do(t, "GET", on.admin+"/debug/pprof/", "", nil); r.status != 401 || bytes.Contains(r.body, []byte("goroutine")) {
+		t.Errorf("profiling without the credential: %d %s", r.status, r.body)
+	}
+	if r := do(t, "GET", on.admin+"/debug/pprof/", "", nil, bearer...); r.status != 200 || !bytes.Contains(r.body, []byte("goroutine")) {
+		t.Errorf("profiling with the credential: %d", r.status)
+	}
+	if r := do(t, "GET", on.public+"/debug/pprof/", "", nil, bearer...); r.status == 200 {
+		t.Error("profiling on the public listener")
+	}
 }

@@ -34,6 +34,10 @@ type Config struct {
 	// Metrics serves /metrics on the admin listener, behind its
 	// credential (nil: 404). The public listener has no /metrics.
 	Metrics http.Handler
+	// Profiling serves Go's profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin listener, behind its credential, so an
+	// operator can take the profiles a performance report needs.
+	Profiling bool
 	// AdminTokens are the bearer credentials the admin API accepts, any
 	// one of them. Without one the admin API refuses every request.
 	AdminTokens []string
