@@ -61,7 +61,7 @@ func TestIssueVerifyEveryAlgorithm(t *testing.T) {
 			if hdr["alg"] != alg || hdr["kid"] != kid || hdr["typ"] != "at+jwt" {
 				t.Fatalf("header %v", hdr)
 			}
-			var set tokens.JWKSet
+			var set wireJWKS
 			if err := json.Unmarshal(r.JWKS(), &set); err != nil || len(set.Keys) != 1 || set.Keys[0].Kid != kid || set.Keys[0].Alg != alg {
 				t.Fatalf("jwks %s", r.JWKS())
 			}
@@ -111,7 +111,7 @@ func TestVerifyRejects(t *testing.T) {
 		}
 		return s
 	}
-	var jwk tokens.JWKSet
+	var jwk wireJWKS
 	_ = json.Unmarshal(r.JWKS(), &jwk)
 	pubDER, _ := x509.MarshalPKIXPublicKey(&forged.PublicKey)
 	tests := map[string]string{
@@ -175,7 +175,7 @@ func TestRotationAndRevocation(t *testing.T) {
 	if _, err := r.Verify(old); err != nil {
 		t.Fatalf("retired key's token: %v", err)
 	}
-	var set tokens.JWKSet
+	var set wireJWKS
 	_ = json.Unmarshal(r.JWKS(), &set)
 	if len(set.Keys) != 2 || set.Keys[0].Kid != next.KID {
 		t.Fatalf("jwks after rotation: %s", r.JWKS())
@@ -212,4 +212,11 @@ func BenchmarkVerifyES256(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// wireJWKS is the JWK Set as it goes on the wire (RFC 7517 members).
+type wireJWKS struct {
+	Keys []struct {
+		Kty, Kid, Use, Alg, Crv, X, Y, N, E string
+	} `json:"keys"`
 }

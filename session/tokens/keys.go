@@ -7,14 +7,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/sessionbus/sessionbus/session"
 )
@@ -48,76 +47,39 @@ func Generate(alg string) (session.SigningKey, error) {
 	if err != nil {
 		return session.SigningKey{}, err
 	}
-	return session.SigningKey{KID: thumbprint(jwk), Alg: alg, PrivateKey: der, CreatedAt: time.Now().UTC()}, nil
+	kid, err := thumbprint(jwk)
+	if err != nil {
+		return session.SigningKey{}, err
+	}
+	return session.SigningKey{KID: kid, Alg: alg, PrivateKey: der, CreatedAt: time.Now().UTC()}, nil
 }
 
 var _ session.KeyGenerator = Generate
 
-// JWK is one public JSON Web Key (RFC 7517). It has no private members.
-type JWK struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid,omitempty"`
-	Use string `json:"use,omitempty"`
-	Alg string `json:"alg,omitempty"`
-	Crv string `json:"crv,omitempty"`
-	X   string `json:"x,omitempty"`
-	Y   string `json:"y,omitempty"`
-	N   string `json:"n,omitempty"`
-	E   string `json:"e,omitempty"`
-}
+// JWK is one public JSON Web Key (RFC 7517), as go-jose encodes it. It
+// has no private members.
+type JWK = jose.JSONWebKey
 
 // JWKSet is a JSON Web Key Set.
-type JWKSet struct {
-	Keys []JWK `json:"keys"`
-}
+type JWKSet = jose.JSONWebKeySet
 
 var b64 = base64.RawURLEncoding
 
 func publicJWK(pub crypto.PublicKey, alg, kid string) (JWK, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		b, err := k.Bytes() // uncompressed point 0x04 || X || Y
-		if err != nil {
-			return JWK{}, fmt.Errorf("encode EC key: %w", err)
-		}
-		size := (len(b) - 1) / 2
-		return JWK{Kty: "EC", Kid: kid, Use: "sig", Alg: alg, Crv: "P-256", X: b64.EncodeToString(b[1 : 1+size]), Y: b64.EncodeToString(b[1+size:])}, nil
-	case ed25519.PublicKey:
-		return JWK{Kty: "OKP", Kid: kid, Use: "sig", Alg: alg, Crv: "Ed25519", X: b64.EncodeToString(k)}, nil
-	case *rsa.PublicKey:
-		return JWK{Kty: "RSA", Kid: kid, Use: "sig", Alg: alg, N: b64.EncodeToString(k.N.Bytes()), E: b64.EncodeToString(big.NewInt(int64(k.E)).Bytes())}, nil
+	switch pub.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey:
+		return JWK{Key: pub, KeyID: kid, Use: "sig", Algorithm: alg}, nil
 	}
 	return JWK{}, fmt.Errorf("%w: key type %T", ErrUnsupportedAlg, pub)
 }
 
-// thumbprint is the RFC 7638 JWK thumbprint (SHA-256, base64url): the
-// hash of the required members in lexicographic order.
-func thumbprint(k JWK) string {
-	var members any
-	switch k.Kty {
-	case "EC":
-		members = struct {
-			Crv string `json:"crv"`
-			Kty string `json:"kty"`
-			X   string `json:"x"`
-			Y   string `json:"y"`
-		}{k.Crv, k.Kty, k.X, k.Y}
-	case "OKP":
-		members = struct {
-			Crv string `json:"crv"`
-			Kty string `json:"kty"`
-			X   string `json:"x"`
-		}{k.Crv, k.Kty, k.X}
-	default:
-		members = struct {
-			E   string `json:"e"`
-			Kty string `json:"kty"`
-			N   string `json:"n"`
-		}{k.E, k.Kty, k.N}
+// thumbprint is the RFC 7638 JWK thumbprint (SHA-256, base64url).
+func thumbprint(k JWK) (string, error) {
+	sum, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("thumbprint: %w", err)
 	}
-	b, _ := json.Marshal(members)
-	sum := sha256.Sum256(b)
-	return b64.EncodeToString(sum[:])
+	return b64.EncodeToString(sum), nil
 }
 
 // parsed is a key ready to sign and verify.
