@@ -467,39 +467,25 @@ func startVictim(t *testing.T, b *bus, name string) *victim {
 	t.Helper()
 	nc, _ := connectCreds(t, b.srv.ClientURL(), b.srv.Creds(b.name(name), natsauth.RoleService), nats.Name(name),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-	js, err := jetstream.New(nc)
+	svc, err := httpauth.NewService(httpauth.ServiceConfig{Conn: nc, Name: "/" + name,
+		Auth:     httpauth.Config{Issuer: "sessionbus"},
+		DenyList: denylist.Config{Heartbeat: 500 * time.Millisecond, MaxStaleness: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := denylist.New(denylist.Config{JetStream: js, Heartbeat: 500 * time.Millisecond, MaxStaleness: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := httpauth.NewKeySet(httpauth.KeySetConfig{Source: httpauth.NATSSource(nc, "/"+name), Watch: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := httpauth.New(httpauth.Config{Keys: keys, DenyList: list, Issuer: "sessionbus"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	list, keys, auth := svc.DenyList, svc.Keys, svc.Authenticator
 	ctx, cancel := context.WithCancel(bg)
 	v := &victim{list: list, keys: keys, cancel: cancel}
-	v.done.Go(func() { _ = list.Run(ctx) })
-	v.done.Go(func() { _ = keys.Run(ctx) })
+	v.done.Go(func() { _ = svc.Run(ctx) })
 	mux := http.NewServeMux()
 	mux.Handle("GET /protected-resource", auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := httpauth.ClaimsFrom(r.Context())
 		fmt.Fprint(w, c.Subject)
 	})))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-list.Ready():
-			if len(keys.KeyIDs()) > 0 {
-				fmt.Fprintln(w, `{"status":"ready"}`)
-				return
-			}
-		default:
+		if svc.Ready() {
+			fmt.Fprintln(w, `{"status":"ready"}`)
+			return
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, `{"status":"catching up"}`)

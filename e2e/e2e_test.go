@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
@@ -39,26 +38,15 @@ type service struct {
 func startService(t *testing.T, srv *natstest.Server, name string) *service {
 	t.Helper()
 	nc := srv.ConnectService(nats.Name(name), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-	js, err := jetstream.New(nc)
+	svc, err := httpauth.NewService(httpauth.ServiceConfig{Conn: nc, Name: "/" + name,
+		Auth: httpauth.Config{Issuer: "sessionbus"}, DenyList: denylist.Config{Heartbeat: 500 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := denylist.New(denylist.Config{JetStream: js, Heartbeat: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := httpauth.NewKeySet(httpauth.KeySetConfig{Source: httpauth.NATSSource(nc, "/"+name), Watch: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := httpauth.New(httpauth.Config{Keys: keys, DenyList: list, Issuer: "sessionbus"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	list, auth := svc.DenyList, svc.Authenticator
 	ctx, cancel := context.WithCancel(bg)
 	s := &service{list: list, cancel: cancel}
-	s.done.Go(func() { _ = list.Run(ctx) })
-	s.done.Go(func() { _ = keys.Run(ctx) })
+	s.done.Go(func() { _ = svc.Run(ctx) })
 	h := httptest.NewServer(auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := httpauth.ClaimsFrom(r.Context())
 		fmt.Fprint(w, c.Subject)
