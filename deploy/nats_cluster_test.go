@@ -381,8 +381,16 @@ func TestNATSCluster(t *testing.T) {
 			if rs.NumRoutes() == 0 {
 				t.Fatal("the rogue with the route credentials did not join: the cases above prove nothing")
 			}
-			login(t, anc)
-			if _, err := spy.NextMsg(2 * time.Second); err != nil {
+			// Its subscription reaches the cluster over the new route a
+			// moment later: log in until a login arrives, with a deadline.
+			var err error
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+				login(t, anc)
+				if _, err = spy.NextMsg(500 * time.Millisecond); err == nil {
+					break
+				}
+			}
+			if err != nil {
 				t.Errorf("the joined rogue received no login (%v): the cases above prove nothing", err)
 			}
 			rs.Shutdown()
