@@ -44,7 +44,15 @@ func (f *fixture) startManager(t *testing.T, m *manager) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m.nc = f.c.Connect(natsauth.RoleManager, m.at)
+	// A cluster that just elected its stream leaders may not answer every
+	// bucket yet (503, no responders): start again until the deadline,
+	// as serve does.
 	n, err := node.Start(ctx, m.nc, m.cfg)
+	for err != nil && ctx.Err() == nil {
+		t.Logf("manager start: %v; again", err)
+		time.Sleep(200 * time.Millisecond)
+		n, err = node.Start(ctx, m.nc, m.cfg)
+	}
 	if err != nil {
 		t.Fatalf("manager: %v", err)
 	}
