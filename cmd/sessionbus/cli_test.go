@@ -275,6 +275,8 @@ func TestCLIWalkthrough(t *testing.T) {
 		{"", []string{"users", "disable", "nobody"}, `sessionbus: no such user "nobody"`},
 		{"", []string{"revoke", "--session", "01NOSUCHSESSION"}, `sessionbus: no such session "01NOSUCHSESSION"`},
 		{"", []string{"keys", "revoke", "nokey"}, `sessionbus: no such signing key "nokey"`},
+		{"", []string{"services", "revoke", "nobody"}, `sessionbus: no active identity "nobody"`},
+		{"", []string{"services", "add", "local-audit", "--out", "-"}, `sessionbus: identity "local-audit" already exists`},
 	} {
 		out, err := run(c.stdin, c.args...)
 		if err == nil || strings.TrimSpace(out) != c.want {

@@ -27,15 +27,16 @@ func serviceInfo(id natsauth.Identity) events.ServiceInfo {
 	return events.ServiceInfo{Name: id.Name, Role: string(id.Role), Key: id.Key, Issued: id.Issued, Revoked: id.Revoked}
 }
 
-// identityError maps the authority's errors to the domain's.
-func identityError(err error) error {
+// identityError maps the authority's errors about the identity name to
+// the domain's; the answer names it, as every admin answer does.
+func identityError(err error, name string) error {
 	switch {
 	case errors.Is(err, natsauth.ErrBadName), errors.Is(err, natsauth.ErrUnknownRole):
 		return fmt.Errorf("%w: %w", session.ErrInvalidInput, err)
 	case errors.Is(err, natsauth.ErrExists):
-		return fmt.Errorf("%w: %w", session.ErrExists, err)
+		return &session.NamedError{Err: session.ErrExists, Msg: fmt.Sprintf("identity %q already exists", name)}
 	case errors.Is(err, natsauth.ErrNoIdentity):
-		return fmt.Errorf("%w: %w", session.ErrNotFound, err)
+		return &session.NamedError{Err: session.ErrNotFound, Msg: fmt.Sprintf("no active identity %q", name)}
 	}
 	return err
 }
@@ -54,7 +55,7 @@ func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
 	}
 	creds, id, err := a.cfg.Identities.Add(req.Name, role)
 	if err != nil {
-		return nil, identityError(err)
+		return nil, identityError(err, req.Name)
 	}
 	a.cfg.Logger.Info("identity issued", "name", id.Name, "role", id.Role, "key", id.Key)
 	return events.ServiceCreds{ServiceInfo: serviceInfo(id), Creds: string(creds)}, nil
@@ -81,7 +82,7 @@ func (a *api) servicesRevoke(_ context.Context, e events.Event) (any, error) {
 	}
 	id, err := a.cfg.Identities.Revoke(req.Name)
 	if err != nil {
-		return nil, identityError(err)
+		return nil, identityError(err, req.Name)
 	}
 	a.cfg.Logger.Info("identity revoked", "name", id.Name, "role", id.Role, "key", id.Key)
 	return serviceInfo(id), nil
