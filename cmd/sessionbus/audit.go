@@ -58,7 +58,6 @@ func (s *sizeFlag) Set(v string) error {
 func (s *sizeFlag) Type() string { return "size" }
 
 func auditJetStream(ctx context.Context, nf *natsFlags, name string) (jetstream.JetStream, func(), error) {
-	nf.localCreds = auditCreds
 	nc, err := nf.connect(ctx, name)
 	if err != nil {
 		return nil, nil, err
@@ -72,7 +71,7 @@ func auditJetStream(ctx context.Context, nf *natsFlags, name string) (jetstream.
 }
 
 func newAuditReplayCmd() *cobra.Command {
-	var nf natsFlags
+	nf := natsFlags{localCreds: auditCreds} // reading the stream with a consumer is the auditor's
 	var out, since, until, subject string
 	var fromSeq uint64
 	var types []string
@@ -172,7 +171,7 @@ func progressPrinter(w io.Writer) func(audit.Progress) {
 }
 
 func newAuditFollowCmd() *cobra.Command {
-	var nf natsFlags
+	nf := natsFlags{localCreds: auditCreds} // reading the stream with a consumer is the auditor's
 	var cfg audit.FollowConfig
 	var maxSize sizeFlag
 	var metricsAddr string
@@ -251,7 +250,7 @@ func serveMetrics(ctx context.Context, wg *sync.WaitGroup, addr string, g promet
 }
 
 func newAuditVerifyCmd() *cobra.Command {
-	var nf natsFlags
+	nf := natsFlags{localCreds: auditCreds} // reading the stream with a consumer is the auditor's
 	var cfg audit.VerifyConfig
 	var against, asJSON bool
 	cmd := &cobra.Command{

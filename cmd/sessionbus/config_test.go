@@ -106,6 +106,29 @@ func TestOperatorHelpShowsItsFlags(t *testing.T) {
 	}
 }
 
+// --help names the credential a command uses by default: the auditor's
+// for the commands that read the stream with a consumer.
+func TestHelpNamesTheDefaultCredential(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"users", "--help"}, "<data-dir>/operator.creds"},
+		{[]string{"events", "tail", "--help"}, "<data-dir>/audit.creds"},
+		{[]string{"audit", "follow", "--help"}, "<data-dir>/audit.creds"},
+		{[]string{"audit", "replay", "--help"}, "<data-dir>/audit.creds"},
+		{[]string{"audit", "verify", "--help"}, "<data-dir>/audit.creds"},
+	} {
+		out, err := execute(t, c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "(default: "+c.want) {
+			t.Errorf("%v: --nats-creds does not name %s as its default:\n%s", c.args, c.want, out)
+		}
+	}
+}
+
 // Connection and server settings come from the environment; switches of
 // one invocation never do.
 func TestOnlySettingsComeFromTheEnvironment(t *testing.T) {

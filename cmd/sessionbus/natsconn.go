@@ -48,13 +48,13 @@ type natsFlags struct {
 }
 
 func (f *natsFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.url, "nats-url", "", "NATS server URL(s), comma separated (default: the embedded server at nats://"+defaultNATSListen+")")
-	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials `FILE` of this identity (JWT and nkey; 'sessionbus services add' writes one); its private inbox prefix is derived from it (default: <data-dir>/operator.creds against the local embedded server)")
+	fs.StringVar(&f.url, "nats-url", "", "NATS server URL(s), comma separated (default: the embedded server at --nats-listen)")
+	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials `FILE` of this identity (JWT and nkey; 'sessionbus services add' writes one); its private inbox prefix is derived from it (default: <data-dir>/"+cmp.Or(f.localCreds, operatorCreds)+" against the local embedded server)")
 	fs.StringVar(&f.ca, "nats-ca", "", "CA certificate (PEM) to check the NATS servers' TLS certificates against (a cluster with client TLS; sessionbus certs makes one)")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.password, "nats-password", "", "NATS password (prefer the environment variable)")
 	fs.StringVar(&f.listen, "nats-listen", defaultNATSListen, "address of the local embedded NATS server (serve listens there; other commands connect there unless --nats-url is set)")
-	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory: JetStream store, session view and the embedded server's manager credentials")
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "data directory: JetStream store, session view, the bus's keys, the local operator's and auditor's credentials, HTTP credentials")
 	fs.StringVar(&f.inbox, "nats-inbox-prefix", "", "inbox prefix for replies with --nats-user (a private inbox such as _INBOX_admin, matching the user's subscribe permission); with --nats-creds it is derived from the credential")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the server")
 }

@@ -23,7 +23,7 @@ const tailInactive = 10 * time.Second
 
 func newEventsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "events", Short: "Look at the event stream AUTH_EVENTS"}
-	var nf natsFlags
+	nf := natsFlags{localCreds: auditCreds} // reading the stream with a consumer is the auditor's
 	var opts tailOptions
 	tail := &cobra.Command{
 		Use:   "tail",
@@ -39,7 +39,6 @@ server it connects with <data-dir>/audit.creds. Its consumer is deleted
 when it ends, and forgotten by the server within 10 s if it is killed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nf.localCreds = auditCreds // reading the stream with a consumer is the auditor's
 			ctx, guard := guardPermissions(cmd.Context(), needsAudit)
 			defer guard.stop()
 			nc, err := nf.connect(ctx, "sessionbus-tail", guard.option())

@@ -102,8 +102,9 @@
 // only then acknowledged. A durable (rather than an ordered consumer from
 // the file's position) keeps the server's view of the auditor's progress
 // (lag, ack floor) visible to operators. It needs read access to the
-// whole stream and the right to create and delete its consumer: the audit
-// role of deploy/nats, or the local manager credentials. Give it an
+// whole stream and the right to create and delete its consumer: an
+// identity with the audit role (the embedded server's audit.creds, or one
+// from `sessionbus services add --role audit`). Give it an
 // unguessable durable name: NATS permissions cannot say whose a consumer
 // is.
 //
