@@ -80,7 +80,7 @@ Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
-	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file of this service (`sessionbus services add`); its private inbox prefix is derived from it")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials `FILE` of this service (sessionbus services add writes one); its private inbox prefix is derived from it")
 	fs.StringVar(&c.natsUser, "nats-user", "", "NATS user")
 	fs.StringVar(&c.natsPassword, "nats-password", "", "NATS password (prefer the environment variable)")
 	fs.StringVar(&c.inboxPrefix, "nats-inbox-prefix", "", "private inbox prefix matching the NATS user's permissions with --nats-user (derived from --nats-creds otherwise)")

@@ -112,3 +112,15 @@ func TestHelpNamesEveryEnvVar(t *testing.T) {
 		}
 	}
 }
+
+// --help shows the value each flag takes: a file for --nats-creds, not
+// words of its description.
+func TestHelpShowsFlagValues(t *testing.T) {
+	cmd := newCmd()
+	var b strings.Builder
+	cmd.SetOut(&b)
+	_ = cmd.Help()
+	if !strings.Contains(b.String(), "--nats-creds FILE ") {
+		t.Errorf("--help does not show --nats-creds FILE:\n%s", b.String())
+	}
+}
