@@ -277,6 +277,7 @@ func TestCLIWalkthrough(t *testing.T) {
 		{"", []string{"keys", "revoke", "nokey"}, `sessionbus: no such signing key "nokey"`},
 		{"", []string{"services", "revoke", "nobody"}, `sessionbus: no active identity "nobody"`},
 		{"", []string{"services", "add", "local-audit", "--out", "-"}, `sessionbus: identity "local-audit" already exists`},
+		{"", []string{"services", "add", "stream-editor", "--role", "setup", "--out", "-"}, "sessionbus: invalid request: the setup role is not issued over the bus: it may change the streams, which an operator may not (a cluster's authority issues it with --auth-dir)"},
 	} {
 		out, err := run(c.stdin, c.args...)
 		if err == nil || strings.TrimSpace(out) != c.want {

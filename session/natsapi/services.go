@@ -18,6 +18,9 @@ type Identities interface {
 	Revoke(name string) (natsauth.Identity, error)
 }
 
+// errSetupRole refuses to issue the setup role over the bus.
+var errSetupRole = fmt.Errorf("%w: the setup role is not issued over the bus: it may change the streams, which an operator may not (a cluster's authority issues it with --auth-dir)", session.ErrInvalidInput)
+
 // errNoIdentities answers the services commands of a manager that does
 // not hold the bus's authority (a cluster's identities are the NATS
 // operator's to manage).
@@ -52,6 +55,11 @@ func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
 	role := natsauth.RoleService
 	if req.Role != "" {
 		role = natsauth.Role(req.Role)
+	}
+	if role == natsauth.RoleSetup {
+		// The setup role may change the streams, which no operator may
+		// (docs/security.md): only the authority's owner issues it.
+		return nil, errSetupRole
 	}
 	creds, id, err := a.cfg.Identities.Add(req.Name, role)
 	if err != nil {
