@@ -284,6 +284,21 @@ func TestCLIWalkthrough(t *testing.T) {
 			t.Errorf("%v: %v\n%s\nwant %s", c.args, err, out, c.want)
 		}
 	}
+	// A credential file in the way stops services add before it issues
+	// an identity: none is left without its file.
+	if err := os.WriteFile(filepath.Join(dir, "taken.creds"), []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("", "services", "add", "taken")
+	if err == nil || strings.TrimSpace(out) != "sessionbus: credentials file taken.creds already exists: choose another --out, or remove it" {
+		t.Errorf("services add over an existing file: %v\n%s", err, out)
+	}
+	if out, err := run("", "services", "list"); err != nil || strings.Contains(out, "taken") {
+		t.Errorf("services add issued an identity whose file it could not write: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "taken.creds")); string(b) != "old" {
+		t.Errorf("services add changed the file in its way: %q", b)
+	}
 	// A credential of the wrong role is refused at once, with what the
 	// command needs; no credential at all, too.
 	start := time.Now()

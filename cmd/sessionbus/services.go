@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"text/tabwriter"
 
@@ -59,22 +61,35 @@ identity's connections on every server.`,
 		Short: "Issue a credential and write its .creds file (--out, default NAME.creds; - for stdout)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r events.ServiceCreds
-			if err := run(cmd, events.SubjectServicesAdd, events.ServiceRequest{Name: args[0], Role: role}, &r); err != nil {
-				return err
-			}
 			path := out
 			if path == "" {
 				path = args[0] + ".creds"
 			}
-			if path == "-" {
-				_, err := fmt.Fprint(cmd.OutOrStdout(), r.Creds)
+			// Create the file first (O_EXCL: never overwrite another
+			// identity's credential), so that an identity is issued only
+			// when its credential can be written.
+			var fh *os.File
+			if path != "-" {
+				var err error
+				fh, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("credentials file %s already exists: choose another --out, or remove it", path)
+				}
+				if err != nil {
+					return fmt.Errorf("write credentials: %w", err)
+				}
+			}
+			var r events.ServiceCreds
+			if err := run(cmd, events.SubjectServicesAdd, events.ServiceRequest{Name: args[0], Role: role}, &r); err != nil {
+				if fh != nil {
+					fh.Close()
+					os.Remove(path)
+				}
 				return err
 			}
-			// O_EXCL: never overwrite another identity's credential.
-			fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return fmt.Errorf("write credentials: %w", err)
+			if fh == nil {
+				_, err := fmt.Fprint(cmd.OutOrStdout(), r.Creds)
+				return err
 			}
 			if _, err := fh.WriteString(r.Creds); err != nil {
 				fh.Close()
