@@ -278,11 +278,16 @@ func TestCLIWalkthrough(t *testing.T) {
 		{"", []string{"services", "revoke", "nobody"}, `sessionbus: no active identity "nobody"`},
 		{"", []string{"services", "add", "local-audit", "--out", "-"}, `sessionbus: identity "local-audit" already exists`},
 		{"", []string{"services", "add", "stream-editor", "--role", "setup", "--out", "-"}, "sessionbus: invalid request: the setup role is not issued over the bus: it may change the streams, which an operator may not (a cluster's authority issues it with --auth-dir)"},
+		// An operator credential must not become a token-forging one.
+		{"", []string{"services", "add", "key-reader", "--role", "manager", "--out", "-"}, "sessionbus: invalid request: the manager role is not issued over the bus: it reads the password hashes and signing keys, which an operator may not (a cluster's authority issues it with --auth-dir)"},
 	} {
 		out, err := run(c.stdin, c.args...)
 		if err == nil || strings.TrimSpace(out) != c.want {
 			t.Errorf("%v: %v\n%s\nwant %s", c.args, err, out, c.want)
 		}
+	}
+	if out, err := run("", "services", "list"); err != nil || strings.Contains(out, "stream-editor") || strings.Contains(out, "key-reader") {
+		t.Errorf("a refused role left an identity: %v\n%s", err, out)
 	}
 	// A credential file in the way stops services add before it issues
 	// an identity: none is left without its file.

@@ -18,8 +18,14 @@ type Identities interface {
 	Revoke(name string) (natsauth.Identity, error)
 }
 
-// errSetupRole refuses to issue the setup role over the bus.
-var errSetupRole = fmt.Errorf("%w: the setup role is not issued over the bus: it may change the streams, which an operator may not (a cluster's authority issues it with --auth-dir)", session.ErrInvalidInput)
+// authorityOnly are the roles the bus never issues: setup may change the
+// streams, which no operator may; a manager reads the KV buckets (password
+// hashes, signing keys), so one minted by an operator could forge tokens
+// unseen. Only the authority's owner issues them (--auth-dir, or offline).
+var authorityOnly = map[natsauth.Role]string{
+	natsauth.RoleSetup:   "it may change the streams, which an operator may not",
+	natsauth.RoleManager: "it reads the password hashes and signing keys, which an operator may not",
+}
 
 // errNoIdentities answers the services commands of a manager that does
 // not hold the bus's authority (a cluster's identities are the NATS
@@ -56,10 +62,8 @@ func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
 	if req.Role != "" {
 		role = natsauth.Role(req.Role)
 	}
-	if role == natsauth.RoleSetup {
-		// The setup role may change the streams, which no operator may
-		// (docs/security.md): only the authority's owner issues it.
-		return nil, errSetupRole
+	if why, ok := authorityOnly[role]; ok {
+		return nil, fmt.Errorf("%w: the %s role is not issued over the bus: %s (a cluster's authority issues it with --auth-dir)", session.ErrInvalidInput, role, why)
 	}
 	creds, id, err := a.cfg.Identities.Add(req.Name, role)
 	if err != nil {
