@@ -289,6 +289,23 @@ func TestCLIWalkthrough(t *testing.T) {
 	if out, err := run("", "services", "list"); err != nil || strings.Contains(out, "stream-editor") || strings.Contains(out, "key-reader") {
 		t.Errorf("a refused role left an identity: %v\n%s", err, out)
 	}
+	// Revoking an identity of the AUTH account gives the server that
+	// account's new JWT, which drops the replies in flight from it: the
+	// command's own reply must still arrive, and the credential then
+	// stops working.
+	auditor := filepath.Join(dir, "auditor-2.creds")
+	if out, err := run("", "services", "add", "auditor-2", "--role", "audit", "--out", auditor); err != nil {
+		t.Fatalf("services add auditor-2: %v\n%s", err, out)
+	}
+	if out, err := run("", "services", "revoke", "auditor-2", "--timeout", "3s"); err != nil || strings.TrimSpace(out) != "revoked audit auditor-2" {
+		t.Fatalf("services revoke of an AUTH identity: %v\n%s", err, out)
+	}
+	if opts, err := natsauth.Options(auditor); err != nil {
+		t.Fatal(err)
+	} else if nc, err := nats.Connect("nats://"+natsAddr, opts...); err == nil {
+		nc.Close()
+		t.Error("a revoked auditor credential still connects")
+	}
 	// A credential file in the way stops services add before it issues
 	// an identity: none is left without its file.
 	if err := os.WriteFile(filepath.Join(dir, "taken.creds"), []byte("old"), 0o600); err != nil {

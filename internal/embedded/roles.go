@@ -87,12 +87,26 @@ func (i *Identities) List() []natsauth.Identity { return i.s.cfg.Auth.Identities
 
 // Revoke revokes the identity and closes its connections.
 func (i *Identities) Revoke(name string) (natsauth.Identity, error) {
+	id, enforce, err := i.RevokeThen(name)
+	if err != nil {
+		return id, err
+	}
+	return id, enforce()
+}
+
+// RevokeThen records name's credential as revoked in the authority and
+// returns the step that gives the server the account's new JWT, for a
+// caller that must reply before it (natsapi: the new JWT of the AUTH
+// account drops the replies in flight from it).
+func (i *Identities) RevokeThen(name string) (natsauth.Identity, func() error, error) {
 	id, err := i.s.cfg.Auth.Revoke(name)
 	if err != nil {
-		return natsauth.Identity{}, err
+		return natsauth.Identity{}, nil, err
 	}
-	if err := i.s.UpdateAccount(id.Role.Account()); err != nil {
-		return id, fmt.Errorf("embedded: revoke %s: %w", name, err)
-	}
-	return id, nil
+	return id, func() error {
+		if err := i.s.UpdateAccount(id.Role.Account()); err != nil {
+			return fmt.Errorf("embedded: revoke %s: %w", name, err)
+		}
+		return nil
+	}, nil
 }

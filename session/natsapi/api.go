@@ -181,6 +181,13 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 			a.fail(r, err)
 			return
 		}
+		if rt, ok := out.(replyThen); ok {
+			out = rt.reply
+			defer func() {
+				_ = a.nc.Flush() // the server has routed the reply
+				rt.then()
+			}()
+		}
 		b, err := json.Marshal(out)
 		if err != nil {
 			a.fail(r, err)
@@ -190,6 +197,16 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 			a.cfg.Logger.Warn("reply failed", "subject", subject, "err", err)
 		}
 	})
+}
+
+// replyThen is a reply with a step to run once the server has routed it.
+// Giving the server a new JWT for the AUTH account drops the routes of
+// replies in flight from AUTH to CLIENTS (nats-server rebuilds the
+// account's exports, reply mappings included), so revoking an AUTH
+// identity over the bus would lose its own reply if it came first.
+type replyThen struct {
+	reply any
+	then  func()
 }
 
 func decode(r micro.Request) (events.Event, error) {

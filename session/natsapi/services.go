@@ -15,7 +15,10 @@ import (
 type Identities interface {
 	Add(name string, role natsauth.Role) ([]byte, natsauth.Identity, error)
 	List() []natsauth.Identity
-	Revoke(name string) (natsauth.Identity, error)
+	// RevokeThen records name's credential as revoked (durably) and
+	// returns the step that makes the server enforce it, which the
+	// caller runs once it has replied (see replyThen).
+	RevokeThen(name string) (natsauth.Identity, func() error, error)
 }
 
 // authorityOnly are the roles the bus never issues: setup may change the
@@ -92,10 +95,14 @@ func (a *api) servicesRevoke(_ context.Context, e events.Event) (any, error) {
 	if err := data(e, &req); err != nil {
 		return nil, err
 	}
-	id, err := a.cfg.Identities.Revoke(req.Name)
+	id, enforce, err := a.cfg.Identities.RevokeThen(req.Name)
 	if err != nil {
 		return nil, identityError(err, req.Name)
 	}
 	a.cfg.Logger.Info("identity revoked", "name", id.Name, "role", id.Role, "key", id.Key)
-	return serviceInfo(id), nil
+	return replyThen{reply: serviceInfo(id), then: func() {
+		if err := enforce(); err != nil {
+			a.cfg.Logger.Error("revoked identity not yet enforced: it will be at the next start", "name", id.Name, "err", err)
+		}
+	}}, nil
 }
