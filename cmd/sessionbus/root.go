@@ -76,7 +76,7 @@ var switches = []string{
 var commands = []func() *cobra.Command{
 	newServeCmd, newSetupCmd, newUsersCmd, newKeysCmd, newServicesCmd, newAuthCmd, newCertsCmd,
 	newLoginCmd, newRefreshCmd, newLogoutCmd, newRevokeCmd, newSessionsCmd,
-	newEventsCmd, newAuditCmd, newBenchCmd,
+	newEventsCmd, newAuditCmd, newBenchCmd, newGateCmd,
 }
 
 func envName(flag string) string { return cli.EnvName(envPrefix, flag) }

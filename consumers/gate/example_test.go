@@ -28,7 +28,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	go func() { log.Fatal(svc.Run(context.Background())) }()
-	g, err := gate.New(gate.Config{Auth: svc.Authenticator, SubjectHeader: "X-User-Id"})
+	g, err := gate.New(svc.Authenticator, gate.Config{SubjectHeader: "X-User-Id"})
 	if err != nil {
 		log.Fatal(err)
 	}

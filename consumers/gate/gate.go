@@ -16,11 +16,8 @@ const (
 	DefaultSessionHeader = "X-Auth-Session"
 )
 
-// Config configures a Gate.
+// Config configures a Gate; its zero value is the default.
 type Config struct {
-	// Auth verifies tokens and checks the deny-list (httpauth.NewService
-	// gives one). Required.
-	Auth *httpauth.Authenticator
 	// SubjectHeader carries the token's sub (the user id) on a 200
 	// (default X-Auth-Subject).
 	SubjectHeader string
@@ -52,9 +49,6 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...))
 	}
-	if c.Auth == nil {
-		bad("Auth is required")
-	}
 	for _, h := range []string{c.SubjectHeader, c.SessionHeader} {
 		switch {
 		case !token(h):
@@ -75,8 +69,13 @@ type Gate struct {
 	subject, session string
 }
 
-// New returns a Gate, or ErrInvalidConfig.
-func New(cfg Config) (*Gate, error) {
+// New returns a Gate that decides with auth (httpauth.NewService gives
+// one: the deny-list and keys of a protected service). It returns
+// ErrInvalidConfig when auth is nil or cfg is invalid.
+func New(auth *httpauth.Authenticator, cfg Config) (*Gate, error) {
+	if auth == nil {
+		return nil, fmt.Errorf("%w: no authenticator", ErrInvalidConfig)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -84,7 +83,7 @@ func New(cfg Config) (*Gate, error) {
 	g := &Gate{subject: http.CanonicalHeaderKey(cfg.SubjectHeader), session: http.CanonicalHeaderKey(cfg.SessionHeader)}
 	// The middleware decides and answers every refusal (401, 503) in the
 	// shape services answer them; allow only adds the identity.
-	g.h = cfg.Auth.Middleware(http.HandlerFunc(g.allow))
+	g.h = auth.Middleware(http.HandlerFunc(g.allow))
 	return g, nil
 }
 

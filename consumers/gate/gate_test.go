@@ -23,20 +23,21 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
+		auth    *httpauth.Authenticator
 		cfg     gate.Config
 		wantErr error
 	}{
-		{"defaults", gate.Config{Auth: auth}, nil},
-		{"own names", gate.Config{Auth: auth, SubjectHeader: "X-User-Id", SessionHeader: "x-session-id"}, nil},
-		{"no authenticator", gate.Config{}, gate.ErrInvalidConfig},
-		{"not a header name", gate.Config{Auth: auth, SubjectHeader: "X-User Id"}, gate.ErrInvalidConfig},
-		{"header injection", gate.Config{Auth: auth, SessionHeader: "X-S\r\nSet-Cookie: a=b"}, gate.ErrInvalidConfig},
-		{"the credential's header", gate.Config{Auth: auth, SubjectHeader: "authorization"}, gate.ErrInvalidConfig},
-		{"the challenge's header", gate.Config{Auth: auth, SessionHeader: "WWW-Authenticate"}, gate.ErrInvalidConfig},
-		{"same header twice", gate.Config{Auth: auth, SubjectHeader: "X-Id", SessionHeader: "x-id"}, gate.ErrInvalidConfig},
+		{"defaults", auth, gate.Config{}, nil},
+		{"own names", auth, gate.Config{SubjectHeader: "X-User-Id", SessionHeader: "x-session-id"}, nil},
+		{"no authenticator", nil, gate.Config{}, gate.ErrInvalidConfig},
+		{"not a header name", auth, gate.Config{SubjectHeader: "X-User Id"}, gate.ErrInvalidConfig},
+		{"header injection", auth, gate.Config{SessionHeader: "X-S\r\nSet-Cookie: a=b"}, gate.ErrInvalidConfig},
+		{"the credential's header", auth, gate.Config{SubjectHeader: "authorization"}, gate.ErrInvalidConfig},
+		{"the challenge's header", auth, gate.Config{SessionHeader: "WWW-Authenticate"}, gate.ErrInvalidConfig},
+		{"same header twice", auth, gate.Config{SubjectHeader: "X-Id", SessionHeader: "x-id"}, gate.ErrInvalidConfig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g, err := gate.New(tc.cfg)
+			g, err := gate.New(tc.auth, tc.cfg)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
