@@ -172,7 +172,7 @@ func TestNginx(t *testing.T) {
 }
 
 // renderNginx writes deploy/nginx/nginx.conf with the addresses replaced
-// (each must occur) and the temp paths in a directory of the test.
+// (each must occur) into a directory of the test, nginx's prefix.
 func renderNginx(t *testing.T, addrs map[string]string) string {
 	t.Helper()
 	b, err := os.ReadFile("nginx/nginx.conf")
@@ -186,13 +186,7 @@ func renderNginx(t *testing.T, addrs map[string]string) string {
 		}
 		conf = strings.ReplaceAll(conf, from, to)
 	}
-	dir := t.TempDir()
-	var temps strings.Builder
-	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		fmt.Fprintf(&temps, "\n    %s_temp_path %s;", d, filepath.Join(dir, d))
-	}
-	conf = strings.Replace(conf, "http {", "http {"+temps.String(), 1)
-	path := filepath.Join(dir, "nginx.conf")
+	path := filepath.Join(t.TempDir(), "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
