@@ -57,7 +57,7 @@ func start(t testing.TB, dl denylist.Config) *fixture {
 		}
 	})
 	eventually(t, "the gate's deny-list and keys ready", svc.Ready)
-	g, err := gate.New(gate.Config{Auth: svc.Authenticator})
+	g, err := gate.New(svc.Authenticator, gate.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
