@@ -38,8 +38,9 @@ func (c Config) withDefaults() Config {
 
 // reserved are headers an identity header must not replace: they carry
 // the credential or shape the answer.
-var reserved = []string{"Authorization", "Cache-Control", "Content-Length", "Content-Type",
-	"Retry-After", "Set-Cookie", "Www-Authenticate", "X-Content-Type-Options"}
+var reserved = []string{"Authorization", "Cache-Control", "Connection", "Content-Length", "Content-Type",
+	"Cookie", "Host", "Location", "Retry-After", "Set-Cookie", "Transfer-Encoding", "Www-Authenticate",
+	"X-Content-Type-Options"}
 
 // Validate reports every problem with c (after defaults), each wrapping
 // ErrInvalidConfig.
