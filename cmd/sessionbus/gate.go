@@ -152,11 +152,6 @@ func runGate(ctx context.Context, f *gateFlags, log *slog.Logger) error {
 		}()
 	}
 	log.Info("gate listening", "listen", authLn.Addr().String(), "ops", opsLn.Addr().String(), "nats", nc.ConnectedUrlRedacted())
-	go func() {
-		if svc.DenyList.WaitReady(ctx) == nil {
-			log.Info("gate ready: the deny-list has caught up with the stream")
-		}
-	}()
 	var runErr error
 	select {
 	case <-ctx.Done():
