@@ -20,9 +20,9 @@ var managerOnly = []string{
 }
 
 // TestImportedFromAnOutsideModule builds a service module in a temporary
-// directory that imports consumers/httpauth (with replace directives to
-// this checkout), runs go mod tidy in it and checks that it holds none of
-// the manager's dependencies. It needs the go command and a module cache
+// directory that imports consumers/httpauth and consumers/gate (with
+// replace directives to this checkout), runs go mod tidy in it and checks
+// that it holds none of the manager's dependencies. It needs the go command and a module cache
 // that holds the consumers' dependencies (it runs offline with a warm
 // cache: go.sum is seeded from this module's).
 func TestImportedFromAnOutsideModule(t *testing.T) {
@@ -63,6 +63,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sessionbus/sessionbus/consumers/gate"
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
 )
 
@@ -75,6 +76,11 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
+	g, err := gate.New(s.Authenticator, gate.Config{})
+	if err != nil {
+		panic(err)
+	}
+	go func() { _ = http.ListenAndServe("127.0.0.1:8092", g) }()
 	_ = http.ListenAndServe("127.0.0.1:8090", s.Middleware(http.NotFoundHandler()))
 }
 `)

@@ -180,19 +180,6 @@ func handler(auth *httpauth.Authenticator, ready func() bool, metrics http.Handl
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"message": "hello", "user_id": c.Subject, "session_id": c.SessionID})
 	})))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if !ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"status":"catching up"}`)
-			return
-		}
-		fmt.Fprintln(w, `{"status":"ready"}`)
-	})
-	mux.Handle("GET /metrics", metrics)
+	cli.Probes(mux, ready, metrics)
 	return mux
 }

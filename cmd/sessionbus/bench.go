@@ -42,7 +42,7 @@ func newBenchCmd() *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load a running sessionbus and measure it (login, refresh, revoke, propagation)",
+		Short: "Load a running sessionbus and measure it (login, refresh, revoke, propagation, gate)",
 		Long: `Load a running sessionbus over NATS, in the spirit of nats bench, and
 print throughput and latency percentiles. Point it at the server with
 --nats-url and --nats-creds (an operator identity: the bench creates its
@@ -65,7 +65,7 @@ not revoke.`,
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	cmd.PersistentFlags().BoolVar(&f.check, "check", false, "at the end, check the stream: every acknowledged operation stored exactly once, no session revoked that the bench did not revoke")
 	cmd.PersistentFlags().StringVar(&f.checkCreds, "check-creds", "", "credentials for reading the stream with --check (operator or audit role; default: --nats-creds)")
-	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f), newBenchPropagation(&f))
+	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f), newBenchPropagation(&f), newBenchGate(&f))
 	return cmd
 }
 

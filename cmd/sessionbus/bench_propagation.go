@@ -189,18 +189,9 @@ func startDenyLists(ctx context.Context, url, ca string, creds []string) ([]*den
 	}
 	lists := make([]*denylist.List, 0, len(creds))
 	for i, file := range creds {
-		opts, err := natsauth.Options(file)
+		c, err := benchServiceConn(url, ca, file, fmt.Sprintf("bench-service-%d", i))
 		if err != nil {
 			return nil, stop, err
-		}
-		opts = append(opts, nats.Name(fmt.Sprintf("bench-service-%d", i)), nats.MaxReconnects(-1),
-			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-		if ca != "" {
-			opts = append(opts, nats.RootCAs(ca))
-		}
-		c, err := nats.Connect(url, opts...)
-		if err != nil {
-			return nil, stop, fmt.Errorf("service %d: %w", i, err)
 		}
 		conns = append(conns, c)
 		js, err := jetstream.New(c)
@@ -222,6 +213,25 @@ func startDenyLists(ctx context.Context, url, ca string, creds []string) ([]*den
 		}
 	}
 	return lists, stop, nil
+}
+
+// benchServiceConn connects one of the run's services (a deny-list, a
+// gate) with its credentials file; it reconnects forever.
+func benchServiceConn(url, ca, file, name string) (*nats.Conn, error) {
+	opts, err := natsauth.Options(file)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nats.Name(name), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	c, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
 }
 
 // waitDenied polls the lists until every one denies tok.

@@ -68,7 +68,7 @@ var switches = []string{
 	"json", "all", "out", "count", "since", "until", "from-seq", "subject", "type",
 	"password-stdin", "role", "alg", "session", "user", "jti", "reason", "client-id",
 	"against-stream", "complete", "prev-hash", "expect-hash",
-	"workers", "duration", "kind", "sessions", "services", "rounds",
+	"workers", "duration", "kind", "sessions", "services", "rounds", "gates",
 }
 
 // commands are the constructors of the top-level commands, all in one
@@ -76,7 +76,7 @@ var switches = []string{
 var commands = []func() *cobra.Command{
 	newServeCmd, newSetupCmd, newUsersCmd, newKeysCmd, newServicesCmd, newAuthCmd, newCertsCmd,
 	newLoginCmd, newRefreshCmd, newLogoutCmd, newRevokeCmd, newSessionsCmd,
-	newEventsCmd, newAuditCmd, newBenchCmd,
+	newEventsCmd, newAuditCmd, newBenchCmd, newGateCmd,
 }
 
 func envName(flag string) string { return cli.EnvName(envPrefix, flag) }
