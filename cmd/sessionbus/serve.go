@@ -113,7 +113,9 @@ rebuild it from the stream.
 
 The admin API and /introspect take bearer credentials that serve creates
 in the data dir on first start: admin-token (admin API, /metrics,
-/introspect) and introspect-token (/introspect only).`,
+/introspect) and introspect-token (/introspect only).
+
+` + tracingHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Everything is checked before the data dir or the embedded
@@ -169,6 +171,18 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 		return err
 	}
 
+	tp, stopTracing, err := startTracing(ctx, os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: flushing the last spans", "err", err)
+		}
+	}()
+
 	nc, srv, shutdownNATS, err := f.openNATS(ctx, false)
 	if err != nil {
 		return err
@@ -176,6 +190,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	defer shutdownNATS()
 
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
+	cfg.TracerProvider = tp
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
 	cfg.AdminTokens, cfg.AdminHosts, cfg.Profiling = []string{adminToken}, adminHosts, profiling
