@@ -123,6 +123,9 @@ in the data dir on first start: admin-token (admin API, /metrics,
 			if err := f.validate(); err != nil {
 				return err
 			}
+			if _, err := tracingOn(os.Getenv); err != nil {
+				return err
+			}
 			for _, a := range []struct{ flag, addr string }{{"--http-addr", httpAddr}, {"--admin-addr", adminAddr}} {
 				if a.addr == "" {
 					continue
