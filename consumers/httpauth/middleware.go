@@ -1,12 +1,14 @@
 package httpauth
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -28,11 +30,14 @@ import (
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		if !trace.SpanContextFromContext(ctx).IsValid() {
-			ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		span := noSpan
+		if a.tracing() {
+			if !trace.SpanContextFromContext(ctx).IsValid() {
+				ctx = traceContext.Extract(ctx, headerCarrier(r.Header))
+			}
+			ctx, span = a.tracer.Start(ctx, "httpauth authenticate", serverSpan...)
+			defer span.End()
 		}
-		ctx, span := a.tracer.Start(ctx, "httpauth authenticate", trace.WithSpanKind(trace.SpanKindServer))
-		defer span.End()
 		token, err := a.bearer(r)
 		var c *Claims
 		if err == nil {
@@ -52,6 +57,45 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 // traceContext reads the W3C traceparent and tracestate headers: only
 // well-formed ones are taken.
 var traceContext = propagation.TraceContext{}
+
+var (
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	noSpan     = trace.SpanFromContext(context.Background())
+	// defaultProvider is the global tracer provider as the process
+	// started: a no-op until a program sets one.
+	defaultProvider = otel.GetTracerProvider()
+)
+
+// tracing reports whether spans are wanted: a provider was configured, or
+// the program has set a global one. Otherwise the middleware makes no
+// span at all, so that with tracing off it costs nothing (not even the
+// no-op span's context).
+func (a *Authenticator) tracing() bool {
+	return a.cfg.TracerProvider != defaultProvider || otel.GetTracerProvider() != defaultProvider
+}
+
+// headerCarrier reads the W3C headers by their canonical names, without
+// the allocation of canonicalising them on every request.
+type headerCarrier http.Header
+
+func (h headerCarrier) Get(k string) string {
+	var vs []string
+	switch k {
+	case "traceparent":
+		vs = h["Traceparent"]
+	case "tracestate":
+		vs = h["Tracestate"]
+	default:
+		vs = http.Header(h).Values(k)
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+func (h headerCarrier) Set(k, v string) { http.Header(h).Set(k, v) }
+func (h headerCarrier) Keys() []string  { return propagation.HeaderCarrier(h).Keys() }
 
 // traceOutcome records on span what the middleware decided: the result
 // as its metric names it and, for a verified token, the session. Never
