@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/cli"
 	"github.com/sessionbus/sessionbus/internal/embedded"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
@@ -115,7 +116,7 @@ The admin API and /introspect take bearer credentials that serve creates
 in the data dir on first start: admin-token (admin API, /metrics,
 /introspect) and introspect-token (/introspect only).
 
-` + tracingHelp,
+` + cli.TracingHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Everything is checked before the data dir or the embedded
@@ -123,7 +124,7 @@ in the data dir on first start: admin-token (admin API, /metrics,
 			if err := f.validate(); err != nil {
 				return err
 			}
-			if _, err := tracingOn(os.Getenv); err != nil {
+			if _, err := cli.TracingOn(os.Getenv); err != nil {
 				return err
 			}
 			for _, a := range []struct{ flag, addr string }{{"--http-addr", httpAddr}, {"--admin-addr", adminAddr}} {
@@ -174,7 +175,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 		return err
 	}
 
-	tp, stopTracing, err := startTracing(ctx, os.Getenv, log)
+	tp, stopTracing, err := cli.StartTracing(ctx, os.Getenv, "sessionbus", version, log)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -15,22 +15,22 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// tracingHelp is the part of serve's help about tracing.
-const tracingHelp = `Tracing (OpenTelemetry) is off unless the standard OTEL_* variables turn
+// TracingHelp is the part of a command's help about tracing.
+const TracingHelp = `Tracing (OpenTelemetry) is off unless the standard OTEL_* variables turn
 it on: OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
 or OTEL_TRACES_EXPORTER=otlp. Spans go to an OTLP collector over
-http/protobuf; OTEL_SERVICE_NAME (default sessionbus),
+http/protobuf; OTEL_SERVICE_NAME (default: the program's name),
 OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER and the exporter's
 OTEL_EXPORTER_OTLP_* settings apply. OTEL_SDK_DISABLED=true or
 OTEL_TRACES_EXPORTER=none turns it off.`
 
-// errTracingConfig marks OTEL_* settings this program cannot honour.
-var errTracingConfig = errors.New("tracing")
+// ErrTracingConfig marks OTEL_* settings this program cannot honour.
+var ErrTracingConfig = errors.New("tracing")
 
-// tracingOn reads the standard OpenTelemetry variables: whether spans are
+// TracingOn reads the standard OpenTelemetry variables: whether spans are
 // to be exported, and an error for a setting this program does not
 // support (it exports OTLP over http/protobuf only).
-func tracingOn(getenv func(string) string) (bool, error) {
+func TracingOn(getenv func(string) string) (bool, error) {
 	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
 		return false, nil
 	}
@@ -44,25 +44,25 @@ func tracingOn(getenv func(string) string) (bool, error) {
 		}
 	case "otlp":
 	default:
-		return false, fmt.Errorf("%w: OTEL_TRACES_EXPORTER=%q: only otlp or none is supported", errTracingConfig, exporter)
+		return false, fmt.Errorf("%w: OTEL_TRACES_EXPORTER=%q: only otlp or none is supported", ErrTracingConfig, exporter)
 	}
 	protocol := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 	if protocol == "" {
 		protocol = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
 	if p := strings.TrimSpace(protocol); p != "" && p != "http/protobuf" {
-		return false, fmt.Errorf("%w: OTLP protocol %q: only http/protobuf is supported (the collector's port 4318)", errTracingConfig, p)
+		return false, fmt.Errorf("%w: OTLP protocol %q: only http/protobuf is supported (the collector's port 4318)", ErrTracingConfig, p)
 	}
 	return true, nil
 }
 
-// startTracing returns the tracer provider the OTEL_* variables ask for,
-// and the function that flushes and stops it; with tracing off, a nil
-// provider (the components then use the global no-op one) and a no-op
-// stop.
-func startTracing(ctx context.Context, getenv func(string) string, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
+// StartTracing returns the tracer provider the OTEL_* variables ask for,
+// for the program named service at version, and the function that
+// flushes and stops it; with tracing off, a nil provider (the components
+// then use the global no-op one) and a no-op stop.
+func StartTracing(ctx context.Context, getenv func(string) string, service, version string, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
 	noStop := func(context.Context) error { return nil }
-	on, err := tracingOn(getenv)
+	on, err := TracingOn(getenv)
 	if err != nil || !on {
 		return nil, noStop, err
 	}
@@ -70,14 +70,14 @@ func startTracing(ctx context.Context, getenv func(string) string, log *slog.Log
 	// timeout, compression) itself.
 	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
-		return nil, noStop, fmt.Errorf("%w: OTLP exporter: %w", errTracingConfig, err)
+		return nil, noStop, fmt.Errorf("%w: OTLP exporter: %w", ErrTracingConfig, err)
 	}
 	// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the defaults.
 	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", "sessionbus"), attribute.String("service.version", version)),
+		resource.WithAttributes(attribute.String("service.name", service), attribute.String("service.version", version)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
-		return nil, noStop, fmt.Errorf("%w: resource: %w", errTracingConfig, err)
+		return nil, noStop, fmt.Errorf("%w: resource: %w", ErrTracingConfig, err)
 	}
 	// The SDK reads OTEL_TRACES_SAMPLER and OTEL_BSP_* itself.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
