@@ -138,7 +138,7 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 // trace context the fact carries as its ce-traceparent and
 // ce-tracestate, so that whoever applies the fact continues the trace.
 func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error) {
-	ctx, span := p.tracer.Start(ctx, "publish "+string(e.Type), trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := p.tracer.Start(ctx, "publish "+string(e.Type), producerSpan...)
 	e.SetTrace(span.SpanContext())
 	seq, err := p.publish(ctx, e, expect)
 	if p.observe != nil {
@@ -365,3 +365,6 @@ func (p *Publisher) LastSeq(ctx context.Context) (uint64, error) {
 	}
 	return info.State.LastSeq, nil
 }
+
+// producerSpan is the publish span's option, made once.
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}

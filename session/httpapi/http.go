@@ -167,7 +167,7 @@ func (h *Handlers) common(mux *http.ServeMux) {
 func (h *Handlers) handle(mux *http.ServeMux, pattern string, fn func(http.ResponseWriter, *http.Request) error) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := h.tracer.Start(ctx, pattern, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span := h.tracer.Start(ctx, pattern, serverSpan...)
 		defer span.End()
 		r = r.WithContext(ctx)
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
@@ -305,3 +305,6 @@ func readForm(r *http.Request) error {
 	}
 	return nil
 }
+
+// serverSpan is the route span's option, made once.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}

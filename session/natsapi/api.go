@@ -160,7 +160,7 @@ func (a *api) traced(subject string, h handlerFunc) micro.Handler {
 		if sc := events.MsgTrace(nats.Header(r.Headers())); sc.IsValid() {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 		}
-		ctx, span := a.tracer.Start(ctx, subject, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span := a.tracer.Start(ctx, subject, serverSpan...)
 		defer span.End()
 		code := h(ctx, r)
 		if span.IsRecording() {
@@ -413,3 +413,6 @@ func (a *api) keysRevoke(ctx context.Context, e events.Event) (any, error) {
 	}
 	return struct{}{}, a.m.RevokeKey(ctx, req.KID)
 }
+
+// serverSpan is the command span's option, made once.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
