@@ -82,13 +82,7 @@ Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.
 			if err != nil {
 				return err
 			}
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := stopTracing(ctx); err != nil {
-					log.Warn("tracing: flushing the last spans", "err", err)
-				}
-			}()
+			defer stopTracing()
 			return run(cmd.Context(), c, log, tp)
 		},
 	}

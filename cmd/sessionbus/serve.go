@@ -179,13 +179,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(sctx); err != nil {
-			log.Warn("tracing: flushing the last spans", "err", err)
-		}
-	}()
+	defer stopTracing()
 
 	nc, srv, shutdownNATS, err := f.openNATS(ctx, false)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -58,10 +59,11 @@ func TracingOn(getenv func(string) string) (bool, error) {
 
 // StartTracing returns the tracer provider the OTEL_* variables ask for,
 // for the program named service at version, and the function that
-// flushes and stops it; with tracing off, a nil provider (the components
-// then use the global no-op one) and a no-op stop.
-func StartTracing(ctx context.Context, getenv func(string) string, service, version string, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
-	noStop := func(context.Context) error { return nil }
+// flushes its last spans (for up to 5s) and stops it; with tracing off,
+// a nil provider (the components then use the global no-op one) and a
+// stop that does nothing.
+func StartTracing(ctx context.Context, getenv func(string) string, service, version string, log *slog.Logger) (trace.TracerProvider, func(), error) {
+	noStop := func() {}
 	on, err := TracingOn(getenv)
 	if err != nil || !on {
 		return nil, noStop, err
@@ -83,5 +85,12 @@ func StartTracing(ctx context.Context, getenv func(string) string, service, vers
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "err", err) }))
 	log.Info("tracing on: exporting spans over OTLP (http/protobuf)")
-	return tp, tp.Shutdown, nil
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(ctx); err != nil {
+			log.Warn("tracing: flushing the last spans", "err", err)
+		}
+	}
+	return tp, stop, nil
 }
