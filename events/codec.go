@@ -35,7 +35,7 @@ func ToMsg(subject string, e Event) (*nats.Msg, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	h := make(nats.Header, 9)
+	h := make(nats.Header, 11)
 	// Set the map directly: nats.Header.Set would canonicalise the
 	// lower-case ce- names the binding requires.
 	h[HeaderSpecVersion] = []string{SpecVersion}
@@ -50,6 +50,12 @@ func ToMsg(subject string, e Event) (*nats.Msg, error) {
 	}
 	if e.DataSchema != "" {
 		h[HeaderDataSchema] = []string{e.DataSchema}
+	}
+	if e.TraceParent != "" {
+		h[HeaderTraceParent] = []string{e.TraceParent}
+		if e.TraceState != "" {
+			h[HeaderTraceState] = []string{e.TraceState}
+		}
 	}
 	h[HeaderContentType] = []string{ContentTypeJSON}
 	h[HeaderMsgID] = []string{e.ID}
@@ -89,8 +95,20 @@ func (e Event) CloudEvent() ce.Event {
 		c.SetDataContentType(ContentTypeJSON)
 		c.DataEncoded = e.Data
 	}
+	if e.TraceParent != "" {
+		c.SetExtension(extTraceParent, e.TraceParent)
+		if e.TraceState != "" {
+			c.SetExtension(extTraceState, e.TraceState)
+		}
+	}
 	return c
 }
+
+// The Distributed Tracing extension's attribute names.
+const (
+	extTraceParent = "traceparent"
+	extTraceState  = "tracestate"
+)
 
 // FromCloudEvent converts an sdk-go event whose data is JSON.
 func FromCloudEvent(c ce.Event) (Event, error) {
@@ -107,7 +125,7 @@ func FromCloudEvent(c ce.Event) (Event, error) {
 	if len(data) > 0 && !json.Valid(data) {
 		return Event{}, fmt.Errorf("%w: data is not JSON", ErrMalformed)
 	}
-	return Event{
+	e := Event{
 		ID:         c.ID(),
 		Type:       Type(c.Type()),
 		Source:     c.Source(),
@@ -115,7 +133,11 @@ func FromCloudEvent(c ce.Event) (Event, error) {
 		Time:       c.Time(),
 		DataSchema: c.DataSchema(),
 		Data:       json.RawMessage(data),
-	}, nil
+	}
+	e.TraceParent, _ = c.Extensions()[extTraceParent].(string)
+	e.TraceState, _ = c.Extensions()[extTraceState].(string)
+	e.cleanTrace()
+	return e, nil
 }
 
 // FromMsg decodes a CloudEvent from a NATS message in binary content mode
@@ -205,7 +227,11 @@ func fromBinary(m *nats.Msg) (Event, error) {
 		Subject:    header(m.Header, HeaderSubject),
 		DataSchema: header(m.Header, HeaderDataSchema),
 		Data:       json.RawMessage(m.Data),
+		// A malformed trace context is dropped, never an error.
+		TraceParent: header(m.Header, HeaderTraceParent),
+		TraceState:  header(m.Header, HeaderTraceState),
 	}
+	e.cleanTrace()
 	if t := header(m.Header, HeaderTime); t != "" {
 		tm, err := time.Parse(time.RFC3339Nano, t)
 		if err != nil {

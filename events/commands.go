@@ -243,12 +243,14 @@ func NewCommand(subject, source string, data any) (*nats.Msg, error) {
 }
 
 // Request sends a command and decodes the reply into reply (which may be
-// nil). An error reply becomes a *CommandError.
+// nil). An error reply becomes a *CommandError. The trace context of the
+// span in ctx, if any, goes along as the W3C traceparent header.
 func Request(ctx context.Context, nc *nats.Conn, subject, source string, data, reply any) error {
 	m, err := NewCommand(subject, source, data)
 	if err != nil {
 		return err
 	}
+	InjectTrace(ctx, m)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)

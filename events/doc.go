@@ -20,4 +20,9 @@
 // concurrency) and embedded runs the in-process NATS server. The JSON
 // Schemas of the data are in package schemas, which this package does
 // not use.
+//
+// A fact may carry the trace context of the span that published it, as
+// the CloudEvents Distributed Tracing extension (ce-traceparent,
+// ce-tracestate: Event.TraceParent, TraceState); the codec keeps only a
+// well-formed one and drops anything else without an error.
 package events

@@ -29,6 +29,13 @@ type Event struct {
 	Time       time.Time       // ce-time
 	DataSchema string          // ce-dataschema
 	Data       json.RawMessage // the data, JSON
+	// TraceParent and TraceState are the CloudEvents Distributed Tracing
+	// extension (ce-traceparent, ce-tracestate): the W3C Trace Context of
+	// the span that published the fact, so that whoever applies it can
+	// continue the trace. Empty when it has none; the codec keeps only a
+	// well-formed one (see SetTrace and Trace).
+	TraceParent string
+	TraceState  string
 }
 
 // NewID returns a new event or aggregate id: a ULID, unique, time-ordered

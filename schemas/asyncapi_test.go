@@ -75,9 +75,16 @@ func TestAsyncAPIDocument(t *testing.T) {
 		fh := doc["components"].(map[string]any)["schemas"].(map[string]any)["factHeaders"].(map[string]any)
 		props := fh["properties"].(map[string]any)
 		for _, h := range []string{events.HeaderSpecVersion, events.HeaderID, events.HeaderType, events.HeaderSource,
-			events.HeaderSubject, events.HeaderTime, events.HeaderDataSchema, events.HeaderContentType, events.HeaderMsgID} {
+			events.HeaderSubject, events.HeaderTime, events.HeaderDataSchema, events.HeaderContentType, events.HeaderMsgID,
+			events.HeaderTraceParent, events.HeaderTraceState} {
 			if _, ok := props[h]; !ok {
 				t.Errorf("fact header %s not described", h)
+			}
+		}
+		ch := doc["components"].(map[string]any)["schemas"].(map[string]any)["commandHeaders"].(map[string]any)["properties"].(map[string]any)
+		for _, h := range []string{events.HeaderW3CTraceParent, events.HeaderW3CTraceState} {
+			if _, ok := ch[h]; !ok {
+				t.Errorf("command header %s not described", h)
 			}
 		}
 	})

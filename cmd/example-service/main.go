@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
@@ -63,7 +64,9 @@ middleware: 200 with a valid, unrevoked access token, 401 otherwise.
 Revocations arrive over NATS within milliseconds; /readyz turns ready once
 the deny-list has caught up with the stream and the signing keys are known.
 
-Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.`,
+Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.
+
+` + cli.TracingHelp,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -75,7 +78,12 @@ Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.`,
 			if err != nil {
 				return err
 			}
-			return run(cmd.Context(), c, log)
+			tp, stopTracing, err := cli.StartTracing(cmd.Context(), os.Getenv, "example-service", "", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
+			return run(cmd.Context(), c, log, tp)
 		},
 	}
 	fs := cmd.Flags()
@@ -97,7 +105,7 @@ Every flag is also the environment variable EXAMPLE_SERVICE_<FLAG>.`,
 	return cmd
 }
 
-func run(ctx context.Context, c config, log *slog.Logger) error {
+func run(ctx context.Context, c config, log *slog.Logger, tp trace.TracerProvider) error {
 	opts := []nats.Option{
 		nats.Name("example-service"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -134,7 +142,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	guard, err := httpauth.NewService(httpauth.ServiceConfig{
 		Conn: nc, Name: "/example-service",
-		Auth: httpauth.Config{Issuer: c.issuer, Audience: c.audience, Logger: log, Registerer: reg},
+		Auth: httpauth.Config{Issuer: c.issuer, Audience: c.audience, Logger: log, Registerer: reg, TracerProvider: tp},
 		DenyList: denylist.Config{
 			Lookback: c.lookback, MaxTokenTTL: c.maxTokenTTL, MaxStaleness: c.maxStaleness, StalePolicy: policy,
 		},

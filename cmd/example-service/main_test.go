@@ -37,7 +37,7 @@ func TestExampleService(t *testing.T) {
 		maxTokenTTL: 5 * time.Minute, maxStaleness: 30 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler), nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/cli"
 	"github.com/sessionbus/sessionbus/internal/embedded"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
@@ -113,12 +114,17 @@ rebuild it from the stream.
 
 The admin API and /introspect take bearer credentials that serve creates
 in the data dir on first start: admin-token (admin API, /metrics,
-/introspect) and introspect-token (/introspect only).`,
+/introspect) and introspect-token (/introspect only).
+
+` + cli.TracingHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Everything is checked before the data dir or the embedded
 			// server exists.
 			if err := f.validate(); err != nil {
+				return err
+			}
+			if _, err := cli.TracingOn(os.Getenv); err != nil {
 				return err
 			}
 			for _, a := range []struct{ flag, addr string }{{"--http-addr", httpAddr}, {"--admin-addr", adminAddr}} {
@@ -169,6 +175,12 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 		return err
 	}
 
+	tp, stopTracing, err := cli.StartTracing(ctx, os.Getenv, "sessionbus", version, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+
 	nc, srv, shutdownNATS, err := f.openNATS(ctx, false)
 	if err != nil {
 		return err
@@ -176,6 +188,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	defer shutdownNATS()
 
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
+	cfg.TracerProvider = tp
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
 	cfg.AdminTokens, cfg.AdminHosts, cfg.Profiling = []string{adminToken}, adminHosts, profiling

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of Config.
@@ -86,7 +88,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// TracerProvider makes the spans of applied revocations (default:
+	// the global provider, a no-op unless the program set one).
+	TracerProvider trace.TracerProvider
 }
+
+// TracerName names the tracer of this package's spans.
+const TracerName = "github.com/sessionbus/sessionbus/consumers/denylist"
 
 func (c Config) withDefaults() Config {
 	if c.Lookback == 0 {
@@ -109,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	return c
 }
@@ -194,6 +205,7 @@ type List struct {
 	log     *slog.Logger
 	tables  [KindKey + 1]store
 	m       *metrics
+	tracer  trace.Tracer
 	epoch   time.Time // monotonic base of freshAt
 	running atomic.Bool
 
@@ -218,10 +230,11 @@ func New(cfg Config) (*List, error) {
 	}
 	cfg = cfg.withDefaults()
 	l := &List{
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "denylist"),
-		epoch: time.Now(),
-		ready: make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "denylist"),
+		tracer: cfg.TracerProvider.Tracer(TracerName),
+		epoch:  time.Now(),
+		ready:  make(chan struct{}),
 	}
 	l.tables[KindSession] = newTable()
 	l.tables[KindToken] = newTable()

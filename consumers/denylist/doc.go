@@ -99,4 +99,10 @@
 // _apply_lag_seconds (stored to applied, once caught up),
 // _staleness_seconds, _ready, _last_sequence, _consumer_errors_total and
 // _revocations_beyond_lookback_total.
+//
+// # Tracing
+//
+// Applying a revocation that carries a trace context (ce-traceparent) is
+// a span, "denylist apply <type>", a child of the span that published
+// it, made with Config.TracerProvider (default the global provider).
 package denylist

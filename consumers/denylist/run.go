@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/jsbus"
@@ -156,11 +159,20 @@ func (l *List) handleLive(m *nats.Msg) { l.handle(m, time.Time{}) }
 
 // handle applies one message; stored is when the stream stored it (zero
 // for a live message). Messages it cannot use are skipped and counted.
+// Applying a fact that carries a trace context (ce-traceparent) is a span,
+// a child of it, so that the revocation's trace shows every service that
+// applied it; once live and once stored, as a rule.
 func (l *List) handle(m *nats.Msg, stored time.Time) {
 	recv := time.Now()
 	e, err := events.FromMsg(m)
 	kind := KindNone
 	if err == nil {
+		if sc := e.Trace(); sc.IsValid() {
+			var span trace.Span
+			_, span = l.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc),
+				"denylist apply "+string(e.Type), trace.WithSpanKind(trace.SpanKindConsumer))
+			defer func() { endApplySpan(span, kind, stored, err) }()
+		}
 		kind, err = l.apply(e, recv)
 	}
 	switch {
@@ -183,4 +195,18 @@ func (l *List) handle(m *nats.Msg, stored time.Time) {
 		l.m.skip(skipMalformed)
 		l.log.Warn("skipped a malformed revocation", "subject", m.Subject, "err", err)
 	}
+}
+
+func endApplySpan(span trace.Span, kind Kind, stored time.Time, err error) {
+	if span.IsRecording() {
+		delivery := "live"
+		if !stored.IsZero() {
+			delivery = "stored"
+		}
+		span.SetAttributes(attribute.String("sessionbus.delivery", delivery), attribute.String("sessionbus.deny.kind", kind.String()))
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	span.End()
 }

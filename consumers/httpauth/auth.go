@@ -12,6 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events/accesstoken"
@@ -70,7 +72,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// TracerProvider makes the middleware's spans (default: the global
+	// provider, a no-op unless the program set one).
+	TracerProvider trace.TracerProvider
 }
+
+// TracerName names the tracer of this package's spans.
+const TracerName = "github.com/sessionbus/sessionbus/consumers/httpauth"
 
 // NoDenyList is a DenyList that denies nothing and is always usable, for
 // services that deliberately accept revoked tokens until they expire.
@@ -96,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	return c
 }
@@ -139,6 +150,7 @@ type Authenticator struct {
 	parser *jwt.Parser
 	cache  *cache
 	m      *metrics
+	tracer trace.Tracer
 
 	lastUnavailableLog atomic.Int64 // Unix ns: the 503 warning is logged at most every 10s
 }
@@ -166,6 +178,7 @@ func New(cfg Config) (*Authenticator, error) {
 		log:    cfg.Logger.With("component", "httpauth"),
 		parser: jwt.NewParser(opts...),
 		cache:  newCache(cfg.CacheSize),
+		tracer: cfg.TracerProvider.Tracer(TracerName),
 	}
 	m, err := newMetrics(a, cfg.Registerer)
 	if err != nil {

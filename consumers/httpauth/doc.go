@@ -63,4 +63,8 @@
 //
 // Verified claims reach the handler through ClaimsFrom(r.Context()).
 // Tokens never appear in logs, errors or metric labels.
+//
+// With Config.TracerProvider (default the global provider) each request
+// is a span, "httpauth authenticate", a child of the request's span or of
+// its W3C traceparent header, that records the result and the session id.
 package httpauth

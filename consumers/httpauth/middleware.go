@@ -1,11 +1,17 @@
 package httpauth
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Middleware wraps next: a request passes with a valid, unrevoked bearer
@@ -16,20 +22,92 @@ import (
 // or stale under the fail-closed policy). The body is JSON like the
 // manager's errors, {"error": "<code>", "error_description": "…"}, and
 // says no more than the status: never why a token failed.
+//
+// Each request is a span, "httpauth authenticate", a child of the span
+// in the request's context or else of the W3C traceparent header it
+// carries (a malformed one is ignored); the span records the outcome
+// (ok, revoked, …) and the session id, never the token.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		span := noSpan
+		if a.tracing() {
+			if !trace.SpanContextFromContext(ctx).IsValid() {
+				ctx = traceContext.Extract(ctx, headerCarrier(r.Header))
+			}
+			ctx, span = a.tracer.Start(ctx, "httpauth authenticate", serverSpan...)
+			defer span.End()
+		}
 		token, err := a.bearer(r)
 		var c *Claims
 		if err == nil {
-			c, err = a.Authenticate(r.Context(), token)
+			c, err = a.Authenticate(ctx, token)
 		}
 		if err != nil {
 			a.refuse(w, err)
+			traceOutcome(span, err, c)
 			return
 		}
 		a.m.requests[resultOK].Inc()
-		next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), c)))
+		traceOutcome(span, nil, c)
+		next.ServeHTTP(w, r.WithContext(ContextWithClaims(ctx, c)))
 	})
+}
+
+// traceContext reads the W3C traceparent and tracestate headers: only
+// well-formed ones are taken.
+var traceContext = propagation.TraceContext{}
+
+var (
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	noSpan     = trace.SpanFromContext(context.Background())
+	// defaultProvider is the global tracer provider as the process
+	// started: a no-op until a program sets one.
+	defaultProvider = otel.GetTracerProvider()
+)
+
+// tracing reports whether spans are wanted: a provider was configured, or
+// the program has set a global one. Otherwise the middleware makes no
+// span at all, so that with tracing off it costs nothing (not even the
+// no-op span's context).
+func (a *Authenticator) tracing() bool {
+	return a.cfg.TracerProvider != defaultProvider || otel.GetTracerProvider() != defaultProvider
+}
+
+// headerCarrier reads the W3C headers by their canonical names, without
+// the allocation of canonicalising them on every request.
+type headerCarrier http.Header
+
+func (h headerCarrier) Get(k string) string {
+	var vs []string
+	switch k {
+	case "traceparent":
+		vs = h["Traceparent"]
+	case "tracestate":
+		vs = h["Tracestate"]
+	default:
+		vs = http.Header(h).Values(k)
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+func (h headerCarrier) Set(k, v string) { http.Header(h).Set(k, v) }
+func (h headerCarrier) Keys() []string  { return propagation.HeaderCarrier(h).Keys() }
+
+// traceOutcome records on span what the middleware decided: the result
+// as its metric names it and, for a verified token, the session. Never
+// the token.
+func traceOutcome(span trace.Span, err error, c *Claims) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.String("sessionbus.auth.result", resultOf(err)))
+	if c != nil {
+		span.SetAttributes(attribute.String("sessionbus.session_id", c.SessionID))
+	}
 }
 
 // bearer extracts the token of the one Authorization header with the
@@ -107,18 +185,17 @@ func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 	if a.cfg.Realm != "" {
 		realm = ` realm="` + strings.ReplaceAll(a.cfg.Realm, `"`, `'`) + `"`
 	}
+	a.m.requests[resultOf(err)].Inc()
 	status, body := http.StatusUnauthorized, bodyInvalid
 	switch {
 	case errors.Is(err, ErrNoToken):
 		body = bodyNoToken
-		a.m.requests[resultNoToken].Inc()
 		if realm == "" {
 			h.Set("WWW-Authenticate", "Bearer")
 		} else {
 			h.Set("WWW-Authenticate", "Bearer"+realm)
 		}
 	case errors.Is(err, ErrUnavailable):
-		a.m.requests[resultUnavailable].Inc()
 		if now := time.Now().UnixNano(); now-a.lastUnavailableLog.Load() > int64(10*time.Second) {
 			a.lastUnavailableLog.Store(now)
 			a.log.Warn("refusing requests: deny-list not usable", "err", err)
@@ -126,16 +203,6 @@ func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 		status, body = http.StatusServiceUnavailable, bodyUnavailable
 		h.Set("Retry-After", strconv.Itoa(RetryAfter))
 	default:
-		switch {
-		case errors.Is(err, ErrRevoked):
-			a.m.requests[resultRevoked].Inc()
-		case errors.Is(err, ErrUnknownKey):
-			a.m.requests[resultUnknownKey].Inc()
-		case errors.Is(err, ErrMalformed):
-			a.m.requests[resultMalformed].Inc()
-		default:
-			a.m.requests[resultInvalid].Inc()
-		}
 		a.log.Debug("token refused", "err", err)
 		if realm != "" {
 			realm += ","
@@ -144,4 +211,24 @@ func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// resultOf names the outcome of a request as the requests metric and
+// the span label it.
+func resultOf(err error) string {
+	switch {
+	case err == nil:
+		return resultOK
+	case errors.Is(err, ErrNoToken):
+		return resultNoToken
+	case errors.Is(err, ErrUnavailable):
+		return resultUnavailable
+	case errors.Is(err, ErrRevoked):
+		return resultRevoked
+	case errors.Is(err, ErrUnknownKey):
+		return resultUnknownKey
+	case errors.Is(err, ErrMalformed):
+		return resultMalformed
+	}
+	return resultInvalid
 }

@@ -24,7 +24,7 @@ type ServiceConfig struct {
 	// service's own: leave them nil.
 	Auth Config
 	// DenyList configures the deny-list. Its JetStream defaults to one on
-	// Conn, its Logger and Registerer to Auth's.
+	// Conn, its Logger, Registerer and TracerProvider to Auth's.
 	DenyList denylist.Config
 	// Keys configures the key set. Its Source defaults to NATSSource(Conn,
 	// Name), Watch to Conn and Logger to Auth's.
@@ -61,6 +61,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if dc.Registerer == nil {
 		dc.Registerer = cfg.Auth.Registerer
+	}
+	if dc.TracerProvider == nil {
+		dc.TracerProvider = cfg.Auth.TracerProvider
 	}
 	dl, err := denylist.New(dc)
 	if err != nil {

@@ -9,4 +9,7 @@
 // the same message id is sent again within the stream's de-duplication
 // window, or the stored message is looked up, so the caller hears whether
 // the fact was stored, not merely that it stopped waiting.
+//
+// Publish is a span ("publish <type>") whose trace context the fact
+// carries as ce-traceparent, so that its readers continue the trace.
 package jsbus

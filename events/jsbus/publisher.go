@@ -10,6 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
 )
@@ -33,6 +37,7 @@ type Publisher struct {
 	settleTimeout  time.Duration
 	dupWindow      time.Duration
 	observe        func(error)
+	tracer         trace.Tracer
 }
 
 // PublisherOption configures a Publisher.
@@ -85,6 +90,20 @@ func WithObserver(observe func(error)) PublisherOption {
 	}
 }
 
+// WithTracerProvider makes the publisher's spans with tp (default: the
+// global provider, a no-op unless the program set one).
+func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
+	return func(p *Publisher) error {
+		if tp != nil {
+			p.tracer = tp.Tracer(TracerName)
+		}
+		return nil
+	}
+}
+
+// TracerName names the tracer of this package's spans.
+const TracerName = "github.com/sessionbus/sessionbus/events/jsbus"
+
 // NewPublisher returns a Publisher on js.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
 	p := &Publisher{js: js, attemptTimeout: DefaultAttemptTimeout, settleTimeout: DefaultSettleTimeout, dupWindow: DefaultDuplicateWindow}
@@ -92,6 +111,9 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 		if err := o(p); err != nil {
 			return nil, err
 		}
+	}
+	if p.tracer == nil {
+		p.tracer = otel.GetTracerProvider().Tracer(TracerName)
 	}
 	return p, nil
 }
@@ -111,11 +133,32 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 // sequence and compares its message id. The caller hears the truth:
 // a sequence, a conflict, or, if the stream did not answer in time,
 // ErrUnsettled.
+//
+// Publish is a span ("publish <type>", a child of the span in ctx) whose
+// trace context the fact carries as its ce-traceparent and
+// ce-tracestate, so that whoever applies the fact continues the trace.
 func (p *Publisher) Publish(ctx context.Context, e events.Event, expect *events.Expect) (uint64, error) {
+	ctx, span := p.tracer.Start(ctx, "publish "+string(e.Type), producerSpan...)
+	e.SetTrace(span.SpanContext())
 	seq, err := p.publish(ctx, e, expect)
 	if p.observe != nil {
 		p.observe(err)
 	}
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", e.NATSSubject()),
+			attribute.String("messaging.message.id", e.ID),
+			attribute.String("cloudevents.event_type", string(e.Type)),
+			attribute.String("cloudevents.event_subject", e.Subject),
+		)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetAttributes(attribute.Int64("sessionbus.stream.sequence", int64(seq)))
+		}
+	}
+	span.End()
 	return seq, err
 }
 
@@ -322,3 +365,6 @@ func (p *Publisher) LastSeq(ctx context.Context) (uint64, error) {
 	}
 	return info.State.LastSeq, nil
 }
+
+// producerSpan is the publish span's option, made once.
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}

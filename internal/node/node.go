@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/jsbus"
@@ -76,6 +77,9 @@ type Config struct {
 	// Registry collects metrics (default: a new registry with Go and
 	// process collectors).
 	Registry *prometheus.Registry
+	// TracerProvider makes the spans of commands, publishes and the view
+	// (default: the global provider).
+	TracerProvider trace.TracerProvider
 }
 
 // Node is a running manager.
@@ -180,7 +184,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 			return nil, fmt.Errorf("rebuild view: %w", err)
 		}
 	}
-	view, err := badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log})
+	view, err := badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log, TracerProvider: cfg.TracerProvider})
 	if errors.Is(err, badgerstore.ErrCorrupt) {
 		// Never serve a damaged view: keep it for inspection and rebuild
 		// a new one from the stream.
@@ -189,7 +193,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 			return nil, errors.Join(err, merr)
 		}
 		log.Error("the view is corrupt: moved aside, rebuilding it from the stream", "err", err, "moved_to", aside)
-		view, err = badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log})
+		view, err = badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log, TracerProvider: cfg.TracerProvider})
 	}
 	if err != nil {
 		return nil, err
@@ -204,7 +208,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: tokens.DefaultLeeway,
 	})
 	health := jsbus.NewWriteHealth(jsbus.WriteHealthConfig{JetStream: js, Reserve: cfg.WriteReserve, Interval: cfg.ProbeInterval, Logger: log, Registerer: reg})
-	pub, err := jsbus.NewPublisher(js, jsbus.WithObserver(health.Observe))
+	pub, err := jsbus.NewPublisher(js, jsbus.WithObserver(health.Observe), jsbus.WithTracerProvider(cfg.TracerProvider))
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +304,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
 	n.goRun("write-health", func() error { return health.Run(rctx) })
 
-	svc, err := natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities})
+	svc, err := natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities, TracerProvider: cfg.TracerProvider})
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +321,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
 		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
-		Profiling: cfg.Profiling,
+		Profiling: cfg.Profiling, TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
 		return nil, err

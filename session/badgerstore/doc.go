@@ -44,4 +44,7 @@
 // that sequence's state, and the stream replays the rest. With two (a
 // crash while a full memtable was being written to a table), damage in
 // the older log would leave a gap that is not detected.
+//
+// Applying a fact that carries a trace context (ce-traceparent) is a
+// span, "view apply <type>", a child of the span that published it.
 package badgerstore

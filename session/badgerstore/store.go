@@ -16,6 +16,10 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/session"
@@ -38,6 +42,7 @@ type Store struct {
 	corruptErr  error
 	stop        chan struct{} // stops the periodic verification
 	stopped     sync.WaitGroup
+	tracer      trace.Tracer
 }
 
 var _ session.View = (*Store)(nil)
@@ -53,7 +58,13 @@ type Options struct {
 	// again (see Verify): 0 means DefaultVerifyEvery, a negative value
 	// never.
 	VerifyEvery time.Duration
+	// TracerProvider makes the spans of applied facts (default: the
+	// global provider, a no-op unless the program set one).
+	TracerProvider trace.TracerProvider
 }
+
+// TracerName names the tracer of this package's spans.
+const TracerName = "github.com/sessionbus/sessionbus/session/badgerstore"
 
 // DefaultVerifyEvery is how often a running view checks its table files.
 const DefaultVerifyEvery = 10 * time.Minute
@@ -81,7 +92,11 @@ func Open(dir string, o Options) (*Store, error) {
 		// read, so that damage is never parsed or served as a value.
 		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true)
-	s := &Store{log: log, notify: make(chan struct{}), corrupt: make(chan struct{}), stop: make(chan struct{})}
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	s := &Store{log: log, notify: make(chan struct{}), corrupt: make(chan struct{}), stop: make(chan struct{}), tracer: tp.Tracer(TracerName)}
 	if o.InMemory {
 		opts.Dir, opts.ValueDir = "", ""
 	} else {
@@ -183,14 +198,19 @@ func (s *Store) Apply(batch []events.Stored) error {
 	return s.check(err)
 }
 
-func (s *Store) applyTxn(batch []events.Stored) error {
+func (s *Store) applyTxn(batch []events.Stored) (err error) {
 	last := s.applied.Load()
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	w := &writer{txn: txn}
+	var spans []trace.Span
+	defer func() { endSpans(spans, err) }()
 	for _, st := range batch {
 		if st.Seq <= last {
 			continue
+		}
+		if span := s.span(st); span != nil {
+			spans = append(spans, span)
 		}
 		if err := s.applyOne(w, st); err != nil {
 			return fmt.Errorf("apply seq %d: %w", st.Seq, err)
@@ -205,6 +225,33 @@ func (s *Store) applyTxn(batch []events.Stored) error {
 	}
 	s.skipped.Add(w.skipped)
 	return nil
+}
+
+// span starts the span of applying a fact that carries a trace context
+// (ce-traceparent), as a child of it; a fact without one has nothing to
+// continue and gets none (nil), so that replaying untraced history makes
+// no spans. The span ends when the batch is committed.
+func (s *Store) span(st events.Stored) trace.Span {
+	sc := st.Event.Trace()
+	if !sc.IsValid() {
+		return nil
+	}
+	_, span := s.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc),
+		"view apply "+string(st.Event.Type), trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("sessionbus.stream.sequence", int64(st.Seq)),
+			attribute.String("messaging.message.id", st.Event.ID))
+	}
+	return span
+}
+
+func endSpans(spans []trace.Span, err error) {
+	for _, span := range spans {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 func (s *Store) commit(txn *badger.Txn, seq uint64) error {

@@ -54,4 +54,7 @@
 // "error_description": "<message>"}, with the status codes of the NATS
 // API and Retry-After on 429 and 503; messages never tell whether a
 // username exists, and never hold a credential or a token.
+//
+// Every API route is a span ("POST /refresh"), a child of the request's
+// W3C traceparent header when it is well formed.
 package httpapi

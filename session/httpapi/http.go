@@ -14,6 +14,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/session"
@@ -57,8 +62,15 @@ type Config struct {
 	// throttling is then the right-most address in it that is not a
 	// trusted proxy. Without it (the default) the peer address is used.
 	TrustedProxies []netip.Prefix
+	// TracerProvider makes a span of every request to an API route
+	// (default: the global provider, a no-op unless the program set
+	// one).
+	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger
 }
+
+// TracerName names the tracer of this package's spans.
+const TracerName = "github.com/sessionbus/sessionbus/session/httpapi"
 
 // Handlers builds the public and the admin handler.
 type Handlers struct {
@@ -67,6 +79,7 @@ type Handlers struct {
 	admin         credentials
 	introspectors credentials
 	requests      *prometheus.CounterVec
+	tracer        trace.Tracer
 }
 
 // New returns the handlers of m, or the error of registering the
@@ -78,9 +91,12 @@ func New(m *session.Manager, cfg Config) (*Handlers, error) {
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
 	h := &Handlers{m: m, cfg: cfg, admin: newCredentials(cfg.AdminTokens), introspectors: newCredentials(cfg.IntrospectTokens), requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "sessionbus", Name: "http_requests_total", Help: "HTTP requests by route and status code.",
-	}, []string{"route", "code"})}
+	}, []string{"route", "code"}), tracer: cfg.TracerProvider.Tracer(TracerName)}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(h.requests); err != nil {
 			return nil, fmt.Errorf("httpapi: metrics: %w", err)
@@ -145,17 +161,35 @@ func (h *Handlers) common(mux *http.ServeMux) {
 }
 
 // handle mounts fn, mapping its error to a status, and counts requests by
-// route.
+// route. Each request is a span named after the route, a child of the
+// W3C traceparent the request carries; a malformed one is ignored (the
+// span starts a new trace).
 func (h *Handlers) handle(mux *http.ServeMux, pattern string, fn func(http.ResponseWriter, *http.Request) error) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := h.tracer.Start(ctx, pattern, serverSpan...)
+		defer span.End()
+		r = r.WithContext(ctx)
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		if err := fn(rec, r); err != nil {
 			h.fail(rec, r, err)
 		}
 		h.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
+		if span.IsRecording() {
+			method, route, _ := strings.Cut(pattern, " ")
+			span.SetAttributes(attribute.String("http.request.method", method),
+				attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.code))
+			if rec.code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(rec.code))
+			}
+		}
 	})
 }
+
+// traceContext reads the W3C traceparent and tracestate headers: only
+// well-formed ones are taken.
+var traceContext = propagation.TraceContext{}
 
 type statusRecorder struct {
 	http.ResponseWriter
@@ -271,3 +305,6 @@ func readForm(r *http.Request) error {
 	}
 	return nil
 }
+
+// serverSpan is the route span's option, made once.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}

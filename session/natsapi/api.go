@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/natsauth"
@@ -36,8 +41,14 @@ type Config struct {
 	RequireCaller bool
 	// Identities serves the services commands; nil answers them 403.
 	Identities Identities
-	Logger     *slog.Logger
+	// TracerProvider makes a span of every command (default: the global
+	// provider, a no-op unless the program set one).
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
 }
+
+// TracerName names the tracer of this package's spans.
+const TracerName = "github.com/sessionbus/sessionbus/session/natsapi"
 
 // Service is the running NATS API.
 type Service struct {
@@ -67,6 +78,9 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 1024
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        events.ServiceName,
 		Version:     cfg.Version,
@@ -76,7 +90,7 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start micro service: %w", err)
 	}
-	a := &api{nc: nc, m: m, cfg: cfg, slots: make(chan struct{}, cfg.MaxInFlight)}
+	a := &api{nc: nc, m: m, cfg: cfg, slots: make(chan struct{}, cfg.MaxInFlight), tracer: cfg.TracerProvider.Tracer(TracerName)}
 	for _, ep := range []struct {
 		name, subject string
 		h             func(context.Context, events.Event) (any, error)
@@ -100,13 +114,13 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 		{"services-list", events.SubjectServicesList, a.servicesList},
 		{"services-revoke", events.SubjectServicesRevoke, a.servicesRevoke},
 	} {
-		var h micro.Handler
+		var h handlerFunc
 		if ep.subject == events.SubjectJWKS {
-			h = micro.HandlerFunc(a.jwks)
+			h = a.jwks
 		} else {
 			h = a.handler(ep.subject, ep.h)
 		}
-		if err := svc.AddEndpoint(ep.name, a.concurrent(h), micro.WithEndpointSubject(ep.subject)); err != nil {
+		if err := svc.AddEndpoint(ep.name, a.concurrent(a.traced(ep.subject, h)), micro.WithEndpointSubject(ep.subject)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("add endpoint %s: %w", ep.subject, err)
 		}
@@ -124,11 +138,42 @@ func Start(nc *nats.Conn, m *session.Manager, cfg Config) (*Service, error) {
 type callerKey struct{}
 
 type api struct {
-	nc    *nats.Conn
-	m     *session.Manager
-	cfg   Config
-	slots chan struct{}
-	wg    sync.WaitGroup
+	nc     *nats.Conn
+	m      *session.Manager
+	cfg    Config
+	slots  chan struct{}
+	wg     sync.WaitGroup
+	tracer trace.Tracer
+}
+
+// handlerFunc handles one request in the context of its span, and
+// returns the status code it answered with (0 for success).
+type handlerFunc func(context.Context, micro.Request) int
+
+// traced makes h a micro handler that runs in a span named after the
+// subject, a child of the trace context the request carries (the W3C
+// traceparent header, or the CloudEvents extension's ce-traceparent). A
+// malformed one is ignored: the span then starts a new trace.
+func (a *api) traced(subject string, h handlerFunc) micro.Handler {
+	return micro.HandlerFunc(func(r micro.Request) {
+		ctx := context.Background()
+		if sc := events.MsgTrace(nats.Header(r.Headers())); sc.IsValid() {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+		}
+		ctx, span := a.tracer.Start(ctx, subject, serverSpan...)
+		defer span.End()
+		code := h(ctx, r)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.destination.name", subject))
+			if code != 0 {
+				span.SetAttributes(attribute.Int("sessionbus.error_code", code))
+				if code >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(code))
+				}
+			}
+		}
+	})
 }
 
 // respond publishes the reply on the connection itself rather than
@@ -158,28 +203,25 @@ func (a *api) concurrent(h micro.Handler) micro.Handler {
 }
 
 // handler decodes the CloudEvent, checks its type, runs h and replies.
-func (a *api) handler(subject string, h func(context.Context, events.Event) (any, error)) micro.Handler {
+func (a *api) handler(subject string, h func(context.Context, events.Event) (any, error)) handlerFunc {
 	want := events.CommandType(subject)
-	return micro.HandlerFunc(func(r micro.Request) {
+	return func(ctx context.Context, r micro.Request) int {
 		c, err := a.authorize(r)
 		if err != nil {
-			a.fail(r, err)
-			return
+			return a.fail(r, err)
 		}
 		e, err := decode(r)
 		if err == nil && e.Type != want {
 			err = fmt.Errorf("%w: type %q does not fit %s (want %s)", session.ErrInvalidInput, e.Type, subject, want)
 		}
 		if err != nil {
-			a.fail(r, err)
-			return
+			return a.fail(r, err)
 		}
-		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callerKey{}, c), a.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(context.WithValue(ctx, callerKey{}, c), a.cfg.Timeout)
 		defer cancel()
 		out, err := h(ctx, e)
 		if err != nil {
-			a.fail(r, err)
-			return
+			return a.fail(r, err)
 		}
 		if rt, ok := out.(replyThen); ok {
 			out = rt.reply
@@ -190,13 +232,13 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 		}
 		b, err := json.Marshal(out)
 		if err != nil {
-			a.fail(r, err)
-			return
+			return a.fail(r, err)
 		}
 		if err := a.respond(r, b, nil); err != nil {
 			a.cfg.Logger.Warn("reply failed", "subject", subject, "err", err)
 		}
-	})
+		return 0
+	}
 }
 
 // replyThen is a reply with a step to run once the server has routed it.
@@ -245,7 +287,8 @@ func data(e events.Event, v any) error {
 	return nil
 }
 
-func (a *api) fail(r micro.Request, err error) {
+// fail sends the error reply of err and returns its status code.
+func (a *api) fail(r micro.Request, err error) int {
 	code, msg := session.StatusCode(err)
 	if code == 500 {
 		a.cfg.Logger.Error("command failed", "subject", r.Subject(), "err", err)
@@ -259,6 +302,7 @@ func (a *api) fail(r micro.Request, err error) {
 	if rerr := a.respond(r, b, h); rerr != nil {
 		a.cfg.Logger.Warn("error reply failed", "subject", r.Subject(), "err", rerr)
 	}
+	return code
 }
 
 func (a *api) login(ctx context.Context, e events.Event) (any, error) {
@@ -308,10 +352,9 @@ func (a *api) sessions(ctx context.Context, e events.Event) (any, error) {
 }
 
 // jwks answers an empty request or a jwks.requested CloudEvent.
-func (a *api) jwks(r micro.Request) {
+func (a *api) jwks(_ context.Context, r micro.Request) int {
 	if _, err := a.authorize(r); err != nil {
-		a.fail(r, err)
-		return
+		return a.fail(r, err)
 	}
 	if len(r.Data()) > 0 || r.Headers().Get(events.HeaderSpecVersion) != "" {
 		e, err := decode(r)
@@ -319,11 +362,11 @@ func (a *api) jwks(r micro.Request) {
 			err = fmt.Errorf("%w: type %q does not fit %s", session.ErrInvalidInput, e.Type, events.SubjectJWKS)
 		}
 		if err != nil {
-			a.fail(r, err)
-			return
+			return a.fail(r, err)
 		}
 	}
 	_ = a.respond(r, a.m.JWKS(), nats.Header{"Content-Type": {"application/jwk-set+json"}})
+	return 0
 }
 
 func (a *api) usersAdd(ctx context.Context, e events.Event) (any, error) {
@@ -387,3 +430,6 @@ func (a *api) keysRevoke(ctx context.Context, e events.Event) (any, error) {
 	}
 	return struct{}{}, a.m.RevokeKey(ctx, req.KID)
 }
+
+// serverSpan is the command span's option, made once.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}

@@ -12,4 +12,8 @@
 // error headers with a code in HTTP terms and a message that leaks
 // nothing; a JSON body repeats them, with retry_after_seconds for 429 and
 // 503. Who may send the admin commands is decided by NATS permissions.
+//
+// Every command is a span named after its subject, a child of the trace
+// context of the request's traceparent header (or its ce-traceparent); a
+// malformed one is ignored.
 package natsapi

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
 )
@@ -85,6 +87,33 @@ func BenchmarkMiddleware(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkMiddlewareTraced is the cached-token case with tracing on: a
+// real SDK provider sampling every request, exporting nowhere, beside
+// BenchmarkMiddleware/cached-ES256 (tracing off: no span at all).
+func BenchmarkMiddlewareTraced(b *testing.B) {
+	f := setupB(b, 0)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	auth, err := httpauth.New(httpauth.Config{Keys: f.keys, DenyList: f.dl, Issuer: testIssuer, TracerProvider: tp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	r, err := http.NewRequest(http.MethodGet, "/protected-resource", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+f.es.sign(b, claims(time.Now()), nil))
+	r.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	w := &discard{h: http.Header{}}
+	h.ServeHTTP(w, r)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
 }
 
 // BenchmarkAuthenticate is Authenticate alone for a cached token: keyed hash,
