@@ -99,6 +99,10 @@ type SessionRevoked struct {
 	RevokedAt time.Time `json:"revoked_at"`
 	// DenyUntil is when every access token of the session has expired.
 	DenyUntil time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // UserRevoked is the data of TypeUserRevoked: every session of a user that
@@ -109,6 +113,10 @@ type UserRevoked struct {
 	Reason        string    `json:"reason"`
 	RevokedBefore time.Time `json:"revoked_before"`
 	DenyUntil     time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // TokenRevoked is the data of TypeTokenRevoked: one access token revoked.
@@ -120,6 +128,10 @@ type TokenRevoked struct {
 	RevokedAt time.Time `json:"revoked_at"`
 	// DenyUntil is the token's own expiry.
 	DenyUntil time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // LoginFailed is the data of TypeLoginFailed. It never holds the password
@@ -156,6 +168,10 @@ type KeyRotated struct {
 	// PreviousRetiresAt is when the previous key leaves the JWKS: no token
 	// it signed can be valid after then.
 	PreviousRetiresAt *time.Time `json:"previous_retires_at,omitempty"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // KeyRevoked is the data of TypeKeyRevoked: a signing key is withdrawn and
@@ -165,6 +181,10 @@ type KeyRevoked struct {
 	Reason    string    `json:"reason"`
 	RevokedAt time.Time `json:"revoked_at"`
 	DenyUntil time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // dataFor returns a new zero value of the data type of t, or nil.

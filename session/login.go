@@ -174,7 +174,7 @@ func (m *Manager) endIfChanged(ctx context.Context, name string, user User, sid 
 			reason = events.ReasonUserDisabled
 		}
 		if s, serr := m.session(ctx, sid); serr == nil {
-			_ = m.revokeSession(ctx, s, reason)
+			_ = m.revokeSession(ctx, s, reason, events.System)
 		}
 		if err != nil {
 			return "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)

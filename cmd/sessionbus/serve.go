@@ -24,6 +24,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/embedded"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/httpapi"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -178,7 +179,9 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	cfg := f.nodeConfig(filepath.Join(f.nats.dataDir, "view"))
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
-	cfg.AdminTokens, cfg.AdminHosts, cfg.Profiling = []string{adminToken}, adminHosts, profiling
+	cfg.AdminHosts, cfg.Profiling = adminHosts, profiling
+	// Facts an admin request causes name the credential by its file.
+	cfg.AdminCredentials = []httpapi.Credential{{Name: adminTokenFile, Token: adminToken}}
 	cfg.IntrospectTokens = []string{introspectToken, adminToken}
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {

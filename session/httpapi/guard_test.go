@@ -201,7 +201,7 @@ func serveAdmin(h http.Handler, local net.Addr, host, path string, headers ...st
 // 10.1.2.3:8081, and configured names.
 func TestAdminHost(t *testing.T) {
 	const cred = "Bearer " + adminToken
-	h := mustNew(t, nil, httpapi.Config{AdminTokens: []string{adminToken}, AdminHosts: []string{"admin.internal", "ops.example:9443", "[fd00::1]"}}).Admin()
+	h := mustNew(t, nil, httpapi.Config{AdminCredentials: []httpapi.Credential{{Name: "admin", Token: adminToken}}, AdminHosts: []string{"admin.internal", "ops.example:9443", "[fd00::1]"}}).Admin()
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8081}
 	pod := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8081}
 	for _, tc := range []struct {
@@ -246,7 +246,7 @@ func TestAdminHost(t *testing.T) {
 // TestAdminWithoutCredentials: an admin API configured without any
 // credential refuses everything (it fails closed), whatever is sent.
 func TestAdminWithoutCredentials(t *testing.T) {
-	h := mustNew(t, nil, httpapi.Config{AdminTokens: []string{""}}).Admin()
+	h := mustNew(t, nil, httpapi.Config{AdminCredentials: []httpapi.Credential{{Name: "admin", Token: ""}}}).Admin()
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8081}
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer x"} {
 		var hdr []string

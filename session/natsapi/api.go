@@ -174,7 +174,7 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 			a.fail(r, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callerKey{}, c), a.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(session.WithActor(context.WithValue(context.Background(), callerKey{}, c), c.actor()), a.cfg.Timeout)
 		defer cancel()
 		out, err := h(ctx, e)
 		if err != nil {
@@ -368,5 +368,5 @@ func (a *api) keysRevoke(ctx context.Context, e events.Event) (any, error) {
 	if err := data(e, &req); err != nil {
 		return nil, err
 	}
-	return struct{}{}, a.m.RevokeKey(ctx, req.KID)
+	return struct{}{}, a.m.RevokeKey(ctx, req.KID, req.Reason)
 }
