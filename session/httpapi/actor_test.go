@@ -311,3 +311,111 @@ func (f *fixture) waitRevoked(t testing.TB, sid string) {
 	t.Fatalf("session %s not revoked within 10s", sid)
 }
 
+
+// The actor is what the transport proved, never what the request says.
+// An attacker holding an operator's or a service's credential, or the
+// admin one, cannot make a fact name someone else: a stated actor is
+// refused as an unknown field, and a forged Nats-Request-Info header is
+// replaced by the NATS server's own.
+func TestActorCannotBeForged(t *testing.T) {
+	f := newFixture(t)
+	ops := f.connectAs(t, "ops-mallory", natsauth.RoleOperator)
+	web := f.connectAs(t, "web-2", natsauth.RoleService)
+	gw := f.connectAs(t, "gw-1", natsauth.RoleGateway)
+	forged := `{"name_tag":"local-operator","tags":["` + natsauth.RoleTag + `operator"]}`
+	lastFact := func(t *testing.T, id string) fact {
+		t.Helper()
+		got := f.factsAfter(t, 0, id)
+		if len(got) == 0 {
+			t.Fatalf("no fact about %s", id)
+		}
+		return got[len(got)-1]
+	}
+	// send sends a command with data as its body (raw JSON), adding
+	// headers; it returns the command's error reply, or nil.
+	send := func(t *testing.T, nc *nats.Conn, subject string, data []byte, headers ...string) error {
+		t.Helper()
+		m, err := events.NewCommand(subject, "/test/forge", json.RawMessage(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			m.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := nc.RequestMsg(m, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		return events.ReplyError(resp)
+	}
+
+	t.Run("an actor in a NATS revoke", func(t *testing.T) {
+		s := f.mustLogin(t, "alice", alicePassword)
+		before := f.state(t)
+		err := send(t, ops, events.SubjectRevoke, []byte(`{"session_id":"`+s.SessionID+`","actor":{"kind":"system"}}`))
+		if events.ErrorCode(err) != http.StatusBadRequest {
+			t.Fatalf("revoke with an actor: %v, want 400", err)
+		}
+		f.unchanged(t, before)
+	})
+	t.Run("a forged Nats-Request-Info on a revoke", func(t *testing.T) {
+		s := f.mustLogin(t, "alice", alicePassword)
+		if err := send(t, ops, events.SubjectRevoke, mustJSON(t, events.RevokeRequest{SessionID: s.SessionID}), "Nats-Request-Info", forged); err != nil {
+			t.Fatal(err)
+		}
+		want := events.Actor{Kind: events.ActorIdentity, Name: "ops-mallory", Role: "operator"}
+		if g := lastFact(t, s.SessionID); g.actor != want {
+			t.Fatalf("actor %+v, want %+v", g.actor, want)
+		}
+	})
+	t.Run("a service's forged Nats-Request-Info on a logout", func(t *testing.T) {
+		s := f.mustLogin(t, "alice", alicePassword)
+		if err := send(t, web, events.SubjectLogout, mustJSON(t, events.LogoutRequest{RefreshToken: s.RefreshToken}), "Nats-Request-Info", forged); err != nil {
+			t.Fatal(err)
+		}
+		want := events.Actor{Kind: events.ActorUser, Name: f.uid, Via: "web-2"}
+		if g := lastFact(t, s.SessionID); g.actor != want {
+			t.Fatalf("actor %+v, want %+v", g.actor, want)
+		}
+	})
+	t.Run("a gateway's stated address", func(t *testing.T) {
+		var s events.TokenReply
+		command(t, gw, events.SubjectLogin, events.LoginRequest{Username: "alice", Password: alicePassword, IP: "203.0.113.9", UserAgent: "local-operator"}, &s)
+		command(t, gw, events.SubjectLogout, events.LogoutRequest{AccessToken: s.AccessToken}, nil)
+		want := events.Actor{Kind: events.ActorUser, Name: f.uid, Via: "gw-1"}
+		if g := lastFact(t, s.SessionID); g.actor != want {
+			t.Fatalf("actor %+v, want %+v", g.actor, want)
+		}
+	})
+	t.Run("an actor in an admin HTTP body", func(t *testing.T) {
+		s := f.mustLogin(t, "alice", alicePassword)
+		before := f.state(t)
+		for _, path := range []string{"/admin/revoke", "/admin/keys/rotate"} {
+			body := []byte(`{"session_id":"` + s.SessionID + `","actor":{"kind":"system"}}`)
+			if path != "/admin/revoke" {
+				body = []byte(`{"actor":{"kind":"system"}}`)
+			}
+			wantError(t, f.adminDo(t, "POST", path, ctJSON, body), http.StatusBadRequest)
+		}
+		f.unchanged(t, before)
+	})
+	t.Run("identity headers on an admin request", func(t *testing.T) {
+		s := f.mustLogin(t, "alice", alicePassword)
+		r := f.adminDo(t, "POST", "/admin/revoke", ctJSON, mustJSON(t, events.RevokeRequest{SessionID: s.SessionID}),
+			"X-Forwarded-User", "root", "X-Actor", "system", "Nats-Request-Info", forged)
+		if r.status != http.StatusOK {
+			t.Fatalf("revoke: %d %s", r.status, r.body)
+		}
+		want := events.Actor{Kind: events.ActorAdmin, Name: "ops-console"}
+		if g := lastFact(t, s.SessionID); g.actor != want {
+			t.Fatalf("actor %+v, want %+v", g.actor, want)
+		}
+	})
+	t.Run("no credential in a fact", func(t *testing.T) {
+		for _, g := range f.factsAfter(t, 0) {
+			if strings.Contains(string(g.data), adminToken) {
+				t.Fatalf("the admin credential is in a fact: %s", g.data)
+			}
+		}
+	})
+}
