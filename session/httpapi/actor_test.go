@@ -311,7 +311,6 @@ func (f *fixture) waitRevoked(t testing.TB, sid string) {
 	t.Fatalf("session %s not revoked within 10s", sid)
 }
 
-
 // The actor is what the transport proved, never what the request says.
 // An attacker holding an operator's or a service's credential, or the
 // admin one, cannot make a fact name someone else: a stated actor is
