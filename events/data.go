@@ -71,6 +71,9 @@ type SessionCreated struct {
 	CreatedAt       time.Time `json:"created_at"`
 	IdleExpiresAt   time.Time `json:"idle_expires_at"`
 	ExpiresAt       time.Time `json:"expires_at"`
+	// Actor is the user who logged in (events.ActorUser), via the bus
+	// identity that carried the login over NATS, a gateway included.
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // SessionRefreshed is the data of TypeSessionRefreshed: a refresh issued a
@@ -89,6 +92,9 @@ type SessionRefreshed struct {
 	KeyID                 string    `json:"kid"`
 	RefreshedAt           time.Time `json:"refreshed_at"`
 	IdleExpiresAt         time.Time `json:"idle_expires_at"`
+	// Actor is the session's user (events.ActorUser), via the bus
+	// identity that carried the refresh over NATS.
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // SessionRevoked is the data of TypeSessionRevoked: one session ended.

@@ -184,6 +184,7 @@ func (m *Manager) rotate(ctx context.Context, s Session, token, digest, next str
 		PreviousRefreshDigest: digest, RefreshDigest: Digest(next),
 		AccessJTI: jti, AccessExpiresAt: exp, KeyID: kid, RefreshedAt: now,
 		IdleExpiresAt: minTime(now.Add(m.cfg.IdleTimeout), s.ExpiresAt),
+		Actor:         holder(ctx, s.UserID),
 	}
 	seq, err := m.publish(ctx, events.TypeSessionRefreshed, s.ID, now, data,
 		&events.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq})
