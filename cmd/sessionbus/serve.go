@@ -114,7 +114,8 @@ rebuild it from the stream.
 
 The admin API and /introspect take bearer credentials that serve creates
 in the data dir on first start: admin-token (admin API, /metrics,
-/introspect) and introspect-token (/introspect only).`,
+/introspect) and introspect-token (/introspect only). Facts that an admin
+request causes name the credential "admin-token" as their actor.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Everything is checked before the data dir or the embedded

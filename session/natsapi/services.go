@@ -40,7 +40,13 @@ func identityError(err error) error {
 	return err
 }
 
-func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
+// by is the actor of a services command, for its log line.
+func by(ctx context.Context) string {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c.actor().String()
+}
+
+func (a *api) servicesAdd(ctx context.Context, e events.Event) (any, error) {
 	if a.cfg.Identities == nil {
 		return nil, errNoIdentities
 	}
@@ -56,7 +62,7 @@ func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
 	if err != nil {
 		return nil, identityError(err)
 	}
-	a.cfg.Logger.Info("identity issued", "name", id.Name, "role", id.Role, "key", id.Key)
+	a.cfg.Logger.Info("identity issued", "name", id.Name, "role", id.Role, "key", id.Key, "actor", by(ctx))
 	return events.ServiceCreds{ServiceInfo: serviceInfo(id), Creds: string(creds)}, nil
 }
 
@@ -71,7 +77,7 @@ func (a *api) servicesList(_ context.Context, _ events.Event) (any, error) {
 	return out, nil
 }
 
-func (a *api) servicesRevoke(_ context.Context, e events.Event) (any, error) {
+func (a *api) servicesRevoke(ctx context.Context, e events.Event) (any, error) {
 	if a.cfg.Identities == nil {
 		return nil, errNoIdentities
 	}
@@ -83,6 +89,6 @@ func (a *api) servicesRevoke(_ context.Context, e events.Event) (any, error) {
 	if err != nil {
 		return nil, identityError(err)
 	}
-	a.cfg.Logger.Info("identity revoked", "name", id.Name, "role", id.Role, "key", id.Key)
+	a.cfg.Logger.Info("identity revoked", "name", id.Name, "role", id.Role, "key", id.Key, "actor", by(ctx))
 	return serviceInfo(id), nil
 }
