@@ -288,3 +288,22 @@ func TestProfilingBehindTheCredential(t *testing.T) {
 		t.Error("profiling on the public listener")
 	}
 }
+
+// TestAdminCredentialNames: every admin credential has a distinct name
+// that can be recorded as an actor; a configuration without one is
+// refused before anything is served.
+func TestAdminCredentialNames(t *testing.T) {
+	for _, cs := range [][]httpapi.Credential{
+		{{Name: "", Token: "t1-0123456789abcdefghij"}},
+		{{Name: "ops team", Token: "t1-0123456789abcdefghij"}},
+		{{Name: "ops\n", Token: "t1-0123456789abcdefghij"}},
+		{{Name: "ops", Token: "t1-0123456789abcdefghij"}, {Name: "ops", Token: "t2-0123456789abcdefghij"}},
+	} {
+		if _, err := httpapi.New(nil, httpapi.Config{AdminCredentials: cs}); err == nil {
+			t.Errorf("%q: accepted", cs[0].Name)
+		} else if strings.Contains(err.Error(), cs[0].Token) {
+			t.Errorf("the error shows the credential: %v", err)
+		}
+	}
+	mustNew(t, nil, httpapi.Config{AdminCredentials: []httpapi.Credential{{Name: "admin-token", Token: "a"}, {Name: "ci.deploy_2", Token: "b"}}})
+}
