@@ -12,11 +12,12 @@ type actorKey struct{}
 // WithActor returns ctx carrying who asks for what the manager is called
 // to do with it: the API that took the command sets it from what the
 // transport proved (the bus identity the NATS server stated, the admin
-// credential that matched), never from the request's content. Every
-// revocation and key fact the call publishes names it, except those the
-// manager decides on its own (events.System) and those a session's own
-// token asks for (an events.ActorUser actor, with a's name as its via
-// when a is a bus identity).
+// credential that matched), never from the request's content. The
+// revocation, user and key facts the call publishes name it; those the
+// manager decides on its own name events.System; those a session's own
+// password or token asks for (login, refresh, logout, RFC 7009) name the
+// session's user (events.ActorUser), with a's name as their via when a
+// is a bus identity.
 func WithActor(ctx context.Context, a events.Actor) context.Context {
 	return context.WithValue(ctx, actorKey{}, a)
 }
