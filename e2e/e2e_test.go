@@ -163,7 +163,7 @@ func TestThreeServicesRefuseEveryKind(t *testing.T) {
 		r := login(t, m, "bob")
 		eventually(t, svcs, r.AccessToken, 200)
 		kid := mustKID(t, mgr)
-		if err := mgr.RevokeKey(bg, kid); err != nil {
+		if err := mgr.RevokeKey(bg, kid, ""); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, svcs, r.AccessToken, 401)

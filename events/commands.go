@@ -91,10 +91,12 @@ type UserRequest struct {
 	Password string `json:"password,omitempty"`
 }
 
-// KeyRequest is the data of the keys commands.
+// KeyRequest is the data of the keys commands; Reason is revoke's (see
+// RevokeRequest).
 type KeyRequest struct {
-	KID string `json:"kid,omitempty"`
-	Alg string `json:"alg,omitempty"`
+	KID    string `json:"kid,omitempty"`
+	Alg    string `json:"alg,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // ServiceRequest is the data of the services commands: an identity on

@@ -71,6 +71,9 @@ type SessionCreated struct {
 	CreatedAt       time.Time `json:"created_at"`
 	IdleExpiresAt   time.Time `json:"idle_expires_at"`
 	ExpiresAt       time.Time `json:"expires_at"`
+	// Actor is the user who logged in (events.ActorUser), via the bus
+	// identity that carried the login over NATS, a gateway included.
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // SessionRefreshed is the data of TypeSessionRefreshed: a refresh issued a
@@ -89,6 +92,9 @@ type SessionRefreshed struct {
 	KeyID                 string    `json:"kid"`
 	RefreshedAt           time.Time `json:"refreshed_at"`
 	IdleExpiresAt         time.Time `json:"idle_expires_at"`
+	// Actor is the session's user (events.ActorUser), via the bus
+	// identity that carried the refresh over NATS.
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // SessionRevoked is the data of TypeSessionRevoked: one session ended.
@@ -99,6 +105,10 @@ type SessionRevoked struct {
 	RevokedAt time.Time `json:"revoked_at"`
 	// DenyUntil is when every access token of the session has expired.
 	DenyUntil time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // UserRevoked is the data of TypeUserRevoked: every session of a user that
@@ -109,6 +119,10 @@ type UserRevoked struct {
 	Reason        string    `json:"reason"`
 	RevokedBefore time.Time `json:"revoked_before"`
 	DenyUntil     time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // TokenRevoked is the data of TypeTokenRevoked: one access token revoked.
@@ -120,6 +134,10 @@ type TokenRevoked struct {
 	RevokedAt time.Time `json:"revoked_at"`
 	// DenyUntil is the token's own expiry.
 	DenyUntil time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // LoginFailed is the data of TypeLoginFailed. It never holds the password
@@ -156,6 +174,10 @@ type KeyRotated struct {
 	// PreviousRetiresAt is when the previous key leaves the JWKS: no token
 	// it signed can be valid after then.
 	PreviousRetiresAt *time.Time `json:"previous_retires_at,omitempty"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // KeyRevoked is the data of TypeKeyRevoked: a signing key is withdrawn and
@@ -165,6 +187,10 @@ type KeyRevoked struct {
 	Reason    string    `json:"reason"`
 	RevokedAt time.Time `json:"revoked_at"`
 	DenyUntil time.Time `json:"deny_until"`
+	// Actor is who asked for it (see Actor). Facts written before
+	// sessionbus recorded actors have none: readers take its absence as
+	// "not recorded".
+	Actor Actor `json:"actor,omitzero"`
 }
 
 // dataFor returns a new zero value of the data type of t, or nil.

@@ -12,6 +12,12 @@
 // that a retried publish is stored once. FromMsg refuses a message whose
 // Nats-Msg-Id is not its ce-id (ErrMsgIDMismatch): consumers skip it.
 //
+// Every fact but a failed login names its Actor: who asked for it (a bus
+// identity, an admin credential by name, the session's own user, or the
+// system). The manager derives it from how the command reached it; the
+// field is optional in the v1 shapes, so facts written before it read as
+// they did.
+//
 // This package holds no session logic; it defines the fact types,
 // subjects and data shapes, the codec, the command subjects with their
 // request and reply shapes and error codes, and the expectation of a

@@ -74,8 +74,8 @@ func TestEverySchemaFileCompilesWithItsID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 8+6+5 {
-		t.Errorf("%d schema files, want 19", n)
+	if n != 8+6+5+1 { // facts, requests, replies, the actor
+		t.Errorf("%d schema files, want 20", n)
 	}
 	if schemas.Base != events.SchemaBase {
 		t.Errorf("Base = %q, events.SchemaBase = %q", schemas.Base, events.SchemaBase)
@@ -158,6 +158,7 @@ func TestPropertiesMatchGoStructs(t *testing.T) {
 		{"LoginFailed", events.LoginFailed{}, "login.failed.v1.json", nil},
 		{"KeyRotated", events.KeyRotated{}, "key.rotated.v1.json", nil},
 		{"KeyRevoked", events.KeyRevoked{}, "key.revoked.v1.json", nil},
+		{"Actor", events.Actor{}, "actor.v1.json", nil},
 		{"LoginRequest", events.LoginRequest{}, "commands/login.requested.v1.json", nil},
 		{"RefreshRequest", events.RefreshRequest{}, "commands/refresh.requested.v1.json", nil},
 		{"LogoutRequest", events.LogoutRequest{}, "commands/logout.requested.v1.json", nil},
@@ -182,7 +183,7 @@ func TestPropertiesMatchGoStructs(t *testing.T) {
 					continue
 				}
 				wantProps = append(wantProps, name)
-				if !strings.Contains(opts, "omitempty") {
+				if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
 					wantReq = append(wantReq, name)
 				}
 			}
@@ -294,7 +295,8 @@ func eventCases() []dataCase {
 		{"SessionCreated", string(events.TypeSessionCreated),
 			events.SessionCreated{SessionID: sid, UserID: uid, AccountKey: acctKey, ClientID: "cli", IP: "2001:db8::1", UserAgent: userAgnt,
 				RefreshDigest: digest, Generation: 1, AccessJTI: jti, AccessExpiresAt: at.Add(5 * time.Minute), KeyID: kid,
-				CreatedAt: at, IdleExpiresAt: at.Add(24 * time.Hour), ExpiresAt: at.Add(30 * 24 * time.Hour)},
+				CreatedAt: at, IdleExpiresAt: at.Add(24 * time.Hour), ExpiresAt: at.Add(30 * 24 * time.Hour),
+				Actor: events.Actor{Kind: events.ActorUser, Name: uid, Via: "gw-1"}},
 			events.SessionCreated{SessionID: sid, UserID: uid, AccountKey: acctKey,
 				RefreshDigest: digest, Generation: 1, AccessJTI: jti, AccessExpiresAt: at.Add(5 * time.Minute), KeyID: kid,
 				CreatedAt: at, IdleExpiresAt: at.Add(24 * time.Hour), ExpiresAt: at.Add(30 * 24 * time.Hour)}},
@@ -304,24 +306,29 @@ func eventCases() []dataCase {
 				IdleExpiresAt: at.In(time.FixedZone("CEST", 2*3600)).Add(time.Hour)},
 			nil},
 		{"SessionRevoked", string(events.TypeSessionRevoked),
-			events.SessionRevoked{SessionID: sid, UserID: uid, Reason: events.ReasonRefreshReuse, RevokedAt: at, DenyUntil: at.Add(5 * time.Minute)},
-			nil},
+			events.SessionRevoked{SessionID: sid, UserID: uid, Reason: events.ReasonLogout, RevokedAt: at, DenyUntil: at.Add(5 * time.Minute),
+				Actor: events.Actor{Kind: events.ActorUser, Name: uid, Via: "web-1"}},
+			events.SessionRevoked{SessionID: sid, UserID: uid, Reason: events.ReasonRefreshReuse, RevokedAt: at, DenyUntil: at.Add(5 * time.Minute)}},
 		{"UserRevoked", string(events.TypeUserRevoked),
-			events.UserRevoked{UserID: uid, Reason: events.ReasonUserDisabled, RevokedBefore: at, DenyUntil: at.Add(5 * time.Minute)},
-			nil},
+			events.UserRevoked{UserID: uid, Reason: events.ReasonUserDisabled, RevokedBefore: at, DenyUntil: at.Add(5 * time.Minute),
+				Actor: events.Actor{Kind: events.ActorAdmin, Name: "admin-token"}},
+			events.UserRevoked{UserID: uid, Reason: events.ReasonUserDisabled, RevokedBefore: at, DenyUntil: at.Add(5 * time.Minute)}},
 		{"TokenRevoked", string(events.TypeTokenRevoked),
-			events.TokenRevoked{JTI: jti, SessionID: sid, UserID: uid, Reason: events.ReasonTokenRevocation, RevokedAt: at, DenyUntil: at.Add(4 * time.Minute)},
+			events.TokenRevoked{JTI: jti, SessionID: sid, UserID: uid, Reason: events.ReasonTokenRevocation, RevokedAt: at, DenyUntil: at.Add(4 * time.Minute),
+				Actor: events.Actor{Kind: events.ActorUser, Name: uid}},
 			events.TokenRevoked{JTI: jti, Reason: events.ReasonAdmin, RevokedAt: at, DenyUntil: at.Add(4 * time.Minute)}},
 		{"LoginFailed", string(events.TypeLoginFailed),
 			events.LoginFailed{UserID: uid, AccountKey: acctKey, Reason: events.FailLocked, ClientID: "cli", IP: "192.0.2.7", UserAgent: userAgnt,
 				FailedAt: at, ThrottledUntil: ptr(at.Add(time.Minute))},
 			events.LoginFailed{AccountKey: acctKey, Reason: events.FailBadCredentials, FailedAt: at}},
 		{"KeyRotated", string(events.TypeKeyRotated),
-			events.KeyRotated{KeyID: kid, Algorithm: "ES256", ActivatedAt: at, PreviousKeyID: "old-key_1", PreviousRetiresAt: ptr(at.Add(10 * time.Minute))},
+			events.KeyRotated{KeyID: kid, Algorithm: "ES256", ActivatedAt: at, PreviousKeyID: "old-key_1", PreviousRetiresAt: ptr(at.Add(10 * time.Minute)),
+				Actor: events.System},
 			events.KeyRotated{KeyID: kid, Algorithm: "EdDSA", ActivatedAt: at}},
 		{"KeyRevoked", string(events.TypeKeyRevoked),
-			events.KeyRevoked{KeyID: kid, Reason: events.ReasonKeyCompromised, RevokedAt: at, DenyUntil: at.Add(5 * time.Minute)},
-			nil},
+			events.KeyRevoked{KeyID: kid, Reason: events.ReasonKeyCompromised, RevokedAt: at, DenyUntil: at.Add(5 * time.Minute),
+				Actor: events.Actor{Kind: events.ActorIdentity, Name: "local-operator", Role: "operator"}},
+			events.KeyRevoked{KeyID: kid, Reason: "laptop_stolen", RevokedAt: at, DenyUntil: at.Add(5 * time.Minute)}},
 	}
 }
 
@@ -496,7 +503,8 @@ func TestInvalidDataIsRejected(t *testing.T) {
 	}
 	ev, req, rep := schemas.ValidateEvent, schemas.ValidateCommandRequest, schemas.ValidateCommandReply
 	errReply := func(_ string, data []byte) error { return schemas.ValidateErrorReply(data) }
-	sc, lf := string(events.TypeSessionCreated), string(events.TypeLoginFailed)
+	sc, lf, sr := string(events.TypeSessionCreated), string(events.TypeLoginFailed), string(events.TypeSessionRevoked)
+	revoked := eventCases()[2].full
 	tests := []struct {
 		name     string
 		validate func(string, []byte) error
@@ -520,6 +528,17 @@ func TestInvalidDataIsRejected(t *testing.T) {
 		{"bad revocation reason", ev, string(events.TypeSessionRevoked), withField(t, eventCases()[2].full, "reason", "Bored Now")},
 		{"reason with a dot", ev, string(events.TypeKeyRevoked), withField(t, eventCases()[7].full, "reason", "key.lost")},
 		{"bad fail reason", ev, lf, withField(t, failed, "reason", events.ReasonLogout)},
+		{"actor of an unknown kind", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "root"})},
+		{"actor without kind", ev, sr, withField(t, revoked, "actor", map[string]any{"name": "ops"})},
+		{"actor not an object", ev, sr, withField(t, revoked, "actor", "admin")},
+		{"identity actor without name", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "identity", "role": "operator"})},
+		{"system actor with a name", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "system", "name": "admin"})},
+		{"admin actor with a role", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "admin", "name": "a", "role": "operator"})},
+		{"identity actor with via", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "identity", "name": "a", "role": "service", "via": "b"})},
+		{"actor name with a space", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "admin", "name": "ops team"})},
+		{"actor name with a control character", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "admin", "name": "ops\x1b[2J"})},
+		{"actor name too long", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "admin", "name": strings.Repeat("a", 129)})},
+		{"actor with an unknown member", ev, sr, withField(t, revoked, "actor", map[string]any{"kind": "admin", "name": "a", "token": "t"})},
 		{"bad alg", ev, string(events.TypeKeyRotated), withField(t, eventCases()[6].full, "alg", "none")},
 		{"not an object", ev, sc, []byte(`[]`)},
 		{"no data", ev, sc, nil},
@@ -588,5 +607,40 @@ func TestErrorsDoNotEchoSecrets(t *testing.T) {
 				t.Fatalf("error echoes the secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestActorRulesAgree holds events.Actor.Valid, which the manager
+// checks, to what actor.v1.json accepts, actor by actor.
+func TestActorRulesAgree(t *testing.T) {
+	for _, a := range []events.Actor{
+		events.System,
+		{Kind: events.ActorLocal},
+		{Kind: events.ActorIdentity, Name: "local-operator", Role: "operator"},
+		{Kind: events.ActorIdentity, Name: "anonymous"},
+		{Kind: events.ActorAdmin, Name: "admin-token"},
+		{Kind: events.ActorUser, Name: uid},
+		{Kind: events.ActorUser, Name: uid, Via: "web-1"},
+		{},
+		{Kind: "root"},
+		{Kind: events.ActorSystem, Name: "x"},
+		{Kind: events.ActorLocal, Name: "x"},
+		{Kind: events.ActorIdentity},
+		{Kind: events.ActorIdentity, Name: "a", Via: "b"},
+		{Kind: events.ActorAdmin},
+		{Kind: events.ActorAdmin, Name: "a", Role: "operator"},
+		{Kind: events.ActorUser, Name: uid, Role: "service"},
+		{Kind: events.ActorUser},
+		{Kind: events.ActorAdmin, Name: "a b"},
+		{Kind: events.ActorAdmin, Name: "-a"},
+		{Kind: events.ActorAdmin, Name: "a\n"},
+		{Kind: events.ActorAdmin, Name: strings.Repeat("a", 129)},
+		{Kind: events.ActorIdentity, Name: "a", Role: "op\u00e9rateur"},
+	} {
+		data := withField(t, eventCases()[2].minimal, "actor", a)
+		err := schemas.ValidateEvent(string(events.TypeSessionRevoked), data)
+		if a.Valid() != (err == nil) {
+			t.Errorf("%+v: Valid() = %v, schema: %v", a, a.Valid(), err)
+		}
 	}
 }

@@ -22,7 +22,9 @@ func (u User) info() UserInfo {
 }
 
 // AddUser creates a user with a password of MinPasswordLen to
-// MaxPasswordLen bytes. It returns ErrInvalidInput or ErrExists.
+// MaxPasswordLen bytes. It publishes no fact (users live in the users
+// store); the log line names the actor ctx carries. It returns
+// ErrInvalidInput or ErrExists.
 func (m *Manager) AddUser(ctx context.Context, username, password string) (UserInfo, error) {
 	name, err := m.NormalizeUsername(username)
 	if err != nil {
@@ -47,6 +49,7 @@ func (m *Manager) AddUser(ctx context.Context, username, password string) (UserI
 		}
 		return UserInfo{}, err
 	}
+	m.log.Info("user added", "user_id", u.ID, "actor", actorOf(ctx).String())
 	return u.info(), nil
 }
 
@@ -89,7 +92,8 @@ func (m *Manager) LookupUser(ctx context.Context, idOrName string) (UserInfo, er
 }
 
 // SetPassword replaces a user's password and revokes the user's sessions
-// (a password change ends every other session).
+// (a password change ends every other session): a user.revoked fact
+// naming the actor ctx carries.
 func (m *Manager) SetPassword(ctx context.Context, idOrName, password string) error {
 	if err := m.checkPassword(password, MinPasswordLen); err != nil {
 		return err
@@ -102,6 +106,7 @@ func (m *Manager) SetPassword(ctx context.Context, idOrName, password string) er
 	if err != nil {
 		return err
 	}
+	m.log.Info("password changed", "user_id", u.ID, "actor", actorOf(ctx).String())
 	return m.RevokeUser(ctx, u.ID, events.ReasonPasswordChanged)
 }
 
@@ -125,12 +130,15 @@ func (m *Manager) updateUser(ctx context.Context, idOrName string, change func(*
 }
 
 // SetDisabled disables or enables a user. Disabling revokes every session
-// of the user (reason user_disabled).
+// of the user: a user.revoked fact, reason user_disabled, naming the
+// actor ctx carries. Enabling publishes no fact; the log line names the
+// actor.
 func (m *Manager) SetDisabled(ctx context.Context, idOrName string, disabled bool) (UserInfo, error) {
 	u, err := m.updateUser(ctx, idOrName, func(u *User) { u.Disabled = disabled })
 	if err != nil {
 		return UserInfo{}, err
 	}
+	m.log.Info("user changed", "user_id", u.ID, "disabled", disabled, "actor", actorOf(ctx).String())
 	if disabled {
 		if err := m.RevokeUser(ctx, u.ID, events.ReasonUserDisabled); err != nil {
 			return UserInfo{}, err
@@ -181,9 +189,10 @@ func (m *Manager) EnsureKey(ctx context.Context) error {
 	return err
 }
 
-// RotateKey makes a new key of alg (default: the configured one) active, retires the previous one (it
-// stays in the JWKS until no token it signed can be valid) and publishes
-// key.rotated.
+// RotateKey makes a new key of alg (default: the configured one) active,
+// retires the previous one (it stays in the JWKS until no token it signed
+// can be valid) and publishes key.rotated naming the actor ctx carries.
+// The first key (EnsureKey) is the system's.
 func (m *Manager) RotateKey(ctx context.Context, alg string) (KeyInfo, error) {
 	return m.rotateKey(ctx, alg, false)
 }
@@ -205,7 +214,10 @@ func (m *Manager) rotateKey(ctx context.Context, alg string, onlyIfNone bool) (K
 	if err := m.reloadKeys(ctx); err != nil {
 		return KeyInfo{}, err
 	}
-	data := events.KeyRotated{KeyID: k.KID, Algorithm: k.Alg, ActivatedAt: now}
+	data := events.KeyRotated{KeyID: k.KID, Algorithm: k.Alg, ActivatedAt: now, Actor: actorOf(ctx)}
+	if onlyIfNone {
+		data.Actor = events.System
+	}
 	if prev != nil {
 		retires := now.Add(m.cfg.AccessTTL + m.cfg.ClockLeeway)
 		data.PreviousKeyID, data.PreviousRetiresAt = prev.KID, &retires
@@ -220,10 +232,16 @@ func (m *Manager) rotateKey(ctx context.Context, alg string, onlyIfNone bool) (K
 
 // RevokeKey withdraws a signing key: it leaves the JWKS, and key.revoked
 // tells services to deny every token it signed. Revoking the active key
-// first rotates to a new key of the same algorithm.
-func (m *Manager) RevokeKey(ctx context.Context, kid string) error {
+// first rotates to a new key of the same algorithm. The reason is the
+// operator's (default key_compromised, see Revoke); both facts name the
+// actor ctx carries. It returns ErrInvalidInput or ErrNotFound.
+func (m *Manager) RevokeKey(ctx context.Context, kid, reason string) error {
 	if !events.ValidID(kid) {
 		return fmt.Errorf("%w: bad kid", ErrInvalidInput)
+	}
+	reason, err := operatorReason(reason, events.ReasonKeyCompromised)
+	if err != nil {
+		return err
 	}
 	active, keys, err := m.d.Keys.Keys(ctx)
 	if err != nil {
@@ -254,13 +272,13 @@ func (m *Manager) RevokeKey(ctx context.Context, kid string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
-	data := events.KeyRevoked{KeyID: kid, Reason: events.ReasonKeyCompromised, RevokedAt: now,
-		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), ks.MaxAccessExp).Add(m.cfg.ClockLeeway)}
+	data := events.KeyRevoked{KeyID: kid, Reason: reason, RevokedAt: now,
+		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), ks.MaxAccessExp).Add(m.cfg.ClockLeeway), Actor: actorOf(ctx)}
 	seq, err := m.publish(ctx, events.TypeKeyRevoked, kid, now, data, nil)
 	if err != nil {
 		return err
 	}
-	m.m.revocations.WithLabelValues("key", events.ReasonKeyCompromised).Inc()
+	m.m.revocations.WithLabelValues("key", reasonLabel(reason)).Inc()
 	m.settle(ctx, seq)
 	return nil
 }

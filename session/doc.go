@@ -22,6 +22,12 @@
 // use; after it, presenting the old token is reuse and revokes the
 // session. docs/refresh.md compares this with grace periods elsewhere.
 //
+// Every fact but a failed login names who asked for it (events.Actor):
+// the API that takes a command puts the actor it proved into the context
+// (WithActor); what a session's own token or password asks for is the
+// session's user's; what the manager decides alone (timeouts, reuse) is
+// events.System.
+//
 // The package holds the domain and the interfaces it needs; sub-packages
 // implement them with one technology each: badgerstore (the view on
 // Badger), kvstore (users and signing keys in JetStream key-value buckets

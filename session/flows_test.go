@@ -139,7 +139,7 @@ func TestEveryFlowPublishesItsFacts(t *testing.T) {
 	if !strings.Contains(string(mgr.JWKS()), oldKID) {
 		t.Fatal("retired key left the JWKS too early")
 	}
-	if err := mgr.RevokeKey(bg, oldKID); err != nil {
+	if err := mgr.RevokeKey(bg, oldKID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if active(t, m, g.AccessToken) || strings.Contains(string(mgr.JWKS()), oldKID) {

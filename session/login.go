@@ -174,7 +174,7 @@ func (m *Manager) endIfChanged(ctx context.Context, name string, user User, sid 
 			reason = events.ReasonUserDisabled
 		}
 		if s, serr := m.session(ctx, sid); serr == nil {
-			_ = m.revokeSession(ctx, s, reason)
+			_ = m.revokeSession(ctx, s, reason, events.System)
 		}
 		if err != nil {
 			return "error", fmt.Errorf("%w: users store: %v", ErrOverloaded, err)
@@ -253,6 +253,7 @@ func (m *Manager) startSession(ctx context.Context, userID, acct, ip string, req
 		SessionID: sid, UserID: userID, AccountKey: acct, ClientID: req.ClientID, IP: ip, UserAgent: req.UserAgent, Via: req.Via,
 		RefreshDigest: Digest(refresh), Generation: 1, AccessJTI: jti, AccessExpiresAt: exp, KeyID: kid,
 		CreatedAt: now, IdleExpiresAt: now.Add(m.cfg.IdleTimeout), ExpiresAt: now.Add(m.cfg.AbsoluteTimeout),
+		Actor: holder(ctx, userID),
 	}
 	seq, err := m.publish(ctx, events.TypeSessionCreated, sid, now, data, &events.Expect{Subject: events.SessionSubjects(sid)})
 	if err != nil {

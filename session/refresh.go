@@ -110,7 +110,7 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 			}
 			return events.TokenReply{}, "revoked", ErrInvalidToken
 		case StatusExpired:
-			if err := m.revokeSession(ctx, s, s.expiryReason(now)); err != nil {
+			if err := m.revokeSession(ctx, s, s.expiryReason(now), events.System); err != nil {
 				m.log.Warn("ending expired session", "session_id", s.ID, "err", err)
 			}
 			return events.TokenReply{}, "expired", ErrInvalidToken
@@ -123,7 +123,7 @@ func (m *Manager) refresh(ctx context.Context, token string) (events.TokenReply,
 		switch redeem(s, gen, digest, Digest(next), raced, m.cfg.RefreshGrace, now) {
 		case redeemReuse:
 			m.log.Warn("refresh token reuse: revoking session", "session_id", s.ID, "user_id", s.UserID)
-			if err := m.revokeSession(ctx, s, events.ReasonRefreshReuse); err != nil {
+			if err := m.revokeSession(ctx, s, events.ReasonRefreshReuse, events.System); err != nil {
 				return events.TokenReply{}, "error", err
 			}
 			return events.TokenReply{}, "reuse", ErrRefreshReuse
@@ -184,6 +184,7 @@ func (m *Manager) rotate(ctx context.Context, s Session, token, digest, next str
 		PreviousRefreshDigest: digest, RefreshDigest: Digest(next),
 		AccessJTI: jti, AccessExpiresAt: exp, KeyID: kid, RefreshedAt: now,
 		IdleExpiresAt: minTime(now.Add(m.cfg.IdleTimeout), s.ExpiresAt),
+		Actor:         holder(ctx, s.UserID),
 	}
 	seq, err := m.publish(ctx, events.TypeSessionRefreshed, s.ID, now, data,
 		&events.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq})

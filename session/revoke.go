@@ -9,10 +9,10 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 )
 
-// revokeSession publishes session.revoked for s, conditional on the
-// session's last sequence, re-reading after a lost race. Revoking a
-// revoked session does nothing.
-func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) error {
+// revokeSession publishes session.revoked for s, asked for by actor,
+// conditional on the session's last sequence, re-reading after a lost
+// race. Revoking a revoked session does nothing.
+func (m *Manager) revokeSession(ctx context.Context, s Session, reason string, actor events.Actor) error {
 	for attempt := range conflictRetries {
 		if !s.RevokedAt.IsZero() {
 			return nil
@@ -22,7 +22,7 @@ func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) e
 		// refresh lands unseen (see the last attempt below).
 		data := events.SessionRevoked{
 			SessionID: s.ID, UserID: s.UserID, Reason: reason, RevokedAt: now,
-			DenyUntil: maxTime(now, s.MaxAccessExp).Add(m.cfg.ClockLeeway),
+			DenyUntil: maxTime(now, s.MaxAccessExp).Add(m.cfg.ClockLeeway), Actor: actor,
 		}
 		expect := &events.Expect{Subject: events.SessionSubjects(s.ID), LastSeq: s.LastSeq}
 		if attempt == conflictRetries-1 {
@@ -45,7 +45,7 @@ func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) e
 		if err != nil {
 			return err
 		}
-		m.m.revocations.WithLabelValues("session", reason).Inc()
+		m.m.revocations.WithLabelValues("session", reasonLabel(reason)).Inc()
 		m.settle(ctx, seq)
 		return nil
 	}
@@ -56,8 +56,9 @@ func (m *Manager) revokeSession(ctx context.Context, s Session, reason string) e
 type RevokeRequest = events.RevokeRequest
 
 // Revoke revokes a session, every session of a user, or one access token
-// (by jti). It returns ErrInvalidInput (not exactly one target, bad id or
-// reason) or ErrNotFound (no such session or token).
+// (by jti), for the actor ctx carries (WithActor). It returns
+// ErrInvalidInput (not exactly one target, bad id or reason) or
+// ErrNotFound (no such session or token).
 func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 	if err := m.notReady(); err != nil {
 		return err
@@ -74,13 +75,11 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 	if n != 1 {
 		return fmt.Errorf("%w: give exactly one of session_id, user_id and jti", ErrInvalidInput)
 	}
-	reason := req.Reason
-	if reason == "" {
-		reason = events.ReasonAdmin
+	reason, err := operatorReason(req.Reason, events.ReasonAdmin)
+	if err != nil {
+		return err
 	}
-	if !events.ValidReason(reason) {
-		return fmt.Errorf("%w: reason must be 1 to 64 characters of [a-z0-9_], starting with a letter", ErrInvalidInput)
-	}
+	actor := actorOf(ctx)
 	switch {
 	case req.SessionID != "":
 		s, err := m.session(ctx, req.SessionID)
@@ -90,7 +89,7 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 		if err != nil {
 			return err
 		}
-		return m.revokeSession(ctx, s, reason)
+		return m.revokeSession(ctx, s, reason, actor)
 	case req.UserID != "":
 		if _, err := m.d.Users.ByID(ctx, req.UserID); err != nil {
 			if errors.Is(err, ErrNotFound) {
@@ -107,12 +106,27 @@ func (m *Manager) Revoke(ctx context.Context, req RevokeRequest) error {
 		if err != nil {
 			return err
 		}
-		return m.revokeToken(ctx, t, reason)
+		return m.revokeToken(ctx, t, reason, actor)
 	}
 }
 
+// operatorReason is the reason an operator gave, or def when none. A
+// reason is a code (events.ValidReason), not prose: facts are kept for
+// as long as the stream keeps them and cannot be edited, so they take no
+// free text that could carry a secret, a name or a control character.
+func operatorReason(reason, def string) (string, error) {
+	if reason == "" {
+		return def, nil
+	}
+	if !events.ValidReason(reason) {
+		return "", fmt.Errorf("%w: reason must be 1 to 64 characters of [a-z0-9_], starting with a letter", ErrInvalidInput)
+	}
+	return reason, nil
+}
+
 // RevokeUser revokes every session of a user that started before now and
-// every access token issued before now.
+// every access token issued before now, for the actor ctx carries
+// (WithActor).
 func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) error {
 	if !events.ValidID(userID) {
 		return fmt.Errorf("%w: bad user id", ErrInvalidInput)
@@ -130,31 +144,31 @@ func (m *Manager) RevokeUser(ctx context.Context, userID, reason string) error {
 	}
 	data := events.UserRevoked{
 		UserID: userID, Reason: reason, RevokedBefore: before,
-		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), u.MaxAccessExp).Add(m.cfg.ClockLeeway),
+		DenyUntil: maxTime(now.Add(m.cfg.AccessTTL), u.MaxAccessExp).Add(m.cfg.ClockLeeway), Actor: actorOf(ctx),
 	}
 	seq, err := m.publish(ctx, events.TypeUserRevoked, userID, now, data, nil)
 	if err != nil {
 		return err
 	}
-	m.m.revocations.WithLabelValues("user", reason).Inc()
+	m.m.revocations.WithLabelValues("user", reasonLabel(reason)).Inc()
 	m.settle(ctx, seq)
 	return nil
 }
 
-func (m *Manager) revokeToken(ctx context.Context, t TokenInfo, reason string) error {
+func (m *Manager) revokeToken(ctx context.Context, t TokenInfo, reason string, actor events.Actor) error {
 	now := m.now().UTC()
 	if !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt.Add(m.cfg.ClockLeeway)) {
 		return nil // already revoked, or expired: nothing left to deny
 	}
 	data := events.TokenRevoked{
 		JTI: t.JTI, SessionID: t.SessionID, UserID: t.UserID, Reason: reason, RevokedAt: now,
-		DenyUntil: t.ExpiresAt.Add(m.cfg.ClockLeeway),
+		DenyUntil: t.ExpiresAt.Add(m.cfg.ClockLeeway), Actor: actor,
 	}
 	seq, err := m.publish(ctx, events.TypeTokenRevoked, t.JTI, now, data, nil)
 	if err != nil {
 		return err
 	}
-	m.m.revocations.WithLabelValues("token", reason).Inc()
+	m.m.revocations.WithLabelValues("token", reasonLabel(reason)).Inc()
 	m.settle(ctx, seq)
 	return nil
 }
@@ -163,8 +177,9 @@ func (m *Manager) revokeToken(ctx context.Context, t TokenInfo, reason string) e
 type LogoutRequest = events.LogoutRequest
 
 // Logout ends the session of a refresh token or of an access token. It is
-// idempotent: logging out of an ended session succeeds. It returns
-// ErrInvalidInput or ErrInvalidToken.
+// idempotent: logging out of an ended session succeeds. The fact's actor
+// is the session's user (events.ActorUser), via the bus identity in ctx
+// if any. It returns ErrInvalidInput or ErrInvalidToken.
 func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 	if err := m.notReady(); err != nil {
 		return err
@@ -183,7 +198,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
-		return m.revokeSession(ctx, s, events.ReasonLogout)
+		return m.revokeSession(ctx, s, events.ReasonLogout, holder(ctx, s.UserID))
 	case req.AccessToken != "":
 		c, err := m.d.Tokens.Verify(req.AccessToken)
 		if err != nil {
@@ -196,7 +211,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrOverloaded, err)
 		}
-		return m.revokeSession(ctx, s, events.ReasonLogout)
+		return m.revokeSession(ctx, s, events.ReasonLogout, holder(ctx, s.UserID))
 	}
 	return fmt.Errorf("%w: give refresh_token or access_token", ErrInvalidInput)
 }
@@ -204,7 +219,7 @@ func (m *Manager) Logout(ctx context.Context, req LogoutRequest) error {
 // RevokeToken implements RFC 7009 for the holder of a token: a refresh
 // token ends its session, an access token is revoked alone. Tokens that
 // are invalid, expired or unknown are ignored (RFC 7009 §2.2); only
-// ErrOverloaded is returned.
+// ErrOverloaded is returned. The actor is the token's user, as for Logout.
 func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
 	if err := m.notReady(); err != nil {
 		return err
@@ -214,7 +229,7 @@ func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
 		if err != nil {
 			return ignoreNotFound(err)
 		}
-		return m.revokeSession(ctx, s, events.ReasonTokenRevocation)
+		return m.revokeSession(ctx, s, events.ReasonTokenRevocation, holder(ctx, s.UserID))
 	}
 	c, err := m.d.Tokens.Verify(token)
 	if err != nil {
@@ -226,5 +241,5 @@ func (m *Manager) RevokeToken(ctx context.Context, token, hint string) error {
 	} else if err != nil {
 		return fmt.Errorf("%w: %w", ErrOverloaded, err)
 	}
-	return m.revokeToken(ctx, t, events.ReasonTokenRevocation)
+	return m.revokeToken(ctx, t, events.ReasonTokenRevocation, holder(ctx, c.Subject))
 }

@@ -46,7 +46,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	var errs []error
 	for _, s := range due {
 		if reason := s.expiryReason(m.now()); reason != "" {
-			if err := m.revokeSession(ctx, s, reason); err != nil {
+			if err := m.revokeSession(ctx, s, reason, events.System); err != nil {
 				errs = append(errs, fmt.Errorf("session %s: %w", s.ID, err))
 				continue // one stuck session must not hold up the others
 			}

@@ -313,16 +313,18 @@ leaves it at once and services deny every token it signed.`,
 		},
 	}
 	rotate.Flags().StringVar(&alg, "alg", "", "algorithm of the new key (default: the server's --signing-alg)")
+	var reason string
 	revoke := &cobra.Command{
 		Use: "revoke KID", Short: "Withdraw a signing key and deny every token it signed (publishes key.revoked)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := run(cmd, events.SubjectKeysRevoke, events.KeyRequest{KID: args[0]}, &struct{}{}); err != nil {
+			if err := run(cmd, events.SubjectKeysRevoke, events.KeyRequest{KID: args[0], Reason: reason}, &struct{}{}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key %s revoked\n", args[0])
 			return nil
 		},
 	}
+	revoke.Flags().StringVar(&reason, "reason", events.ReasonKeyCompromised, "reason recorded in key.revoked: 1 to 64 of [a-z0-9_], starting with a letter")
 	cmd.AddCommand(list, rotate, revoke)
 	return cmd
 }

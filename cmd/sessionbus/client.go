@@ -164,7 +164,7 @@ func newRevokeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&req.SessionID, "session", "", "session id")
 	cmd.Flags().StringVar(&req.UserID, "user", "", "user, by id or name: revokes every session of the user")
 	cmd.Flags().StringVar(&req.JTI, "jti", "", "access token id")
-	cmd.Flags().StringVar(&req.Reason, "reason", "admin", "reason recorded in the event")
+	cmd.Flags().StringVar(&req.Reason, "reason", events.ReasonAdmin, "reason recorded in the fact: 1 to 64 of [a-z0-9_], starting with a letter (e.g. laptop_stolen); the fact also names who revoked")
 	cmd.MarkFlagsOneRequired("session", "user", "jti")
 	cmd.MarkFlagsMutuallyExclusive("session", "user", "jti")
 	return cmd

@@ -25,6 +25,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/embedded"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/httpapi"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -114,7 +115,8 @@ rebuild it from the stream.
 
 The admin API and /introspect take bearer credentials that serve creates
 in the data dir on first start: admin-token (admin API, /metrics,
-/introspect) and introspect-token (/introspect only).
+/introspect) and introspect-token (/introspect only). Facts that an admin
+request causes name the credential "admin-token" as their actor.
 
 ` + cli.TracingHelp,
 		Args: cobra.NoArgs,
@@ -191,7 +193,9 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	cfg.TracerProvider = tp
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
-	cfg.AdminTokens, cfg.AdminHosts, cfg.Profiling = []string{adminToken}, adminHosts, profiling
+	cfg.AdminHosts, cfg.Profiling = adminHosts, profiling
+	// Facts an admin request causes name the credential by its file.
+	cfg.AdminCredentials = []httpapi.Credential{{Name: adminTokenFile, Token: adminToken}}
 	cfg.IntrospectTokens = []string{introspectToken, adminToken}
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {

@@ -155,6 +155,15 @@ func tailLine(st events.Stored) string {
 				fmt.Fprintf(&b, " %s=%v", k, v)
 			}
 		}
+		// Who asked for it, as kind:name(role); only an actor that is
+		// valid prints, so a fact cannot put spaces or control
+		// characters into the line through it.
+		var d struct {
+			Actor events.Actor `json:"actor"`
+		}
+		if json.Unmarshal(st.Event.Data, &d) == nil && d.Actor.Valid() {
+			fmt.Fprintf(&b, " actor=%s", d.Actor)
+		}
 	}
 	return fmt.Sprintf("#%d %s %-22s %s%s", st.Seq, st.Event.Time.UTC().Format(time.RFC3339Nano), short, st.Event.Subject, b.String())
 }

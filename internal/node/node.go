@@ -51,9 +51,10 @@ type Config struct {
 	HTTPAddr, AdminAddr string
 	// TrustedProxies may set X-Forwarded-For (see httpapi.Config).
 	TrustedProxies []netip.Prefix
-	// AdminTokens, AdminHosts and IntrospectTokens guard the admin API
-	// and /introspect (see httpapi.Config).
-	AdminTokens, AdminHosts, IntrospectTokens []string
+	// AdminCredentials, AdminHosts and IntrospectTokens guard the admin
+	// API and /introspect (see httpapi.Config).
+	AdminCredentials             []httpapi.Credential
+	AdminHosts, IntrospectTokens []string
 	// Profiling serves /debug/pprof/ on the admin listener (see
 	// httpapi.Config).
 	Profiling bool
@@ -320,7 +321,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	handlers, err := httpapi.New(mgr, httpapi.Config{
 		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
-		AdminTokens: cfg.AdminTokens, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
+		AdminCredentials: cfg.AdminCredentials, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
 		Profiling: cfg.Profiling, TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 
 // Admin returns the admin API, for its own listener only. Every request,
 // /metrics, /healthz and /readyz included, must carry an admin
-// credential (Config.AdminTokens) as its bearer token, name this
+// credential (Config.AdminCredentials) as its bearer token, name this
 // listener in its Host header and carry no Origin (see the package doc).
 func (h *Handlers) Admin() http.Handler {
 	mux := http.NewServeMux()
@@ -133,7 +133,15 @@ func (h *Handlers) adminRotate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) adminRevokeKey(w http.ResponseWriter, r *http.Request) error {
-	if err := h.m.RevokeKey(r.Context(), r.PathValue("kid")); err != nil {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+	}
+	if err := h.m.RevokeKey(r.Context(), r.PathValue("kid"), req.Reason); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct{}{})

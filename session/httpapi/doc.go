@@ -21,13 +21,25 @@
 //     the address the connection came in on, with the listener's port, or
 //     a name in Config.AdminHosts; a name someone else controls, resolved
 //     to the loopback address (DNS rebinding), is refused;
-//   - "Authorization: Bearer <credential>" with one of Config.AdminTokens
-//     (401 with WWW-Authenticate: Bearer otherwise). Credentials are
-//     compared as SHA-256 digests with crypto/subtle, every configured one
-//     each time. With no credential configured, every request is refused.
+//   - "Authorization: Bearer <credential>" with one of
+//     Config.AdminCredentials (401 with WWW-Authenticate: Bearer
+//     otherwise). Credentials are compared as SHA-256 digests with
+//     crypto/subtle, every configured one each time. With no credential
+//     configured, every request is refused.
 //
 // cmd/sessionbus serve creates the credential in the data dir
-// (admin-token, 0600, 256 random bits); this package never reads files.
+// (admin-token, 0600, 256 random bits) and names it "admin-token"; this
+// package never reads files.
+//
+// # Actors
+//
+// Every fact an admin request causes (a revocation, a disabled user, a
+// rotated or revoked key) names as its actor the admin credential that
+// matched, by its name (events.ActorAdmin): never the credential itself,
+// and never anything the request's body says (a body with an "actor"
+// field is refused as an unknown field). A logout or an RFC 7009
+// revocation on the public listener is the session's own user's
+// (events.ActorUser).
 //
 // # Introspection
 //

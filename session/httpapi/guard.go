@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/session"
 )
 
 // Errors of the credential and browser checks (HTTP only).
@@ -18,38 +21,55 @@ var (
 	errMisdirected   = errors.New("this listener does not serve that host")
 )
 
+// Credential is a named bearer credential. Its Name is what facts and
+// logs record as the actor of an admin request (events.ActorAdmin); its
+// Token is only ever compared, never recorded.
+type Credential struct {
+	Name  string
+	Token string
+}
+
 // credentials is a set of bearer credentials, kept as SHA-256 digests so
 // that every comparison is of equal length and in constant time.
-type credentials [][sha256.Size]byte
+type credentials []credential
 
-func newCredentials(tokens []string) credentials {
+type credential struct {
+	name   string
+	digest [sha256.Size]byte
+}
+
+func newCredentials(cs []Credential) credentials {
 	var c credentials
-	for _, t := range tokens {
-		if t != "" {
-			c = append(c, sha256.Sum256([]byte(t)))
+	for _, t := range cs {
+		if t.Token != "" {
+			c = append(c, credential{name: t.Name, digest: sha256.Sum256([]byte(t.Token))})
 		}
 	}
 	return c
 }
 
-// check returns nil if r carries one of c as its bearer token,
-// errNoCredential if it carries none, errBadCredential otherwise. Every
-// configured credential is compared, whichever matches. An empty set
-// accepts nothing.
-func (c credentials) check(r *http.Request) error {
+// check returns the name of the credential r carries as its bearer
+// token, errNoCredential if it carries none, errBadCredential if it is
+// none of c. Every configured credential is compared, whichever matches.
+// An empty set accepts nothing.
+func (c credentials) check(r *http.Request) (string, error) {
 	token, ok := bearer(r)
 	if !ok {
-		return errNoCredential
+		return "", errNoCredential
 	}
 	d := sha256.Sum256([]byte(token))
-	match := 0
+	match, name := 0, ""
 	for i := range c {
-		match |= subtle.ConstantTimeCompare(d[:], c[i][:])
+		eq := subtle.ConstantTimeCompare(d[:], c[i].digest[:])
+		match |= eq
+		if eq == 1 {
+			name = c[i].name // tells only which credential it was, to its holder
+		}
 	}
 	if match != 1 {
-		return errBadCredential
+		return "", errBadCredential
 	}
-	return nil
+	return name, nil
 }
 
 // bearer returns the token of a single "Authorization: Bearer <token>"
@@ -74,13 +94,14 @@ func bearer(r *http.Request) (string, bool) {
 func (h *Handlers) adminGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var err error
+		var name string
 		switch {
 		case fromBrowser(r):
 			err = errBrowser
 		case !h.adminHost(r):
 			err = errMisdirected
 		default:
-			err = h.admin.check(r)
+			name, err = h.admin.check(r)
 		}
 		if err != nil {
 			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
@@ -88,7 +109,10 @@ func (h *Handlers) adminGuard(next http.Handler) http.Handler {
 			h.requests.WithLabelValues("admin", strconv.Itoa(rec.code)).Inc()
 			return
 		}
-		next.ServeHTTP(w, r)
+		// The credential that matched is the actor of what the request
+		// changes, whatever its body says.
+		actor := events.Actor{Kind: events.ActorAdmin, Name: name}
+		next.ServeHTTP(w, r.WithContext(session.WithActor(r.Context(), actor)))
 	})
 }
 

@@ -201,7 +201,7 @@ func serveAdmin(h http.Handler, local net.Addr, host, path string, headers ...st
 // 10.1.2.3:8081, and configured names.
 func TestAdminHost(t *testing.T) {
 	const cred = "Bearer " + adminToken
-	h := mustNew(t, nil, httpapi.Config{AdminTokens: []string{adminToken}, AdminHosts: []string{"admin.internal", "ops.example:9443", "[fd00::1]"}}).Admin()
+	h := mustNew(t, nil, httpapi.Config{AdminCredentials: []httpapi.Credential{{Name: "admin", Token: adminToken}}, AdminHosts: []string{"admin.internal", "ops.example:9443", "[fd00::1]"}}).Admin()
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8081}
 	pod := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8081}
 	for _, tc := range []struct {
@@ -246,7 +246,7 @@ func TestAdminHost(t *testing.T) {
 // TestAdminWithoutCredentials: an admin API configured without any
 // credential refuses everything (it fails closed), whatever is sent.
 func TestAdminWithoutCredentials(t *testing.T) {
-	h := mustNew(t, nil, httpapi.Config{AdminTokens: []string{""}}).Admin()
+	h := mustNew(t, nil, httpapi.Config{AdminCredentials: []httpapi.Credential{{Name: "admin", Token: ""}}}).Admin()
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8081}
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer x"} {
 		var hdr []string
@@ -287,4 +287,23 @@ func TestProfilingBehindTheCredential(t *testing.T) {
 	if r := do(t, "GET", on.public+"/debug/pprof/", "", nil, bearer...); r.status == 200 {
 		t.Error("profiling on the public listener")
 	}
+}
+
+// TestAdminCredentialNames: every admin credential has a distinct name
+// that can be recorded as an actor; a configuration without one is
+// refused before anything is served.
+func TestAdminCredentialNames(t *testing.T) {
+	for _, cs := range [][]httpapi.Credential{
+		{{Name: "", Token: "t1-0123456789abcdefghij"}},
+		{{Name: "ops team", Token: "t1-0123456789abcdefghij"}},
+		{{Name: "ops\n", Token: "t1-0123456789abcdefghij"}},
+		{{Name: "ops", Token: "t1-0123456789abcdefghij"}, {Name: "ops", Token: "t2-0123456789abcdefghij"}},
+	} {
+		if _, err := httpapi.New(nil, httpapi.Config{AdminCredentials: cs}); err == nil {
+			t.Errorf("%q: accepted", cs[0].Name)
+		} else if strings.Contains(err.Error(), cs[0].Token) {
+			t.Errorf("the error shows the credential: %v", err)
+		}
+	}
+	mustNew(t, nil, httpapi.Config{AdminCredentials: []httpapi.Credential{{Name: "admin-token", Token: "a"}, {Name: "ci.deploy_2", Token: "b"}}})
 }

@@ -43,9 +43,11 @@ type Config struct {
 	// /debug/pprof/ on the admin listener, behind its credential, so an
 	// operator can take the profiles a performance report needs.
 	Profiling bool
-	// AdminTokens are the bearer credentials the admin API accepts, any
-	// one of them. Without one the admin API refuses every request.
-	AdminTokens []string
+	// AdminCredentials are the bearer credentials the admin API accepts,
+	// any one of them. Each has a distinct name (events.ValidActorName),
+	// which the facts an admin request causes record as their actor.
+	// Without one the admin API refuses every request.
+	AdminCredentials []Credential
 	// AdminHosts are further names the admin API answers to in the Host
 	// header ("name" on the listener's port, or "name:port"), beyond
 	// localhost, 127.0.0.1 and [::1] and the address the request came in
@@ -82,8 +84,8 @@ type Handlers struct {
 	tracer        trace.Tracer
 }
 
-// New returns the handlers of m, or the error of registering the
-// metrics.
+// New returns the handlers of m, or the error of an admin credential
+// without a valid, distinct name or of registering the metrics.
 func New(m *session.Manager, cfg Config) (*Handlers, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -94,7 +96,18 @@ func New(m *session.Manager, cfg Config) (*Handlers, error) {
 	if cfg.TracerProvider == nil {
 		cfg.TracerProvider = otel.GetTracerProvider()
 	}
-	h := &Handlers{m: m, cfg: cfg, admin: newCredentials(cfg.AdminTokens), introspectors: newCredentials(cfg.IntrospectTokens), requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+	names := map[string]bool{}
+	for _, c := range cfg.AdminCredentials {
+		if !events.ValidActorName(c.Name) || names[c.Name] {
+			return nil, fmt.Errorf("httpapi: admin credential name %q: not unique, or not 1 to 128 characters of [A-Za-z0-9._-]", c.Name)
+		}
+		names[c.Name] = true
+	}
+	var introspectors []Credential
+	for _, t := range cfg.IntrospectTokens {
+		introspectors = append(introspectors, Credential{Token: t})
+	}
+	h := &Handlers{m: m, cfg: cfg, admin: newCredentials(cfg.AdminCredentials), introspectors: newCredentials(introspectors), requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "sessionbus", Name: "http_requests_total", Help: "HTTP requests by route and status code.",
 	}, []string{"route", "code"}), tracer: cfg.TracerProvider.Tracer(TracerName)}
 	if cfg.Registerer != nil {

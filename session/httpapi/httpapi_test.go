@@ -27,6 +27,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/httpapi"
 	"github.com/sessionbus/sessionbus/session/kvstore"
 )
 
@@ -47,7 +48,7 @@ const (
 // API, both for /introspect.
 func withHTTP(c *node.Config) {
 	c.HTTPAddr, c.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	c.AdminTokens = []string{adminToken}
+	c.AdminCredentials = []httpapi.Credential{{Name: "ops-console", Token: adminToken}}
 	c.IntrospectTokens = []string{introspectToken, adminToken}
 }
 

@@ -114,7 +114,7 @@ func (h *Handlers) revokeToken(w http.ResponseWriter, r *http.Request) error {
 // of Config.IntrospectTokens as its bearer token; without it nothing of
 // the request, the token included, is read.
 func (h *Handlers) introspect(w http.ResponseWriter, r *http.Request) error {
-	if err := h.introspectors.check(r); err != nil {
+	if _, err := h.introspectors.check(r); err != nil {
 		return err
 	}
 	if err := readForm(r); err != nil {

@@ -217,7 +217,7 @@ func (a *api) handler(subject string, h func(context.Context, events.Event) (any
 		if err != nil {
 			return a.fail(r, err)
 		}
-		ctx, cancel := context.WithTimeout(context.WithValue(ctx, callerKey{}, c), a.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(session.WithActor(context.WithValue(ctx, callerKey{}, c), c.actor()), a.cfg.Timeout)
 		defer cancel()
 		out, err := h(ctx, e)
 		if err != nil {
@@ -428,7 +428,7 @@ func (a *api) keysRevoke(ctx context.Context, e events.Event) (any, error) {
 	if err := data(e, &req); err != nil {
 		return nil, err
 	}
-	return struct{}{}, a.m.RevokeKey(ctx, req.KID)
+	return struct{}{}, a.m.RevokeKey(ctx, req.KID, req.Reason)
 }
 
 // serverSpan is the command span's option, made once.

@@ -47,7 +47,21 @@ func callerOf(r micro.Request) (c caller, ok bool, err error) {
 	if c.name == "" || !c.role.Valid() {
 		return caller{}, false, fmt.Errorf("%w: a credential without name or role", session.ErrForbidden)
 	}
+	if !events.ValidActorName(c.name) {
+		// Its name goes into facts and logs as the actor.
+		return caller{}, false, fmt.Errorf("%w: a credential whose name is not 1 to 128 characters of [A-Za-z0-9._-]", session.ErrForbidden)
+	}
 	return c, true, nil
+}
+
+// actor is the caller as the actor of the facts its command causes: the
+// server-stated identity, whatever the request says. A request without a
+// stated identity (only where RequireCaller is off) is "anonymous".
+func (c caller) actor() events.Actor {
+	if c.name == "" {
+		return events.Actor{Kind: events.ActorIdentity, Name: "anonymous"}
+	}
+	return events.Actor{Kind: events.ActorIdentity, Name: c.name, Role: string(c.role)}
 }
 
 // allowed says which roles may send a command. The server's permissions

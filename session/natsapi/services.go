@@ -53,7 +53,13 @@ func identityError(err error, name string) error {
 	return err
 }
 
-func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
+// by is the actor of a services command, for its log line.
+func by(ctx context.Context) string {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c.actor().String()
+}
+
+func (a *api) servicesAdd(ctx context.Context, e events.Event) (any, error) {
 	if a.cfg.Identities == nil {
 		return nil, errNoIdentities
 	}
@@ -72,7 +78,7 @@ func (a *api) servicesAdd(_ context.Context, e events.Event) (any, error) {
 	if err != nil {
 		return nil, identityError(err, req.Name)
 	}
-	a.cfg.Logger.Info("identity issued", "name", id.Name, "role", id.Role, "key", id.Key)
+	a.cfg.Logger.Info("identity issued", "name", id.Name, "role", id.Role, "key", id.Key, "actor", by(ctx))
 	return events.ServiceCreds{ServiceInfo: serviceInfo(id), Creds: string(creds)}, nil
 }
 
@@ -87,7 +93,7 @@ func (a *api) servicesList(_ context.Context, _ events.Event) (any, error) {
 	return out, nil
 }
 
-func (a *api) servicesRevoke(_ context.Context, e events.Event) (any, error) {
+func (a *api) servicesRevoke(ctx context.Context, e events.Event) (any, error) {
 	if a.cfg.Identities == nil {
 		return nil, errNoIdentities
 	}
@@ -99,7 +105,7 @@ func (a *api) servicesRevoke(_ context.Context, e events.Event) (any, error) {
 	if err != nil {
 		return nil, identityError(err, req.Name)
 	}
-	a.cfg.Logger.Info("identity revoked", "name", id.Name, "role", id.Role, "key", id.Key)
+	a.cfg.Logger.Info("identity revoked", "name", id.Name, "role", id.Role, "key", id.Key, "actor", by(ctx))
 	return replyThen{reply: serviceInfo(id), then: func() {
 		if err := enforce(); err != nil {
 			a.cfg.Logger.Error("revoked identity not yet enforced: it will be at the next start", "name", id.Name, "err", err)

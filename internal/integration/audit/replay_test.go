@@ -82,6 +82,26 @@ func TestReplayEveryType(t *testing.T) {
 	if seen[audit.TypeUnreadable] != 3 || seen["com.example.thing.v1"] != 1 {
 		t.Errorf("types seen: %v", seen)
 	}
+	// The lines say who asked for each revocation and key fact that
+	// recorded it; older facts without an actor are copied as they are.
+	withActor, without := 0, 0
+	for _, raw := range lines {
+		var c ce.Event
+		if err := json.Unmarshal(raw, &c); err != nil {
+			t.Fatal(err)
+		}
+		if typ := events.Type(c.Type()); !typ.IsRevocation() && typ != events.TypeKeyRotated {
+			continue
+		}
+		if bytes.Contains(raw, []byte(`"actor":{"kind":"identity","name":"ops-ann","role":"operator"}`)) {
+			withActor++
+		} else {
+			without++
+		}
+	}
+	if withActor != 6 || without != 5 { // fact 100 is a token.revoked with an actor
+		t.Errorf("%d revocation and key lines name the actor, %d do not; want 6 and 5", withActor, without)
+	}
 	// The foreign event keeps its extension; its data lost only its newline.
 	for _, raw := range lines {
 		if bytes.Contains(raw, []byte(`"id":"F1"`)) {

@@ -3,6 +3,7 @@ package denylist_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -434,5 +435,37 @@ func TestApplyErrors(t *testing.T) {
 	}
 	if ok, k := l.Denied(denylist.Token{ID: "J1"}); !ok || k != denylist.KindToken {
 		t.Fatalf("J1: %v %v", ok, k)
+	}
+}
+
+// Revocations with an actor (what managers write now) and without one
+// (facts written before actors were recorded) deny alike, each kind.
+func TestRevocationsWithAndWithoutActor(t *testing.T) {
+	e := newEnv(t)
+	l, _, _ := e.start(denylist.Config{})
+	waitReady(t, l)
+	now := time.Now().UTC()
+	ops := events.Actor{Kind: events.ActorIdentity, Name: "ops-ann", Role: "operator"}
+	var toks []denylist.Token
+	for i, a := range []events.Actor{{}, ops} {
+		sid, jti, uid, kid := id("SA", i), id("JA", i), id("UA", i), id("KA", i)
+		e.publish(events.TypeSessionRevoked, sid, events.SessionRevoked{SessionID: sid, UserID: "U1", Reason: "laptop_stolen", RevokedAt: now, DenyUntil: now.Add(time.Minute), Actor: a})
+		e.publish(events.TypeTokenRevoked, jti, events.TokenRevoked{JTI: jti, Reason: events.ReasonAdmin, RevokedAt: now, DenyUntil: now.Add(time.Minute), Actor: a})
+		e.publish(events.TypeUserRevoked, uid, events.UserRevoked{UserID: uid, Reason: events.ReasonAdmin, RevokedBefore: now, DenyUntil: now.Add(time.Minute), Actor: a})
+		e.publish(events.TypeKeyRevoked, kid, events.KeyRevoked{KeyID: kid, Reason: events.ReasonKeyCompromised, RevokedAt: now, DenyUntil: now.Add(time.Minute), Actor: a})
+		at := now.Add(-time.Second)
+		toks = append(toks,
+			denylist.Token{SessionID: sid, IssuedAt: at, AuthTime: at},
+			denylist.Token{ID: jti, IssuedAt: at, AuthTime: at},
+			denylist.Token{Subject: uid, IssuedAt: at, AuthTime: at},
+			denylist.Token{KeyID: kid, IssuedAt: at, AuthTime: at})
+	}
+	for _, tok := range toks {
+		eventually(t, fmt.Sprintf("%+v denied", tok), func() bool { ok, _ := l.Denied(tok); return ok })
+	}
+	for _, k := range denylist.Kinds() {
+		if got := l.Len(k); got != 2 {
+			t.Errorf("Len(%v) = %d, want 2", k, got)
+		}
 	}
 }
