@@ -21,7 +21,7 @@ func history(t *testing.T, n int) []events.Stored {
 	t.Helper()
 	var out []events.Stored
 	for seq := uint64(1); len(out) < n; seq++ {
-		i := int(seq)
+		i := int(seq) - 1
 		sid := fmt.Sprintf("S%06d", i/4)
 		switch i % 4 {
 		case 0:
@@ -104,7 +104,7 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	if got := snapshot(t, restored); !bytes.Equal(got, snap) {
 		t.Fatal("the restored view's snapshot differs from the one it was restored from")
 	}
-	if _, err := restored.Session(ctx, "S000001"); err != nil {
+	if _, err := restored.Session(ctx, "S000002"); err != nil {
 		t.Fatalf("a session of the snapshot: %v", err)
 	}
 
