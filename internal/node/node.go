@@ -30,6 +30,7 @@ import (
 	"github.com/sessionbus/sessionbus/session/httpapi"
 	"github.com/sessionbus/sessionbus/session/kvstore"
 	"github.com/sessionbus/sessionbus/session/natsapi"
+	"github.com/sessionbus/sessionbus/session/snapstore"
 	"github.com/sessionbus/sessionbus/session/tokens"
 )
 
@@ -40,8 +41,11 @@ type Config struct {
 	Session session.Config
 	// ViewDir holds the Badger view. Required.
 	ViewDir string
-	// RebuildView deletes the view first, so it is rebuilt from the stream.
+	// RebuildView deletes the view first, so it is rebuilt from the
+	// whole stream (no snapshot is used).
 	RebuildView bool
+	// Snapshots says when snapshots of the view are written.
+	Snapshots SnapshotConfig
 	// Stream configures AUTH_EVENTS; MinMaxAge is set from Session.
 	Stream jsbus.StreamConfig
 	// KVReplicas of the manager buckets (default 1).
@@ -115,7 +119,10 @@ func Setup(ctx context.Context, nc *nats.Conn, cfg Config) error {
 	if _, err := jsbus.EnsureStream(ctx, js, cfg.Stream); err != nil {
 		return err
 	}
-	return kvstore.Setup(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas})
+	if err := kvstore.Setup(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas}); err != nil {
+		return err
+	}
+	return snapstore.Setup(ctx, js, cfg.KVReplicas)
 }
 
 // checkRetention refuses a stream that forgets facts before the sessions
@@ -132,9 +139,11 @@ func checkRetention(maxAge, lifetime time.Duration) error {
 // It returns once the node serves; Ready turns true when the view has
 // caught up with the stream as it was at start.
 //
-// Start runs in named steps: check the stream, open the view, build the
-// manager, start the background loops that follow the stream and the
-// buckets, then the NATS service and the HTTP listeners. Every error
+// Start runs in named steps: check the stream, open the view (from a
+// snapshot if the local one is empty or far behind), check that the
+// stream holds every fact after it, build the manager, start the
+// background loops that follow the stream and the buckets, then the NATS
+// service and the HTTP listeners. Every error
 // return leaves nothing behind: the goroutines it started have stopped,
 // the listeners and the view are closed.
 func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) {
@@ -166,15 +175,28 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	if err != nil {
 		return nil, err
 	}
+	sm, err := newSnapshotMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	view, err := openView(cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && view != nil {
 			view.Close()
 		}
 	}()
+	snaps := openSnapshots(ctx, js, cfg)
+	if snaps != nil && !cfg.RebuildView {
+		if view, err = restoreView(ctx, cfg, view, snaps, info, sm); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkCoverage(info, view.AppliedSeq(), cfg.Session.SessionLifetime()); err != nil {
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	// n is not the named result: a `return nil, err` must not hide it
 	// from the cleanup below or from the goroutines already started.
@@ -193,6 +215,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	}
 	if err := n.startLoops(ctx, rctx, js, kv, info.State.LastSeq); err != nil {
 		return nil, err
+	}
+	if snaps != nil && (cfg.Snapshots.Interval > 0 || cfg.Snapshots.Facts > 0) {
+		n.goRun("snapshots", func() error { return n.runSnapshots(rctx, snaps, streamTag(info), sm) })
 	}
 	if err := n.startNATS(ctx, nc); err != nil {
 		return nil, err

@@ -48,6 +48,18 @@ const (
 	maxRecordLen   = 1 << 20 // far above any record the view writes
 )
 
+// SnapshotHeaderLen is the length of a snapshot's header.
+const SnapshotHeaderLen = len(snapshotMagic) + 4 + 4 + 8 + 8
+
+// SnapshotSeq returns the stream sequence named in a snapshot's header,
+// or 0 if hdr is not one (it is not verified: Restore does that).
+func SnapshotSeq(hdr []byte) uint64 {
+	if len(hdr) < SnapshotHeaderLen || string(hdr[:len(snapshotMagic)]) != snapshotMagic {
+		return 0
+	}
+	return binary.BigEndian.Uint64(hdr[len(snapshotMagic)+8:])
+}
+
 // SnapshotInfo describes a snapshot.
 type SnapshotInfo struct {
 	// Seq is the last stream sequence the view had applied.
@@ -167,7 +179,7 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, a...)...)
 	}
-	hdr := make([]byte, len(snapshotMagic)+4+4+8+8)
+	hdr := make([]byte, SnapshotHeaderLen)
 	if _, err := io.ReadFull(br, hdr); err != nil {
 		return info, bad("header: %w", err)
 	}
