@@ -91,7 +91,8 @@ func openSnapshots(ctx context.Context, js jetstream.JetStream, cfg Config) *sna
 }
 
 // restoreView replaces view with the newest snapshot that verifies and
-// fits the stream, if view is empty or that snapshot is far ahead of it.
+// fits the stream, if view is empty, that snapshot is far ahead of it, or
+// the stream no longer holds the facts right after view.
 // A snapshot that does not verify is logged, counted and passed over for
 // the next older one, and at last for view as it is (a full replay when
 // it is empty). It returns the view to use; nil only with an error after
@@ -106,8 +107,8 @@ func restoreView(ctx context.Context, cfg Config, view *badgerstore.Store, snaps
 	}
 	tmp := cfg.ViewDir + ".snapshot"
 	for _, s := range list {
-		if local > 0 && s.Seq <= local+restoreAhead {
-			break
+		if local > 0 && s.Seq <= local+restoreAhead && local+1 >= firstSeq(info) {
+			break // the local view is as good, and whole
 		}
 		if s.Seq > info.State.LastSeq || s.Seq+1 < firstSeq(info) {
 			log.Error("view snapshot passed over: it does not fit the stream", "snapshot", s.Name, "seq", s.Seq,
