@@ -40,6 +40,9 @@ const (
 // facts for the manager to start from it rather than from its own view.
 const restoreAhead = DefaultSnapshotFacts
 
+// restoreTimeout bounds reading one snapshot.
+const restoreTimeout = 10 * time.Minute
+
 // ErrHistoryGone is returned by Start when the stream no longer holds
 // facts the view needs: its first fact comes after the sequence the view
 // (local or restored from a snapshot) covers, and the stream does not
@@ -120,7 +123,11 @@ func restoreView(ctx context.Context, cfg Config, view *badgerstore.Store, snaps
 			return view, fmt.Errorf("restore view: %w", err)
 		}
 		start := time.Now()
-		got, err := snaps.Restore(ctx, s, tmp, streamTag(info))
+		// Not bounded by the caller's deadline, which is sized for the
+		// other steps of Start (serve retries Start every 30 s).
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+		got, err := snaps.Restore(sctx, s, tmp, streamTag(info))
+		cancel()
 		if err != nil {
 			result := "error"
 			if errors.Is(err, badgerstore.ErrBadSnapshot) {
