@@ -48,6 +48,8 @@ func TestConfigurationIsCheckedBeforeAnySideEffect(t *testing.T) {
 		{[]string{"serve", "--argon2-memory", "1024"}, "argon2 memory 1024 KiB"},
 		{[]string{"serve", "--stream-max-age", "1h"}, "--stream-max-age 1h0m0s is shorter"},
 		{[]string{"serve", "--stream-replicas", "0"}, "--stream-replicas 0 not in 1..5"},
+		{[]string{"serve", "--snapshot-keep", "0"}, "--snapshot-keep 0 not in 1..100"},
+		{[]string{"serve", "--snapshot-interval", "-1m"}, "--snapshot-interval -1m0s is negative"},
 		{[]string{"serve", "--http-addr", "nonsense"}, `--http-addr "nonsense" is not host:port`},
 		{[]string{"serve", "--admin-addr", "localhost:99999"}, `--admin-addr "localhost:99999"`},
 		{[]string{"serve", "--nats-listen", "nowhere"}, `--nats-listen "nowhere" is not host:port`},

@@ -26,6 +26,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/httpapi"
+	"github.com/sessionbus/sessionbus/session/snapstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -97,6 +98,7 @@ func newServeCmd() *cobra.Command {
 	var f managerFlags
 	var httpAddr, adminAddr string
 	var rebuild bool
+	snaps := node.SnapshotConfig{Interval: node.DefaultSnapshotInterval, Facts: node.DefaultSnapshotFacts, Keep: snapstore.DefaultKeep}
 	var proxies, adminHosts []string
 	var pprofOn bool
 	cmd := &cobra.Command{
@@ -110,8 +112,12 @@ acknowledged. With --nats-url it joins an existing NATS cluster instead,
 which is how several managers share the load.
 
 The view of sessions (Badger, under <data-dir>/view) catches up with the
-stream before /readyz turns ready; delete it, or pass --rebuild-view, to
-rebuild it from the stream.
+stream before /readyz turns ready. A manager whose view is empty (or far
+behind) starts from the newest snapshot of a view in the bucket
+sessionbus_snapshots that verifies, and replays only the facts after it;
+managers write snapshots every --snapshot-facts facts or --snapshot-interval.
+Delete the view, or pass --rebuild-view, to rebuild it from the whole
+stream.
 
 The admin API and /introspect take bearer credentials that serve creates
 in the data dir on first start: admin-token (admin API, /metrics,
@@ -145,7 +151,13 @@ request causes name the credential "admin-token" as their actor.
 				}
 				trusted = append(trusted, pfx)
 			}
-			return serve(cmd.Context(), &f, httpAddr, adminAddr, adminHosts, pprofOn, rebuild, trusted)
+			if snaps.Interval < 0 {
+				return fmt.Errorf("invalid configuration, nothing was started:\n  --snapshot-interval %s is negative", snaps.Interval)
+			}
+			if snaps.Keep < 1 || snaps.Keep > 100 {
+				return fmt.Errorf("invalid configuration, nothing was started:\n  --snapshot-keep %d not in 1..100", snaps.Keep)
+			}
+			return serve(cmd.Context(), &f, httpAddr, adminAddr, adminHosts, pprofOn, rebuild, trusted, snaps)
 		},
 	}
 	f.add(cmd.Flags())
@@ -153,12 +165,15 @@ request causes name the credential "admin-token" as their actor.
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
 	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential")
 	cmd.Flags().StringSliceVar(&adminHosts, "admin-hosts", nil, "further Host names the admin API answers to (name or name:port), beyond localhost, 127.0.0.1 and [::1] on its port")
-	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the stream")
+	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the whole stream (no snapshot)")
+	cmd.Flags().DurationVar(&snaps.Interval, "snapshot-interval", snaps.Interval, "write a snapshot of the view when the newest in the bucket is this old and facts came since (0: never by time)")
+	cmd.Flags().Uint64Var(&snaps.Facts, "snapshot-facts", snaps.Facts, "write a snapshot of the view as soon as it is this many facts past the newest in the bucket (0: never by count)")
+	cmd.Flags().IntVar(&snaps.Keep, "snapshot-keep", snaps.Keep, "how many snapshots stay in the bucket (1 to 100)")
 	cmd.Flags().StringSliceVar(&proxies, "trusted-proxies", nil, "networks (CIDR) of reverse proxies whose X-Forwarded-For gives the client address for login throttling, e.g. 10.0.0.0/8")
 	return cmd
 }
 
-func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adminHosts []string, profiling, rebuild bool, trusted []netip.Prefix) error {
+func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adminHosts []string, profiling, rebuild bool, trusted []netip.Prefix, snaps node.SnapshotConfig) error {
 	log := slog.Default()
 	if err := os.MkdirAll(f.nats.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -193,6 +208,7 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	cfg.TracerProvider = tp
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
+	cfg.Snapshots = snaps
 	cfg.AdminHosts, cfg.Profiling = adminHosts, profiling
 	// Facts an admin request causes name the credential by its file.
 	cfg.AdminCredentials = []httpapi.Credential{{Name: adminTokenFile, Token: adminToken}}

@@ -14,8 +14,9 @@ type Role string
 // The roles.
 const (
 	// RoleManager serves the commands, publishes facts and owns its view
-	// consumers and the KV buckets. It cannot create, change, purge or
-	// delete streams.
+	// consumers, the KV buckets and the snapshot bucket. It cannot
+	// create, change or delete streams, nor purge any but the snapshot
+	// bucket's.
 	RoleManager Role = "manager"
 	// RoleSetup creates and upgrades the streams and buckets: serve uses
 	// it once at start on the embedded server; `sessionbus setup` in a
@@ -49,12 +50,16 @@ const (
 	AccountClients = "CLIENTS"
 )
 
-// Stream names the permissions refer to (the same as events.StreamName
-// and events.RevocationsStreamName; repeated here so that this package
-// stays a leaf).
+// Stream and bucket names the permissions refer to (the same as
+// events.StreamName, events.RevocationsStreamName and
+// snapstore.Bucket; repeated here so that this package stays a leaf).
 const (
 	streamEvents      = "AUTH_EVENTS"
 	streamRevocations = "AUTH_REVOCATIONS"
+	// bucketSnapshots is the Object Store bucket of the view snapshots
+	// (session/snapstore.Bucket), streamSnapshots its stream.
+	bucketSnapshots = "sessionbus_snapshots"
+	streamSnapshots = "OBJ_" + bucketSnapshots
 )
 
 // RoleTag is the JWT tag that carries an identity's role ("role:service").
@@ -105,16 +110,18 @@ func (r Role) Permissions(pub string) jwt.Permissions {
 	case RoleManager:
 		pubAllow = []string{
 			"auth.events.>", // facts
-			"$JS.API.>",     // its consumers, the KV buckets; stream changes denied below
-			"$KV.>",
+			// JetStream: read the streams and buckets and own its
+			// consumers; it may change no stream, and purge only old
+			// snapshots' chunks in the snapshot bucket.
+			"$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+			"$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.>",
+			"$JS.API.STREAM.PURGE." + streamSnapshots,
+			"$KV.>", "$O." + bucketSnapshots + ".>",
 			"$JS.ACK.>", "$JS.FC.>",
 			"$SRV.>",
 			"_INBOX.>", "_R_.>", // replies, to its own account and across the imports
 		}
 		pubDeny = []string{
-			"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
-			"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.RESTORE.>",
-			"$JS.API.STREAM.SNAPSHOT.>",
 			"$JS.API.CONSUMER.DURABLE.CREATE.>",
 			"$JS.API.CONSUMER.LIST.>", "$JS.API.CONSUMER.NAMES.>",
 		}

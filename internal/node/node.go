@@ -31,6 +31,7 @@ import (
 	"github.com/sessionbus/sessionbus/session/httpapi"
 	"github.com/sessionbus/sessionbus/session/kvstore"
 	"github.com/sessionbus/sessionbus/session/natsapi"
+	"github.com/sessionbus/sessionbus/session/snapstore"
 	"github.com/sessionbus/sessionbus/session/tokens"
 )
 
@@ -41,8 +42,11 @@ type Config struct {
 	Session session.Config
 	// ViewDir holds the Badger view. Required.
 	ViewDir string
-	// RebuildView deletes the view first, so it is rebuilt from the stream.
+	// RebuildView deletes the view first, so it is rebuilt from the
+	// whole stream (no snapshot is used).
 	RebuildView bool
+	// Snapshots says when snapshots of the view are written.
+	Snapshots SnapshotConfig
 	// Stream configures AUTH_EVENTS; MinMaxAge is set from Session.
 	Stream jsbus.StreamConfig
 	// KVReplicas of the manager buckets (default 1).
@@ -96,6 +100,8 @@ type Node struct {
 	ready   *atomic.Bool
 	readyCh chan struct{}
 	health  *jsbus.WriteHealth
+	// reloadKeys reads the key bucket into the keyring (keyReloader).
+	reloadKeys func(context.Context) error
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -118,7 +124,10 @@ func Setup(ctx context.Context, nc *nats.Conn, cfg Config) error {
 	if _, err := jsbus.EnsureStream(ctx, js, cfg.Stream); err != nil {
 		return err
 	}
-	return kvstore.Setup(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas})
+	if err := kvstore.Setup(ctx, js, kvstore.Config{Replicas: cfg.KVReplicas}); err != nil {
+		return err
+	}
+	return snapstore.Setup(ctx, js, cfg.KVReplicas)
 }
 
 // checkRetention refuses a stream that forgets facts before the sessions
@@ -135,19 +144,22 @@ func checkRetention(maxAge, lifetime time.Duration) error {
 // It returns once the node serves; Ready turns true when the view has
 // caught up with the stream as it was at start.
 //
-// Every error return leaves nothing behind: the goroutines it started
-// have stopped, the listeners and the view are closed.
+// Start runs in named steps: check the stream, open the view (from a
+// snapshot if the local one is empty or far behind), check that the
+// stream holds every fact after it, build the manager, start the
+// background loops that follow the stream and the buckets, then the NATS
+// service and the HTTP listeners. Every error
+// return leaves nothing behind: the goroutines it started have stopped,
+// the listeners and the view are closed.
 func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) {
 	if cfg.ViewDir == "" {
 		return nil, errors.New("node: ViewDir is required")
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	reg := cfg.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	if cfg.Registry == nil {
+		reg := prometheus.NewRegistry()
 		if err := errors.Join(reg.Register(collectors.NewGoCollector()), reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))); err != nil {
 			return nil, fmt.Errorf("node: metrics: %w", err)
 		}
@@ -160,6 +172,70 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	if err != nil {
 		return nil, err
 	}
+	info, err := checkStream(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := kvstore.Open(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := newSnapshotMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	view, err := openView(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && view != nil {
+			view.Close()
+		}
+	}()
+	snaps := openSnapshots(ctx, js, cfg)
+	if snaps != nil && !cfg.RebuildView {
+		if view, err = restoreView(ctx, cfg, view, snaps, info, sm); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkCoverage(info, view.AppliedSeq(), cfg.Session.SessionLifetime()); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	// n is not the named result: a `return nil, err` must not hide it
+	// from the cleanup below or from the goroutines already started.
+	n := &Node{cfg: cfg, log: cfg.Logger, view: view, cancel: cancel,
+		ready: new(atomic.Bool), failed: make(chan struct{}), readyCh: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			if n.svc != nil {
+				_ = n.svc.Stop()
+			}
+			n.stopBackground()
+		}
+	}()
+	if err := n.newManager(ctx, js, kv); err != nil {
+		return nil, err
+	}
+	if err := n.startLoops(ctx, rctx, js, kv, info.State.LastSeq); err != nil {
+		return nil, err
+	}
+	if snaps != nil && (cfg.Snapshots.Interval > 0 || cfg.Snapshots.Facts > 0) {
+		n.goRun("snapshots", func() error { return n.runSnapshots(rctx, snaps, streamTag(info), sm) })
+	}
+	if err := n.startNATS(ctx, nc); err != nil {
+		return nil, err
+	}
+	if err := n.startHTTP(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// checkStream finds AUTH_EVENTS and checks that views can be rebuilt
+// from it.
+func checkStream(ctx context.Context, js jetstream.JetStream, cfg Config) (*jetstream.StreamInfo, error) {
 	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s (run the setup step first): %w", events.StreamName, err)
@@ -171,14 +247,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 	if err := checkRetention(info.Config.MaxAge, cfg.Session.SessionLifetime()); err != nil {
 		return nil, err
 	}
-	kv, err := kvstore.Open(ctx, js)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := kv.AccountSecret(ctx)
-	if err != nil {
-		return nil, err
-	}
+	return info, nil
+}
+
+// openView opens the Badger view: deleted first with RebuildView, moved
+// aside and started anew when it is corrupt.
+func openView(cfg Config) (*badgerstore.Store, error) {
+	log := cfg.Logger
 	if cfg.RebuildView {
 		log.Info("deleting the view to rebuild it from the stream", "dir", cfg.ViewDir)
 		if err := badgerstore.Remove(cfg.ViewDir); err != nil {
@@ -196,49 +271,34 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		log.Error("the view is corrupt: moved aside, rebuilding it from the stream", "err", err, "moved_to", aside)
 		view, err = badgerstore.Open(cfg.ViewDir, badgerstore.Options{Logger: log, TracerProvider: cfg.TracerProvider})
 	}
+	return view, err
+}
+
+// newManager builds the keyring, the write-health probe, the publisher
+// and the session manager on the view, and registers the view's metrics.
+func (n *Node) newManager(ctx context.Context, js jetstream.JetStream, kv *kvstore.Store) error {
+	cfg, log, reg, view := n.cfg, n.log, n.cfg.Registry, n.view
+	secret, err := kv.AccountSecret(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer func() {
-		if err != nil {
-			view.Close()
-		}
-	}()
-	keyring := tokens.NewKeyring(tokens.Config{
+	n.keyring = tokens.NewKeyring(tokens.Config{
 		Issuer: cfg.Session.Issuer, Audience: cfg.Session.Audience,
 		Retention: cfg.Session.AccessTTL + cfg.Session.ClockLeeway, Leeway: tokens.DefaultLeeway,
 	})
-	health := jsbus.NewWriteHealth(jsbus.WriteHealthConfig{JetStream: js, Reserve: cfg.WriteReserve, Interval: cfg.ProbeInterval, Logger: log, Registerer: reg})
-	pub, err := jsbus.NewPublisher(js, jsbus.WithObserver(health.Observe), jsbus.WithTracerProvider(cfg.TracerProvider))
+	n.health = jsbus.NewWriteHealth(jsbus.WriteHealthConfig{JetStream: js, Reserve: cfg.WriteReserve, Interval: cfg.ProbeInterval, Logger: log, Registerer: reg})
+	pub, err := jsbus.NewPublisher(js, jsbus.WithObserver(n.health.Observe), jsbus.WithTracerProvider(cfg.TracerProvider))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	loadKeys := func(active string, keys []session.SigningKey) {
-		if err := keyring.Set(active, keys); err != nil {
-			log.Error("signing keys", "err", err)
-		}
-	}
-	// Reads of the key bucket and their loading into the keyring happen
-	// one at a time, so an older read never overwrites a newer one.
-	var keysMu sync.Mutex
-	reloadKeys := func(ctx context.Context) error {
-		keysMu.Lock()
-		defer keysMu.Unlock()
-		active, keys, err := kv.Keys(ctx)
-		if err != nil {
-			return err
-		}
-		loadKeys(active, keys)
-		return nil
-	}
-	ready := new(atomic.Bool)
-	mgr, err := session.New(cfg.Session, session.Deps{
-		View: view, Publisher: pub, Users: kv, Tokens: keyring, Keys: kv, NewKey: tokens.Generate,
-		AccountSecret: secret, ReloadKeys: reloadKeys, Ready: ready.Load, Logger: log, Registerer: reg, Now: cfg.Now,
-		CanWrite: health.CheckRoutine,
+	n.reloadKeys = n.keyReloader(kv)
+	n.mgr, err = session.New(cfg.Session, session.Deps{
+		View: view, Publisher: pub, Users: kv, Tokens: n.keyring, Keys: kv, NewKey: tokens.Generate,
+		AccountSecret: secret, ReloadKeys: n.reloadKeys, Ready: n.ready.Load, Logger: log, Registerer: reg, Now: cfg.Now,
+		CanWrite: n.health.CheckRoutine,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := errors.Join(
 		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "sessionbus", Name: "view_applied_sequence", Help: "Last stream sequence applied to the view."},
@@ -246,23 +306,37 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "sessionbus", Name: "view_skipped_total", Help: "Stream messages the view skipped as unreadable or unknown."},
 			func() float64 { return float64(view.Skipped()) })),
 	); err != nil {
-		return nil, fmt.Errorf("node: metrics: %w", err)
+		return fmt.Errorf("node: metrics: %w", err)
 	}
+	return nil
+}
 
-	rctx, cancel := context.WithCancel(context.Background())
-	// n is not the named result: a `return nil, err` must not hide it
-	// from the cleanup below or from the goroutines already started.
-	n := &Node{cfg: cfg, log: log, mgr: mgr, view: view, keyring: keyring, cancel: cancel,
-		ready: ready, failed: make(chan struct{}), readyCh: make(chan struct{}), health: health}
-	defer func() {
+// keyReloader reads the key bucket into the keyring. Reads and their
+// loading happen one at a time, so an older read never overwrites a
+// newer one.
+func (n *Node) keyReloader(kv *kvstore.Store) func(context.Context) error {
+	var mu sync.Mutex
+	return func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		active, keys, err := kv.Keys(ctx)
 		if err != nil {
-			if n.svc != nil {
-				_ = n.svc.Stop()
-			}
-			n.stopBackground()
+			return err
 		}
-	}()
+		if err := n.keyring.Set(active, keys); err != nil {
+			n.log.Error("signing keys", "err", err)
+		}
+		return nil
+	}
+}
 
+// startLoops starts what runs in the background until Close: the view
+// following the stream (and watching for corruption), the keyring
+// following the key bucket, the readiness watch (ready once the view has
+// applied target), the sweeper and the write-health probe. It makes sure
+// a signing key exists.
+func (n *Node) startLoops(ctx, rctx context.Context, js jetstream.JetStream, kv *kvstore.Store, target uint64) error {
+	view, log := n.view, n.log
 	// The view follows the stream from where it stopped.
 	n.goRun("view", func() error {
 		return jsbus.Follow(rctx, js, jsbus.FollowConfig{StartSeq: view.AppliedSeq() + 1}, view.Apply)
@@ -278,21 +352,20 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		}
 	})
 	// The keyring follows the key bucket.
-	if err := reloadKeys(ctx); err != nil {
-		return nil, err
+	reload := n.reloadKeys
+	if err := reload(ctx); err != nil {
+		return err
 	}
 	n.goRun("keys", func() error {
 		return kv.WatchKeys(rctx, func() {
-			if err := reloadKeys(rctx); err != nil && rctx.Err() == nil {
+			if err := reload(rctx); err != nil && rctx.Err() == nil {
 				log.Error("signing keys", "err", err)
 			}
 		})
 	})
-	if err := mgr.EnsureKey(ctx); err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+	if err := n.mgr.EnsureKey(ctx); err != nil {
+		return fmt.Errorf("signing key: %w", err)
 	}
-
-	target := info.State.LastSeq
 	n.goRun("ready", func() error {
 		if err := view.WaitApplied(rctx, target); err != nil {
 			return nil
@@ -302,30 +375,39 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 		log.Info("view caught up with the stream", "seq", view.AppliedSeq())
 		return nil
 	})
-	n.goRun("sweeper", func() error { return mgr.RunSweeper(rctx) })
-	n.goRun("write-health", func() error { return health.Run(rctx) })
+	n.goRun("sweeper", func() error { return n.mgr.RunSweeper(rctx) })
+	n.goRun("write-health", func() error { return n.health.Run(rctx) })
+	return nil
+}
 
-	svc, err := natsapi.Start(nc, mgr, natsapi.Config{Version: cfg.Version, Logger: log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities, TracerProvider: cfg.TracerProvider})
+// startNATS starts the NATS service and returns once the server has its
+// subscriptions, so that a request sent now finds a responder.
+func (n *Node) startNATS(ctx context.Context, nc *nats.Conn) error {
+	cfg := n.cfg
+	svc, err := natsapi.Start(nc, n.mgr, natsapi.Config{Version: cfg.Version, Logger: n.log, RequireCaller: cfg.RequireCaller, Identities: cfg.Identities, TracerProvider: cfg.TracerProvider})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.svc = svc
-	// Start returns once the node serves: the server has its
-	// subscriptions, so a request sent now finds a responder.
 	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
-	err = nc.FlushWithContext(fctx)
-	fcancel()
-	if err != nil {
-		return nil, fmt.Errorf("NATS service: %w", err)
+	defer fcancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("NATS service: %w", err)
 	}
-	handlers, err := httpapi.New(mgr, httpapi.Config{
-		Ready: n.Ready, Unwritable: health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Registerer: reg, Logger: log, TrustedProxies: cfg.TrustedProxies,
+	return nil
+}
+
+// startHTTP starts the public and admin listeners that have an address.
+func (n *Node) startHTTP() error {
+	cfg, reg := n.cfg, n.cfg.Registry
+	handlers, err := httpapi.New(n.mgr, httpapi.Config{
+		Ready: n.Ready, Unwritable: n.health.RoutineRefusal, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Registerer: reg, Logger: n.log, TrustedProxies: cfg.TrustedProxies,
 		AdminCredentials: cfg.AdminCredentials, AdminHosts: cfg.AdminHosts, IntrospectTokens: cfg.IntrospectTokens,
 		Profiling: cfg.Profiling, TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, l := range []struct {
 		addr string
@@ -336,9 +418,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 			n.addrs = append(n.addrs, "")
 			continue
 		}
-		ln, lerr := net.Listen("tcp", l.addr)
-		if lerr != nil {
-			return nil, fmt.Errorf("%s listener on %q: %w", l.name, l.addr, lerr)
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener on %q: %w", l.name, l.addr, err)
 		}
 		srv := &http.Server{Handler: l.h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
@@ -350,9 +432,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (_ *Node, err error) 
 			}
 			return nil
 		})
-		log.Info("listening", "api", l.name, "addr", ln.Addr().String())
+		n.log.Info("listening", "api", l.name, "addr", ln.Addr().String())
 	}
-	return n, nil
+	return nil
 }
 
 // goRun runs fn in a goroutine owned by the node; its error fails the

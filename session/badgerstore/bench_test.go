@@ -1,8 +1,10 @@
 package badgerstore_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -111,4 +113,37 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSnapshot: writing and restoring a snapshot of a view of
+// 100,000 sessions (about 600,000 records).
+func BenchmarkSnapshot(b *testing.B) {
+	dir := b.TempDir()
+	benchView(b, dir, 100_000)
+	s, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var snap bytes.Buffer
+	if _, err := s.WriteSnapshot(&snap, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("write", func(b *testing.B) {
+		var w bytes.Buffer
+		for range b.N {
+			w.Reset()
+			if _, err := s.WriteSnapshot(&w, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(w.Len())/1e6, "MB")
+	})
+	b.Run("restore", func(b *testing.B) {
+		for range b.N {
+			if _, err := badgerstore.Restore(filepath.Join(b.TempDir(), "view"), bytes.NewReader(snap.Bytes()), 1, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

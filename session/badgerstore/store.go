@@ -80,18 +80,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log}).
-		WithInMemory(o.InMemory).
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(32 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2).
-		// Blocks are checked when loaded, values in the value log when
-		// read, so that damage is never parsed or served as a value.
-		WithChecksumVerificationMode(options.OnBlockRead).
-		WithVerifyValueChecksum(true)
+	opts := badgerOptions(dir, log, o.InMemory)
 	tp := o.TracerProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()
@@ -119,20 +108,9 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 	}
 	err = db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(keySeq)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("%w: sequence record of %d bytes", ErrCorrupt, len(v))
-			}
-			s.applied.Store(binary.BigEndian.Uint64(v))
-			return nil
-		})
+		seq, err := readSeq(txn)
+		s.applied.Store(seq)
+		return err
 	})
 	if err != nil {
 		db.Close()
@@ -147,6 +125,22 @@ func Open(dir string, o Options) (*Store, error) {
 		go s.verifyLoop(every)
 	}
 	return s, nil
+}
+
+// badgerOptions are the view's Badger settings.
+func badgerOptions(dir string, log *slog.Logger, inMemory bool) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithInMemory(inMemory).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(32 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		// Blocks are checked when loaded, values in the value log when
+		// read, so that damage is never parsed or served as a value.
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true)
 }
 
 // Close stops the periodic verification and closes the database.
