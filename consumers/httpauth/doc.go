@@ -51,11 +51,11 @@
 // A verified token is cached until its exp plus the leeway, so a repeated
 // token costs a keyed hash (hash/maphash, random seed), a map lookup, a
 // constant-time comparison with the cached token and the deny-list check
-// instead of a signature verification (under 1 µs per request against
-// some 120 µs). The hash only finds the candidate; the comparison of the
-// whole token decides, so no crafted token can borrow a cached entry. The
-// cache holds at most CacheSize entries (default 100,000; about 900 B
-// each, token and claims included, so some 90 MB when full):
+// instead of a signature verification (the cost of each is in the
+// performance table of docs/design.md). The hash only finds the
+// candidate; the comparison of the whole token decides, so no crafted
+// token can borrow a cached entry. The cache holds at most CacheSize
+// entries (default 100,000; each holds the token and its claims):
 // 16 shards of two generations each; a full generation replaces the
 // older one, so eviction costs nothing per request. Revocations apply to
 // cached tokens too (the deny-list is checked on every request), and a
