@@ -10,6 +10,7 @@ require (
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/sessionbus/sessionbus/events v0.0.0-00010101000000-000000000000
+	golang.org/x/sync v0.25.0
 )
 
 require (

@@ -10,10 +10,10 @@
 // once on each key.rotated or key.revoked fact (auth.events.key.>), and
 // refreshed when a token names an unknown kid — at most once per
 // KeySetConfig.MinRefreshInterval (default 5s), concurrent requests
-// sharing one fetch. Only public signature keys are kept: ES256 (EC
-// P-256), EdDSA (OKP Ed25519) and RS256 (RSA of at least 2048 bits); a
-// key's alg, when given, must fit its type, and a token's alg must be its
-// key's.
+// sharing one fetch (golang.org/x/sync/singleflight). Only public
+// signature keys are kept: ES256 (EC P-256), EdDSA (OKP Ed25519) and
+// RS256 (RSA of at least 2048 bits); a key's alg, when given, must fit
+// its type, and a token's alg must be its key's.
 //
 // The checks, with the defaults of Config:
 //
