@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/fakeclock"
+	"github.com/sessionbus/sessionbus/internal/goroutinetest"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 )
 
@@ -445,7 +445,7 @@ func TestUnknownKidTriggersARefresh(t *testing.T) {
 			errs <- err
 		}()
 	}
-	eventually(t, "20 requests waiting for the key set", func() bool { return waitingForKeys() == n })
+	eventually(t, "20 requests waiting for the key set", func() bool { return goroutinetest.In("httpauth.(*KeySet).refresh") == n })
 	release()
 	for range n {
 		if err := <-errs; err != nil {
@@ -475,19 +475,6 @@ func (g *gatedSource) FetchJWKS(ctx context.Context) ([]byte, error) {
 		<-*c
 	}
 	return g.JWKSSource.FetchJWKS(ctx)
-}
-
-// waitingForKeys counts the goroutines inside KeySet.refresh: the
-// callers that started or joined a fetch and wait for its outcome.
-func waitingForKeys() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "httpauth.(*KeySet).refresh(")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 }
 
 func TestKeyRotatedFactRefreshesTheKeySet(t *testing.T) {
