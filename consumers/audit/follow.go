@@ -126,7 +126,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
 	}
-	defer lock.Close()
+	defer func() { _ = lock.Unlock() }()
 	st, file, size, repaired, err := openChain(f.cfg.Out, f.cfg.Stream)
 	if err != nil {
 		return err
