@@ -86,6 +86,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Now is the clock of staleness and expiry (default time.Now);
+	// tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -109,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -220,7 +226,7 @@ func New(cfg Config) (*List, error) {
 	l := &List{
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "denylist"),
-		epoch: time.Now(),
+		epoch: cfg.Now(),
 		ready: make(chan struct{}),
 	}
 	l.tables[KindSession] = newTable()
@@ -295,7 +301,7 @@ func (l *List) Staleness() time.Duration {
 	if f == 0 {
 		return math.MaxInt64
 	}
-	return max(time.Since(l.epoch)-time.Duration(f-1), 0)
+	return max(l.cfg.Now().Sub(l.epoch)-time.Duration(f-1), 0)
 }
 
 // Check tells whether the list may be relied on now. It returns
