@@ -22,8 +22,8 @@ import (
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/fakeclock"
-	"github.com/sessionbus/sessionbus/internal/goroutinetest"
 	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 )
 
 type fixture struct {
@@ -445,7 +445,7 @@ func TestUnknownKidTriggersARefresh(t *testing.T) {
 			errs <- err
 		}()
 	}
-	eventually(t, "20 requests waiting for the key set", func() bool { return goroutinetest.In("httpauth.(*KeySet).refresh") == n })
+	eventually(t, "20 requests waiting for the key set", func() bool { return poll.GoroutinesIn("httpauth.(*KeySet).refresh") == n })
 	release()
 	for range n {
 		if err := <-errs; err != nil {
@@ -664,13 +664,7 @@ func mustKeySet(t testing.TB, cfg httpauth.KeySetConfig) *httpauth.KeySet {
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
-	}
+	poll.Until(t, what, cond)
 }
 
 // FuzzMiddleware sends arbitrary Authorization headers: never a panic,

@@ -19,21 +19,9 @@ import (
 	"github.com/sessionbus/sessionbus/consumers/tokenclient"
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/fakeclock"
-	"github.com/sessionbus/sessionbus/internal/goroutinetest"
 	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 )
-
-// eventually polls cond until it holds, failing the test after 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling with a deadline
-	}
-}
 
 var goodCreds = tokenclient.Credentials{Username: "svc-orders", Password: "correct horse"}
 
@@ -148,7 +136,7 @@ func TestRefreshesBeforeExpiryFollowingRotation(t *testing.T) {
 func eventuallyNewToken(t *testing.T, c *tokenclient.Client, old string) string {
 	t.Helper()
 	var tok string
-	eventually(t, "a renewed token", func() bool { tok = token(t, c); return tok != old })
+	poll.Until(t, "a renewed token", func() bool { tok = token(t, c); return tok != old })
 	return tok
 }
 
@@ -182,7 +170,7 @@ func TestOneRefreshForManyGoroutines(t *testing.T) {
 		for i := range got {
 			wg.Go(func() { got[i] = token(t, f.client) })
 		}
-		eventually(t, "50 callers waiting", func() bool { return goroutinetest.In("tokenclient.(*Client).Token") == 50 })
+		poll.Until(t, "50 callers waiting", func() bool { return poll.GoroutinesIn("tokenclient.(*Client).Token") == 50 })
 		release()
 		wg.Wait()
 		for _, g := range got {
@@ -254,8 +242,8 @@ func TestManagerDownKeepsTheCurrentToken(t *testing.T) {
 		if got := token(t, f.client); got != first {
 			t.Fatal("token changed while the manager is down")
 		}
-		eventually(t, "the failed refresh to end", func() bool {
-			return f.as.refreshes.Load() == 1 && goroutinetest.In("tokenclient.(*Client).renew") == 0
+		poll.Until(t, "the failed refresh to end", func() bool {
+			return f.as.refreshes.Load() == 1 && poll.GoroutinesIn("tokenclient.(*Client).renew") == 0
 		})
 		// No new attempt for every call: the failure backs off (at least
 		// half a second for the first failure).
