@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sessionbus/sessionbus/events/backoff"
 	"github.com/sessionbus/sessionbus/events/filelock"
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/embedded"
@@ -222,7 +223,7 @@ func startNode(ctx context.Context, nc *nats.Conn, cfg node.Config) (*node.Node,
 // errors with a doubling pause: the one retry loop of the commands that
 // start against a cluster.
 func whileTransient(ctx context.Context, fn func(context.Context) error) error {
-	wait := 500 * time.Millisecond
+	b := backoff.New(500*time.Millisecond, 10*time.Second)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -231,13 +232,11 @@ func whileTransient(ctx context.Context, fn func(context.Context) error) error {
 		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
+		wait := b.Next()
 		slog.Warn("JetStream not available yet, retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if err := b.Sleep(ctx, wait); err != nil {
+			return err
 		}
-		wait = min(wait*2, 10*time.Second)
 	}
 }
 
