@@ -196,12 +196,16 @@ type Token struct {
 // fed from the revocation facts of AUTH_EVENTS. Lookups are safe for
 // concurrent use with Run and Apply.
 type List struct {
-	cfg     Config
-	log     *slog.Logger
-	tables  [KindKey + 1]store
-	m       *metrics
-	epoch   time.Time // monotonic base of freshAt
-	running atomic.Bool
+	cfg    Config
+	log    *slog.Logger
+	tables [KindKey + 1]store
+	m      *metrics
+	epoch  time.Time // monotonic base of freshAt
+	// realClock: Config.Now was not set, so Staleness reads only the
+	// monotonic clock (time.Since), which costs a fraction of time.Now
+	// on every request.
+	realClock bool
+	running   atomic.Bool
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -222,12 +226,14 @@ func New(cfg Config) (*List, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
 	l := &List{
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "denylist"),
-		epoch: cfg.Now(),
-		ready: make(chan struct{}),
+		cfg:       cfg,
+		realClock: realClock,
+		log:       cfg.Logger.With("component", "denylist"),
+		epoch:     cfg.Now(),
+		ready:     make(chan struct{}),
 	}
 	l.tables[KindSession] = newTable()
 	l.tables[KindToken] = newTable()
@@ -301,7 +307,11 @@ func (l *List) Staleness() time.Duration {
 	if f == 0 {
 		return math.MaxInt64
 	}
-	return max(l.cfg.Now().Sub(l.epoch)-time.Duration(f-1), 0)
+	since := time.Since(l.epoch)
+	if !l.realClock {
+		since = l.cfg.Now().Sub(l.epoch)
+	}
+	return max(since-time.Duration(f-1), 0)
 }
 
 // Check tells whether the list may be relied on now. It returns
