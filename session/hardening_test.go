@@ -27,7 +27,7 @@ func TestLoginRacingDisable(t *testing.T) {
 		var lerr error
 		var wg sync.WaitGroup
 		wg.Go(func() { rep, lerr = mgr.Login(bg, session.LoginRequest{Username: name, Password: pw}) })
-		time.Sleep(time.Duration(i*4) * time.Millisecond)
+		time.Sleep(time.Duration(i*4) * time.Millisecond) // staggers the interleaving: not a wait for something
 		if _, err := mgr.SetDisabled(bg, name, true); err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +12,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 	"github.com/sessionbus/sessionbus/schemas"
 	"github.com/sessionbus/sessionbus/session"
 )
@@ -122,13 +122,7 @@ func withSession(f func(*session.Config)) nodetest.Option {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, what, cond)
 }
 
 func jsTestStream(t testing.TB, m *nodetest.Manager) jetstream.JetStream {

@@ -128,7 +128,7 @@ func TestBarrierSharesOnlyLaterReads(t *testing.T) {
 		seq++
 		s := seq
 		mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // a read that takes a while: simulated work, not a wait
 		return s, nil
 	}
 	var wg sync.WaitGroup

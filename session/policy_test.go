@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/fakeclock"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
@@ -128,7 +129,7 @@ func TestLoginStormIsBounded(t *testing.T) {
 // how fast the machine refreshes.
 func TestTimeouts(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
+	clock := fakeclock.New(time.Now())
 	_, m := start(t, withSession(func(c *session.Config) {
 		c.AccessTTL = time.Second
 		c.IdleTimeout = 1500 * time.Millisecond
@@ -246,24 +247,4 @@ func TestNATSRestart(t *testing.T) {
 	}
 	login(t, m, "alice")
 	checkStream(t, m.NC, pw, r.RefreshToken, n.RefreshToken)
-}
-
-// testClock is a manager clock that moves only when told.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }

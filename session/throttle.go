@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sessionbus/sessionbus/events/backoff"
 )
 
 // Login throttling. Failed logins are facts (login.failed) keyed by an
@@ -94,16 +96,15 @@ type Throttle struct {
 	KnownAt time.Time `json:"known_at,omitzero"`
 }
 
-// delay is the wait after n failures from one address.
+// delay is the wait after n failures from one address: BaseDelay from the
+// PerAddress-th, doubling up to MaxDelay, without jitter (the wait is the
+// policy, not a retry schedule).
 func (c ThrottleConfig) delay(n int) time.Duration {
 	if n < c.PerAddress {
 		return 0
 	}
-	d := c.BaseDelay
-	for i := c.PerAddress; i < n && d < c.MaxDelay; i++ {
-		d *= 2
-	}
-	return min(d, c.MaxDelay)
+	b := backoff.Backoff{Initial: c.BaseDelay, Max: c.MaxDelay}
+	return b.Nominal(n - c.PerAddress + 1)
 }
 
 // RetryAfter returns how long an attempt at now must wait, 0 if it may go.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -20,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sessionbus/sessionbus/events/backoff"
+	"github.com/sessionbus/sessionbus/events/filelock"
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/cli"
 	"github.com/sessionbus/sessionbus/internal/embedded"
@@ -255,7 +256,7 @@ func startNode(ctx context.Context, nc *nats.Conn, cfg node.Config) (*node.Node,
 // errors with a doubling pause: the one retry loop of the commands that
 // start against a cluster.
 func whileTransient(ctx context.Context, fn func(context.Context) error) error {
-	wait := 500 * time.Millisecond
+	b := backoff.New(500*time.Millisecond, 10*time.Second)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -264,13 +265,11 @@ func whileTransient(ctx context.Context, fn func(context.Context) error) error {
 		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
+		wait := b.Next()
 		slog.Warn("JetStream not available yet, retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if err := b.Sleep(ctx, wait); err != nil {
+			return err
 		}
-		wait = min(wait*2, 10*time.Second)
 	}
 }
 
@@ -409,21 +408,23 @@ func localAuthority(dataDir string) (*natsauth.Authority, error) {
 // errLocked reports a data dir in use by a running server.
 var errLocked = errors.New("data dir is in use by a running sessionbus")
 
-// lockDataDir takes an exclusive lock on the data dir, so two processes
-// never open one JetStream store or view.
+// lockDataDir takes an exclusive lock on the data dir (on its LOCK
+// file), so two processes never open one JetStream store or view.
 func lockDataDir(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock data dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w (%s)", errLocked, dir)
-		}
+	f.Close()
+	l, err := filelock.Acquire(path)
+	if errors.Is(err, filelock.ErrLocked) {
+		return nil, fmt.Errorf("%w (%s)", errLocked, dir)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("lock data dir: %w", err)
 	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	return func() { _ = l.Unlock() }, nil
 }
 
 // byteSize is a flag of bytes written as 16GB, 512MiB or 1000000.

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/backoff"
 )
 
 // FollowConfig configures a Follower.
@@ -125,7 +126,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
 	}
-	defer lock.Close()
+	defer func() { _ = lock.Unlock() }()
 	st, file, size, repaired, err := openChain(f.cfg.Out, f.cfg.Stream)
 	if err != nil {
 		return err
@@ -158,7 +159,7 @@ func (f *Follower) loop(ctx context.Context, w *chainWriter, log interface {
 	Warn(string, ...any)
 	Info(string, ...any)
 }) error {
-	backoff := 100 * time.Millisecond
+	b := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		stream, cons, err := f.position(ctx, w.st.lastSeq)
 		if err == nil {
@@ -170,18 +171,16 @@ func (f *Follower) loop(ctx context.Context, w *chainWriter, log interface {
 		case errors.Is(err, errReposition):
 			f.m.resets.Inc()
 			log.Info("repositioning the consumer after the file's last line", "after_seq", w.st.lastSeq)
-			backoff = 100 * time.Millisecond
+			b.Reset()
 			continue
 		case errors.Is(err, ErrFileAhead), errors.Is(err, errWrite):
 			return err
 		}
-		log.Warn("follow interrupted; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		d := b.Next()
+		log.Warn("follow interrupted; retrying", "err", err, "in", d)
+		if b.Sleep(ctx, d) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
 }

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sessionbus/sessionbus/events/filelock"
 )
 
 // lockChain creates the first part of the chain at base if it is missing
-// and locks it (see lockFile).
-func lockChain(base string) (*os.File, error) {
+// and locks it, so that two followers never append to one chain. It
+// returns ErrLocked when another follower holds it.
+func lockChain(base string) (*filelock.Lock, error) {
 	if _, err := os.Stat(base); errors.Is(err, os.ErrNotExist) {
 		f, err := createPart(base, 0)
 		if err != nil && !errors.Is(err, os.ErrExist) {
@@ -23,7 +26,11 @@ func lockChain(base string) (*os.File, error) {
 			f.Close()
 		}
 	}
-	return lockFile(base)
+	l, err := filelock.Acquire(base)
+	if errors.Is(err, filelock.ErrLocked) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, base)
+	}
+	return l, err
 }
 
 // openChain opens the last part of the chain at base for appending. It

@@ -15,7 +15,7 @@ import (
 // fact, and ErrExpired for a revocation whose deny_until plus Grace has
 // passed (it is not stored). Run skips and counts all of these.
 func (l *List) Apply(e events.Event) error {
-	_, err := l.apply(e, time.Now())
+	_, err := l.apply(e, l.cfg.Now())
 	return err
 }
 

@@ -52,7 +52,7 @@ func (l *List) Run(ctx context.Context) error {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
-	l.runStart = time.Now()
+	l.runStart = l.cfg.Now()
 	start := l.runStart.Add(-l.cfg.Lookback)
 	probe := time.NewTicker(l.cfg.Heartbeat)
 	defer probe.Stop()
@@ -72,8 +72,8 @@ func (l *List) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-probe.C:
-		case now := <-sweep.C:
-			l.sweep(now)
+		case <-sweep.C:
+			l.sweep(l.cfg.Now())
 		}
 	}
 }
@@ -86,7 +86,7 @@ func (l *List) Run(ctx context.Context) error {
 func (l *List) read(ctx context.Context, nc *nats.Conn, start time.Time) error {
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Heartbeat)
 	defer cancel()
-	asOf, err := sourcedUpTo(rctx, nc)
+	asOf, err := sourcedUpTo(rctx, nc, l.cfg.Now)
 	if err != nil {
 		return err
 	}
@@ -125,8 +125,8 @@ func (l *List) read(ctx context.Context, nc *nats.Conn, start time.Time) error {
 // or an idle heartbeat, one a second). Everything AUTH_EVENTS stored
 // before then is in AUTH_REVOCATIONS. Zero when the source lags or
 // failed.
-func sourcedUpTo(ctx context.Context, nc *nats.Conn) (time.Time, error) {
-	sent := time.Now()
+func sourcedUpTo(ctx context.Context, nc *nats.Conn, now func() time.Time) (time.Time, error) {
+	sent := now()
 	m, err := nc.RequestWithContext(ctx, natsauth.RevocationsInfoSubject, nil)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("info %s: %w", events.RevocationsStreamName, err)
@@ -163,7 +163,7 @@ func (l *List) handleLive(m *nats.Msg) { l.handle(m, time.Time{}) }
 // a child of it, so that the revocation's trace shows every service that
 // applied it; once live and once stored, as a rule.
 func (l *List) handle(m *nats.Msg, stored time.Time) {
-	recv := time.Now()
+	recv := l.cfg.Now()
 	e, err := events.FromMsg(m)
 	kind := KindNone
 	if err == nil {

@@ -75,6 +75,9 @@ type Config struct {
 	// TracerProvider makes the middleware's spans (default: the global
 	// provider, a no-op unless the program set one).
 	TracerProvider trace.TracerProvider
+	// Now is the clock tokens are checked against (default time.Now);
+	// tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 // TracerName names the tracer of this package's spans.
@@ -107,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -169,6 +175,7 @@ func New(cfg Config) (*Authenticator, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(cfg.Now),
 	}
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
@@ -208,7 +215,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Claims
 	var (
 		c   *Claims
 		key uint64
-		now = time.Now()
+		now = a.cfg.Now()
 	)
 	if a.cache != nil {
 		key = a.cache.key(token)

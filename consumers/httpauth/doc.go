@@ -10,10 +10,10 @@
 // once on each key.rotated or key.revoked fact (auth.events.key.>), and
 // refreshed when a token names an unknown kid — at most once per
 // KeySetConfig.MinRefreshInterval (default 5s), concurrent requests
-// sharing one fetch. Only public signature keys are kept: ES256 (EC
-// P-256), EdDSA (OKP Ed25519) and RS256 (RSA of at least 2048 bits); a
-// key's alg, when given, must fit its type, and a token's alg must be its
-// key's.
+// sharing one fetch (golang.org/x/sync/singleflight). Only public
+// signature keys are kept: ES256 (EC P-256), EdDSA (OKP Ed25519) and
+// RS256 (RSA of at least 2048 bits); a key's alg, when given, must fit
+// its type, and a token's alg must be its key's.
 //
 // The checks, with the defaults of Config:
 //
@@ -51,11 +51,11 @@
 // A verified token is cached until its exp plus the leeway, so a repeated
 // token costs a keyed hash (hash/maphash, random seed), a map lookup, a
 // constant-time comparison with the cached token and the deny-list check
-// instead of a signature verification (under 1 µs per request against
-// some 120 µs). The hash only finds the candidate; the comparison of the
-// whole token decides, so no crafted token can borrow a cached entry. The
-// cache holds at most CacheSize entries (default 100,000; about 900 B
-// each, token and claims included, so some 90 MB when full):
+// instead of a signature verification (the cost of each is in the
+// performance table of docs/design.md). The hash only finds the
+// candidate; the comparison of the whole token decides, so no crafted
+// token can borrow a cached entry. The cache holds at most CacheSize
+// entries (default 100,000; each holds the token and its claims):
 // 16 shards of two generations each; a full generation replaces the
 // older one, so eviction costs nothing per request. Revocations apply to
 // cached tokens too (the deny-list is checked on every request), and a

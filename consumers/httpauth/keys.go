@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults of KeySetConfig.
@@ -35,6 +36,9 @@ type KeySetConfig struct {
 	RefreshInterval time.Duration
 	// FetchTimeout bounds one fetch (default 5s).
 	FetchTimeout time.Duration
+	// Now is the clock of the rate limit (default time.Now); tests move
+	// it instead of sleeping.
+	Now func() time.Time
 	// Logger receives the key set's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -48,16 +52,11 @@ type KeySet struct {
 	loaded  atomic.Bool // a fetch has succeeded
 	running atomic.Bool
 
+	flight    singleflight.Group
 	mu        sync.Mutex
-	inflight  *fetchCall
 	lastFetch time.Time
 
 	listeners []func(ok, removed bool) // guarded by mu
-}
-
-type fetchCall struct {
-	done chan struct{}
-	err  error
 }
 
 var errRateLimited = errors.New("key set refreshed too recently")
@@ -79,6 +78,9 @@ func NewKeySet(cfg KeySetConfig) (*KeySet, error) {
 	}
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -136,38 +138,34 @@ func (k *KeySet) key(ctx context.Context, kid, alg string) (any, error) {
 
 // refresh fetches the set unless another fetch is running (then it waits
 // for that one) or, unless forced, one started less than
-// MinRefreshInterval ago. The fetch runs in the caller's goroutine with a
-// context that a cancelled caller does not cancel, so that the callers
-// waiting for it get its result.
+// MinRefreshInterval ago. Concurrent callers share one fetch
+// (singleflight), which runs on a context that a cancelled caller does
+// not cancel, so that the callers waiting for it get its result.
 func (k *KeySet) refresh(ctx context.Context, force bool) error {
-	k.mu.Lock()
-	if c := k.inflight; c != nil {
-		k.mu.Unlock()
+	for {
+		ch := k.flight.DoChan("jwks", func() (any, error) {
+			k.mu.Lock()
+			if !force && !k.lastFetch.IsZero() && k.cfg.Now().Sub(k.lastFetch) < k.cfg.MinRefreshInterval {
+				k.mu.Unlock()
+				return nil, errRateLimited
+			}
+			k.lastFetch = k.cfg.Now()
+			k.mu.Unlock()
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.FetchTimeout)
+			defer cancel()
+			return nil, k.fetch(fctx)
+		})
 		select {
-		case <-c.done:
-			return c.err
+		case r := <-ch:
+			if force && errors.Is(r.Err, errRateLimited) {
+				// Joined a rate-limited lookup: a forced refresh fetches.
+				continue
+			}
+			return r.Err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if !force && !k.lastFetch.IsZero() && time.Since(k.lastFetch) < k.cfg.MinRefreshInterval {
-		k.mu.Unlock()
-		return errRateLimited
-	}
-	c := &fetchCall{done: make(chan struct{})}
-	k.inflight = c
-	k.lastFetch = time.Now()
-	k.mu.Unlock()
-
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.FetchTimeout)
-	c.err = k.fetch(fctx)
-	cancel()
-
-	k.mu.Lock()
-	k.inflight = nil
-	k.mu.Unlock()
-	close(c.done)
-	return c.err
 }
 
 // listen calls f after every fetch: ok tells whether it succeeded, removed

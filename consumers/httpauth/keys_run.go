@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/backoff"
 )
 
 // Run keeps the key set current until ctx ends, then returns nil: it
@@ -46,7 +47,7 @@ func (k *KeySet) Run(ctx context.Context) error {
 	var (
 		waitFor string // kid of a rotation not yet in the set
 		tries   int
-		backoff = 100 * time.Millisecond
+		b       = backoff.New(100*time.Millisecond, k.cfg.MinRefreshInterval)
 	)
 	for {
 		select {
@@ -65,9 +66,9 @@ func (k *KeySet) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			k.log.Warn("key set refresh failed", "err", err, "retry_in", backoff)
-			retry.Reset(backoff)
-			backoff = min(2*backoff, k.cfg.MinRefreshInterval)
+			d := b.Next()
+			k.log.Warn("key set refresh failed", "err", err, "retry_in", d)
+			retry.Reset(d)
 			continue
 		case waitFor != "" && !k.has(waitFor) && tries < 5:
 			tries++
@@ -75,6 +76,6 @@ func (k *KeySet) Run(ctx context.Context) error {
 		default:
 			waitFor = ""
 		}
-		backoff = 100 * time.Millisecond
+		b.Reset()
 	}
 }

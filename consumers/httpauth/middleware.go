@@ -196,7 +196,7 @@ func (a *Authenticator) refuse(w http.ResponseWriter, err error) {
 			h.Set("WWW-Authenticate", "Bearer"+realm)
 		}
 	case errors.Is(err, ErrUnavailable):
-		if now := time.Now().UnixNano(); now-a.lastUnavailableLog.Load() > int64(10*time.Second) {
+		if now := a.cfg.Now().UnixNano(); now-a.lastUnavailableLog.Load() > int64(10*time.Second) {
 			a.lastUnavailableLog.Store(now)
 			a.log.Warn("refusing requests: deny-list not usable", "err", err)
 		}

@@ -7,12 +7,21 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/sessionbus/sessionbus/events/backoff"
 )
 
 // CredentialsFunc returns the credentials to log in with. The Client calls
 // it for the first login and whenever the session has ended (a refresh
 // answered 401), and keeps nothing of what it returns.
 type CredentialsFunc func(ctx context.Context) (Credentials, error)
+
+// After a failed renewal while the token is still usable, the next
+// attempt waits failureBackoff, doubling to maxFailureBackoff (jittered).
+const (
+	failureBackoff    = time.Second
+	maxFailureBackoff = 30 * time.Second
+)
 
 // expiryMargin is how long before its expiry (at most a tenth of its
 // lifetime) a token is no longer handed out: it must reach the server
@@ -46,6 +55,9 @@ type Config struct {
 	// Logger receives the client's logs; nil discards them. Tokens and
 	// passwords are never logged.
 	Logger *slog.Logger
+	// Now is the clock token lifetimes are counted on (default
+	// time.Now); tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -60,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -93,13 +108,13 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // renewals in flight
 
-	mu            sync.Mutex
-	st            state
-	flight        *flight
-	lastForced    time.Time
-	failedUntil   time.Time // no new attempt before, while the token is usable
-	failureStreak int
-	closed        bool
+	mu          sync.Mutex
+	st          state
+	flight      *flight
+	lastForced  time.Time
+	failedUntil time.Time        // no new attempt before, while the token is usable
+	backoff     *backoff.Backoff // spaces the attempts after failures
+	closed      bool
 }
 
 type state struct {
@@ -129,7 +144,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cfg: cfg, log: cfg.Logger.With("component", "tokenclient"), ctx: ctx, cancel: cancel}, nil
+	return &Client{
+		cfg: cfg, log: cfg.Logger.With("component", "tokenclient"), ctx: ctx, cancel: cancel,
+		backoff: backoff.New(failureBackoff, maxFailureBackoff),
+	}, nil
 }
 
 // Token returns a valid access token. From RefreshBefore its expiry on,
@@ -141,7 +159,7 @@ func New(cfg Config) (*Client, error) {
 // returned while it lasts. It returns ErrUnauthorized when a login is refused, the
 // error of the CredentialsFunc, ErrClosed, or ctx's error.
 func (c *Client) Token(ctx context.Context) (string, error) {
-	now := time.Now()
+	now := c.cfg.Now()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -182,7 +200,7 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 func (c *Client) renew(f *flight, st state) {
 	defer c.wg.Done()
 	tokens, sent, err := c.obtain(st)
-	now := time.Now()
+	now := c.cfg.Now()
 	c.mu.Lock()
 	switch {
 	case c.closed:
@@ -195,14 +213,14 @@ func (c *Client) renew(f *flight, st state) {
 			usableUntil: sent.Add(life - min(expiryMargin, life/10)),
 			expiresAt:   sent.Add(life),
 		}
-		c.failedUntil, c.failureStreak = time.Time{}, 0
+		c.failedUntil = time.Time{}
+		c.backoff.Reset()
 		f.token = tokens.AccessToken
 	case c.st.usable(now):
 		// Keep the current token while it lasts; retry later.
-		c.failureStreak++
-		backoff := min(time.Duration(1<<min(c.failureStreak-1, 5))*time.Second, 30*time.Second)
-		c.failedUntil = now.Add(backoff)
-		c.log.Warn("token refresh failed; using the current token", "err", err, "expires_in", c.st.expiresAt.Sub(now).Round(time.Second), "retry_in", backoff)
+		d := c.backoff.Next()
+		c.failedUntil = now.Add(d)
+		c.log.Warn("token refresh failed; using the current token", "err", err, "expires_in", c.st.expiresAt.Sub(now).Round(time.Second), "retry_in", d)
 		f.token = c.st.access
 	default:
 		f.err = err
@@ -220,7 +238,7 @@ func (c *Client) obtain(st state) (Tokens, time.Time, error) {
 		return Tokens{}, time.Time{}, ErrClosed
 	}
 	if st.refresh != "" {
-		sent := time.Now()
+		sent := c.cfg.Now()
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
 		t, err := c.cfg.Backend.Refresh(ctx, st.refresh)
 		cancel()
@@ -244,7 +262,7 @@ func (c *Client) obtain(st state) (Tokens, time.Time, error) {
 	if err != nil {
 		return Tokens{}, time.Time{}, fmt.Errorf("tokenclient: credentials: %w", err)
 	}
-	sent := time.Now()
+	sent := c.cfg.Now()
 	t, err := c.cfg.Backend.Login(ctx, creds)
 	if err != nil {
 		return Tokens{}, time.Time{}, fmt.Errorf("tokenclient: login: %w", err)
@@ -262,7 +280,7 @@ func (c *Client) Invalidate(token string) {
 	if token == "" || token != c.st.access {
 		return
 	}
-	if now := time.Now(); now.Sub(c.lastForced) >= c.cfg.MinRefreshInterval {
+	if now := c.cfg.Now(); now.Sub(c.lastForced) >= c.cfg.MinRefreshInterval {
 		c.lastForced = now
 		c.st.invalid = true
 		c.failedUntil = time.Time{}

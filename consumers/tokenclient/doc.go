@@ -24,7 +24,8 @@
 // (session revoked, timed out, refresh token reused) ends the session: the
 // Client logs in again with fresh credentials. Any other failure
 // (manager unreachable, 429, 503) keeps the current token in use until it
-// expires, with new attempts backing off from 1s to 30s.
+// expires, with new attempts backing off from 1s to 30s (doubling, each
+// delay drawn from its upper half: events/backoff).
 //
 // Transport (and HTTPClient) is an http.RoundTripper that adds
 // "Authorization: Bearer …" to each request. On a 401 it invalidates the

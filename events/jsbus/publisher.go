@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/backoff"
 )
 
 // DefaultPublishTimeout bounds a Publish whose context has no deadline.
@@ -202,17 +203,14 @@ type publication struct {
 // retry makes attempts until one has a definite outcome (done) or ctx
 // ends.
 func (pub *publication) retry(ctx context.Context) (seq uint64, done bool, err error) {
-	backoff := 20 * time.Millisecond
+	b := backoff.New(20*time.Millisecond, 500*time.Millisecond)
 	for {
 		if seq, done, err := pub.attempt(ctx); done {
 			return seq, true, err
 		}
-		select {
-		case <-ctx.Done():
+		if b.Wait(ctx) != nil {
 			return 0, false, nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
 	}
 }
 

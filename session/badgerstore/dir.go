@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessionbus/sessionbus/events/filelock"
 )
 
 // Files of a view directory besides Badger's own: the marker Open writes
@@ -71,6 +73,20 @@ func checkViewDir(dir string) error {
 		return fmt.Errorf("%s has neither %s nor a Badger MANIFEST", abs, markerView)
 	}
 	return nil
+}
+
+// lockDir takes the lock Badger takes on a view directory, so that a view
+// another process has open is neither checked while it changes nor
+// removed or moved.
+func lockDir(dir string) (unlock func(), err error) {
+	l, err := filelock.Acquire(dir)
+	if err != nil {
+		if errors.Is(err, filelock.ErrLocked) {
+			return nil, fmt.Errorf("view %w", err)
+		}
+		return nil, err
+	}
+	return func() { _ = l.Unlock() }, nil
 }
 
 // lockView checks that dir is a view directory, locks it and checks it

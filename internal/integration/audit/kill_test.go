@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bufio"
 	"context"
 	"math/rand/v2"
 	"os"
@@ -37,8 +38,19 @@ func TestFollowSIGKILL(t *testing.T) {
 		cmd.Env = append(os.Environ(), childEnv+"=1", "AUDIT_TEST_NATS_URL="+e.srv.ClientURL(), "AUDIT_TEST_NATS_CREDS="+creds,
 			"AUDIT_TEST_OUT="+out, "AUDIT_TEST_MAX_SIZE="+strconv.Itoa(size))
 		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
+		}
+		// Kill moments count from when it follows, not from when the
+		// process started: starting takes long on a loaded machine.
+		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "following\n" {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("follower: %q, %v", line, err)
 		}
 		return cmd
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/fakeclock"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 )
 
@@ -305,11 +306,19 @@ func TestStalenessPolicy(t *testing.T) {
 		t.Run(tc.policy.String(), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			l, reg, _ := e.start(denylist.Config{Heartbeat: 500 * time.Millisecond, MaxStaleness: bound, StalePolicy: tc.policy})
-			waitReady(t, l)
-			// A quiet stream stays fresh thanks to the probes: after longer
-			// than the bound without a message, the list is still fresh.
-			time.Sleep(bound + 500*time.Millisecond)
+			clk := fakeclock.New(time.Now())
+			l, reg, _ := e.start(denylist.Config{Heartbeat: 500 * time.Millisecond, MaxStaleness: bound, StalePolicy: tc.policy, Now: clk.Now})
+			// Ready once a read finds the stream caught up as of a moment
+			// after Run started: on this clock, once it has moved.
+			eventually(t, "ready", func() bool {
+				clk.Advance(100 * time.Millisecond)
+				return !errors.Is(l.Check(), denylist.ErrNotReady)
+			})
+			// A quiet stream stays fresh thanks to the probes: longer than
+			// the bound passes without a message, and the next probe (one
+			// Heartbeat of real time) makes the list fresh again.
+			clk.Advance(bound + 500*time.Millisecond)
+			eventually(t, "a probe to freshen the quiet stream", func() bool { return l.Staleness() <= bound })
 			if err := l.Check(); err != nil {
 				t.Fatalf("quiet stream: Check = %v (staleness %s)", err, l.Staleness())
 			}
@@ -317,7 +326,11 @@ func TestStalenessPolicy(t *testing.T) {
 				t.Fatalf("staleness_seconds = %v on a quiet stream", s)
 			}
 			e.srv.Shutdown()
-			eventually(t, "staleness past the bound", func() bool { return l.Staleness() > bound })
+			// No probe succeeds any more: time passes and the list ages.
+			eventually(t, "staleness past the bound", func() bool {
+				clk.Advance(100 * time.Millisecond)
+				return l.Staleness() > bound
+			})
 			if err := l.Check(); !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("Check while stale = %v, want %v", err, tc.wantErr)
 			}
@@ -360,8 +373,8 @@ func TestWaitsForTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{t: t, srv: srv, svc: svc}
-	l, _, _ := e.start(denylist.Config{})
-	time.Sleep(300 * time.Millisecond)
+	l, reg, _ := e.start(denylist.Config{})
+	eventually(t, "a failed read", func() bool { return metric(t, reg, "sessionbus_denylist_consumer_errors_total", "") > 0 })
 	if err := l.Check(); !errors.Is(err, denylist.ErrNotReady) {
 		t.Fatalf("Check without stream = %v", err)
 	}

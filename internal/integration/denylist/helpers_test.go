@@ -16,6 +16,7 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/jsbus"
 	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 )
 
 // env is a NATS server with AUTH_EVENTS, a publisher standing in for the
@@ -149,13 +150,7 @@ func (e *env) revokeKey(kid string, denyFor time.Duration) uint64 {
 // eventually polls cond until it holds or 10s pass.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll.Until(t, what, cond)
 }
 
 func denied(l *denylist.List, tok denylist.Token) denylist.Kind {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +21,9 @@ import (
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/consumers/httpauth"
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/fakeclock"
 	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 )
 
 type fixture struct {
@@ -344,13 +347,7 @@ func TestRevokedTokensAreRefusedEvenWhenCached(t *testing.T) {
 			wantOK(t, f.bearer(tok))
 			wantOK(t, f.bearer(tok)) // now cached
 			c.revoke(cl)
-			deadline := time.Now().Add(10 * time.Second)
-			for f.bearer(tok).Code == http.StatusOK {
-				if time.Now().After(deadline) {
-					t.Fatal("still accepted after the revocation")
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
+			eventually(t, "refused after the revocation", func() bool { return f.bearer(tok).Code != http.StatusOK })
 			wantRefused(t, f.bearer(tok), invalidToken)
 			_, err := f.auth.Authenticate(context.Background(), tok)
 			if !errors.Is(err, httpauth.ErrRevoked) {
@@ -384,13 +381,7 @@ func TestStaleDenyListPolicy(t *testing.T) {
 			tok := f.es.sign(t, claims(time.Now()), nil)
 			wantOK(t, f.bearer(tok))
 			f.srv.Shutdown()
-			deadline := time.Now().Add(10 * time.Second)
-			for f.dl.Staleness() <= time.Second {
-				if time.Now().After(deadline) {
-					t.Fatal("never stale")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			eventually(t, "stale", func() bool { return f.dl.Staleness() > time.Second })
 			w := f.bearer(tok)
 			want := http.StatusServiceUnavailable
 			if policy == denylist.FailOpen {
@@ -427,25 +418,63 @@ func TestUnknownKidRefreshIsRateLimited(t *testing.T) {
 }
 
 func TestUnknownKidTriggersARefresh(t *testing.T) {
-	f := setup(t, setupOpts{keys: httpauth.KeySetConfig{MinRefreshInterval: 200 * time.Millisecond}})
-	wantOK(t, f.bearer(f.es.sign(t, claims(time.Now()), nil)))
+	clk := fakeclock.New(time.Now())
+	f := setup(t, setupOpts{})
+	src := &gatedSource{JWKSSource: httpauth.NATSSource(f.srv.ConnectService(nats.Timeout(10*time.Second)), "")}
+	f.keys = mustKeySet(t, httpauth.KeySetConfig{Source: src, MinRefreshInterval: 200 * time.Millisecond, Now: clk.Now})
+	auth, err := httpauth.New(httpauth.Config{Keys: f.keys, DenyList: f.dl, Issuer: testIssuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.Authenticate(context.Background(), f.es.sign(t, claims(time.Now()), nil)); err != nil {
+		t.Fatal(err)
+	}
 	next := newSigner(t, "kid-next", "EdDSA")
 	f.mgr.setKeys(f.es, next)
 	tok := next.sign(t, claims(time.Now()), nil)
-	time.Sleep(250 * time.Millisecond)
-	// Concurrent requests with the new kid share one fetch.
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			if w := f.bearer(tok); w.Code != http.StatusOK {
-				t.Errorf("new kid: status %d", w.Code)
-			}
-		})
+	clk.Advance(200 * time.Millisecond) // the last fetch is MinRefreshInterval old
+
+	// 20 concurrent requests with the new kid: the fetch is held until
+	// all 20 wait for it, then they share it.
+	release := src.hold()
+	const n = 20
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := auth.Authenticate(context.Background(), tok)
+			errs <- err
+		}()
 	}
-	wg.Wait()
-	if n := f.mgr.fetches.Load(); n != 2 {
-		t.Fatalf("%d fetches, want 2", n)
+	eventually(t, "20 requests waiting for the key set", func() bool { return poll.GoroutinesIn("httpauth.(*KeySet).refresh") == n })
+	release()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("new kid: %v", err)
+		}
 	}
+	if got := f.mgr.fetches.Load(); got != 2 {
+		t.Fatalf("%d fetches, want 2 (the first, and one for the 20 requests)", got)
+	}
+}
+
+// gatedSource is a JWKSSource whose fetches can be held back.
+type gatedSource struct {
+	httpauth.JWKSSource
+	gate atomic.Pointer[chan struct{}]
+}
+
+// hold makes fetches wait until release is called.
+func (g *gatedSource) hold() (release func()) {
+	c := make(chan struct{})
+	g.gate.Store(&c)
+	return func() { close(c) }
+}
+
+func (g *gatedSource) FetchJWKS(ctx context.Context) ([]byte, error) {
+	if c := g.gate.Load(); c != nil {
+		<-*c
+	}
+	return g.JWKSSource.FetchJWKS(ctx)
 }
 
 func TestKeyRotatedFactRefreshesTheKeySet(t *testing.T) {
@@ -487,16 +516,18 @@ func TestKeyRotatedFactRefreshesTheKeySet(t *testing.T) {
 }
 
 func TestCachedTokenExpires(t *testing.T) {
-	f := setup(t, setupOpts{cfg: httpauth.Config{Leeway: time.Millisecond}})
-	c := claims(time.Now())
-	c["exp"] = time.Now().Add(1100 * time.Millisecond).Unix()
-	if c["exp"].(int64) <= time.Now().Unix() {
-		c["exp"] = c["exp"].(int64) + 1
-	}
+	now := time.Now()
+	clk := fakeclock.New(now)
+	f := setup(t, setupOpts{cfg: httpauth.Config{Leeway: time.Millisecond, Now: clk.Now}})
+	c := claims(now)
+	exp := now.Add(time.Minute).Truncate(time.Second)
+	c["exp"] = exp.Unix()
 	tok := f.es.sign(t, c, nil)
 	wantOK(t, f.bearer(tok))
+	wantOK(t, f.bearer(tok)) // from the cache
+	clk.Advance(exp.Sub(now) - time.Millisecond)
 	wantOK(t, f.bearer(tok))
-	time.Sleep(time.Until(time.Unix(c["exp"].(int64), 0)) + 10*time.Millisecond)
+	clk.Advance(10 * time.Millisecond) // past exp and the leeway
 	wantRefused(t, f.bearer(tok), invalidToken)
 }
 
@@ -633,13 +664,7 @@ func mustKeySet(t testing.TB, cfg httpauth.KeySetConfig) *httpauth.KeySet {
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, what, cond)
 }
 
 // FuzzMiddleware sends arbitrary Authorization headers: never a panic,
@@ -686,7 +711,8 @@ func TestNoKeySetYetMeans503(t *testing.T) {
 	es := newSigner(t, "kid-es", "ES256")
 	srv.JetStream() // the stream exists; the manager does not answer yet
 	dl := startDenyList(t, srv, denylist.Config{})
-	keys := mustKeySet(t, httpauth.KeySetConfig{Source: httpauth.NATSSource(srv.ConnectService(), ""), MinRefreshInterval: 100 * time.Millisecond})
+	clk := fakeclock.New(time.Now())
+	keys := mustKeySet(t, httpauth.KeySetConfig{Source: httpauth.NATSSource(srv.ConnectService(), ""), MinRefreshInterval: 100 * time.Millisecond, Now: clk.Now})
 	auth, err := httpauth.New(httpauth.Config{Keys: keys, DenyList: dl, Issuer: testIssuer})
 	if err != nil {
 		t.Fatal(err)
@@ -700,8 +726,9 @@ func TestNoKeySetYetMeans503(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	newManager(t, srv, es)
-	time.Sleep(150 * time.Millisecond)
-	if w := f.bearer(tok); w.Code != http.StatusOK {
-		t.Fatalf("manager up: status %d", w.Code)
-	}
+	// Each request may fetch again once MinRefreshInterval has passed.
+	eventually(t, "200 once the manager answers", func() bool {
+		clk.Advance(100 * time.Millisecond)
+		return f.bearer(tok).Code == http.StatusOK
+	})
 }

@@ -37,8 +37,8 @@ type authServer struct {
 	expires   map[string]time.Time
 
 	logins, refreshes, logouts atomic.Int64
-	down                       atomic.Bool  // answer 503
-	refreshDelay               atomic.Int64 // ns to wait in refresh
+	down                       atomic.Bool                   // answer 503
+	refreshGate                atomic.Pointer[chan struct{}] // refreshes wait until it is closed
 
 	nc   *nats.Conn
 	http *httptest.Server
@@ -114,9 +114,18 @@ func (a *authServer) login(user, pass string) (events.TokenReply, int) {
 	return a.issue(sid), http.StatusOK
 }
 
+// holdRefreshes makes refreshes wait until release is called.
+func (a *authServer) holdRefreshes() (release func()) {
+	g := make(chan struct{})
+	a.refreshGate.Store(&g)
+	return func() { close(g) }
+}
+
 func (a *authServer) refresh(rt string) (events.TokenReply, int) {
 	a.refreshes.Add(1)
-	time.Sleep(time.Duration(a.refreshDelay.Load()))
+	if g := a.refreshGate.Load(); g != nil {
+		<-*g
+	}
 	if a.down.Load() {
 		return events.TokenReply{}, http.StatusServiceUnavailable
 	}

@@ -18,7 +18,9 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/tokenclient"
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/fakeclock"
 	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 )
 
 var goodCreds = tokenclient.Credentials{Username: "svc-orders", Password: "correct horse"}
@@ -27,7 +29,8 @@ type fixture struct {
 	srv    *natstest.Server
 	as     *authServer
 	client *tokenclient.Client
-	creds  atomic.Int64 // CredentialsFunc calls
+	clk    *fakeclock.Clock // the client's clock, unless the test gave one
+	creds  atomic.Int64     // CredentialsFunc calls
 }
 
 func backends(t *testing.T, srv *natstest.Server, as *authServer) map[string]tokenclient.Backend {
@@ -43,15 +46,18 @@ func backends(t *testing.T, srv *natstest.Server, as *authServer) map[string]tok
 }
 
 // eachBackend runs fn against a fresh stand-in manager once over NATS and
-// once over HTTP.
+// once over HTTP. The client runs on f.clk unless cfg has a clock.
 func eachBackend(t *testing.T, ttl time.Duration, cfg tokenclient.Config, fn func(t *testing.T, f *fixture)) {
 	for _, name := range []string{"nats", "http"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f := &fixture{srv: natstest.Start(t)}
+			f := &fixture{srv: natstest.Start(t), clk: fakeclock.New(time.Now())}
 			f.as = newAuthServer(t, f.srv, ttl)
 			c := cfg
 			c.Backend = backends(t, f.srv, f.as)[name]
+			if c.Now == nil {
+				c.Now = f.clk.Now
+			}
 			if c.Credentials == nil {
 				c.Credentials = func(context.Context) (tokenclient.Credentials, error) {
 					f.creds.Add(1)
@@ -106,13 +112,13 @@ func TestRefreshesBeforeExpiryFollowingRotation(t *testing.T) {
 	eachBackend(t, 2*time.Second, tokenclient.Config{RefreshBefore: 10 * time.Second}, func(t *testing.T, f *fixture) {
 		first := token(t, f.client)
 		sid := f.client.SessionID()
-		time.Sleep(1100 * time.Millisecond)
+		f.clk.Advance(1100 * time.Millisecond)
 		// Still the current token, while it refreshes.
 		if got := token(t, f.client); got != first {
 			t.Fatal("a caller waited for the refresh")
 		}
 		second := eventuallyNewToken(t, f.client, first)
-		time.Sleep(1100 * time.Millisecond)
+		f.clk.Advance(1100 * time.Millisecond)
 		token(t, f.client)
 		third := eventuallyNewToken(t, f.client, second)
 		// Each refresh presented the newest refresh token: a rotated one
@@ -129,25 +135,19 @@ func TestRefreshesBeforeExpiryFollowingRotation(t *testing.T) {
 // eventuallyNewToken polls Token until it differs from old.
 func eventuallyNewToken(t *testing.T, c *tokenclient.Client, old string) string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if tok := token(t, c); tok != old {
-			return tok
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the token was not renewed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var tok string
+	poll.Until(t, "a renewed token", func() bool { tok = token(t, c); return tok != old })
+	return tok
 }
 
 func TestOneRefreshForManyGoroutines(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, 2*time.Second, tokenclient.Config{}, func(t *testing.T, f *fixture) {
 		first := token(t, f.client)
-		time.Sleep(1100 * time.Millisecond)
-		f.as.refreshDelay.Store(int64(100 * time.Millisecond))
-		// Refresh time, the token still usable: nobody waits, one refresh.
+		f.clk.Advance(1100 * time.Millisecond)
+		// Refresh time, the token still usable: nobody waits for the
+		// refresh (held back until all 50 have their token), one refresh.
+		release := f.as.holdRefreshes()
 		var wg sync.WaitGroup
 		for range 50 {
 			wg.Go(func() {
@@ -157,16 +157,21 @@ func TestOneRefreshForManyGoroutines(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		release()
 		second := eventuallyNewToken(t, f.client, first)
 		if n := f.as.refreshes.Load(); n != 1 {
 			t.Fatalf("%d refreshes, want 1", n)
 		}
-		// Expired: everybody waits for the same one refresh.
-		time.Sleep(2100 * time.Millisecond)
+		// Expired: everybody waits for the same one refresh, held back
+		// until all 50 wait for it.
+		f.clk.Advance(2100 * time.Millisecond)
+		release = f.as.holdRefreshes()
 		got := make([]string, 50)
 		for i := range got {
 			wg.Go(func() { got[i] = token(t, f.client) })
 		}
+		poll.Until(t, "50 callers waiting", func() bool { return poll.GoroutinesIn("tokenclient.(*Client).Token") == 50 })
+		release()
 		wg.Wait()
 		for _, g := range got {
 			if g == second || g != got[0] {
@@ -185,7 +190,7 @@ func TestLogsInAgainWhenTheSessionWasRevoked(t *testing.T) {
 		first := token(t, f.client)
 		sid := f.client.SessionID()
 		f.as.revoke(sid)
-		time.Sleep(1100 * time.Millisecond) // refresh time: answered 401
+		f.clk.Advance(1100 * time.Millisecond) // refresh time: answered 401
 		token(t, f.client)
 		tok := eventuallyNewToken(t, f.client, first)
 		if f.client.SessionID() == sid {
@@ -231,26 +236,28 @@ func TestManagerDownKeepsTheCurrentToken(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, 2*time.Second, tokenclient.Config{}, func(t *testing.T, f *fixture) {
 		first := token(t, f.client)
-		time.Sleep(1100 * time.Millisecond)
+		f.clk.Advance(1100 * time.Millisecond)
 		f.as.down.Store(true)
 		// Refresh fails with 503: the token has not expired, keep it.
 		if got := token(t, f.client); got != first {
 			t.Fatal("token changed while the manager is down")
 		}
-		deadline := time.Now().Add(time.Second)
-		for f.as.refreshes.Load() == 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		time.Sleep(20 * time.Millisecond)
-		refreshes := f.as.refreshes.Load()
-		// No new attempt for every call: the failure backs off.
+		poll.Until(t, "the failed refresh to end", func() bool {
+			return f.as.refreshes.Load() == 1 && poll.GoroutinesIn("tokenclient.(*Client).renew") == 0
+		})
+		// No new attempt for every call: the failure backs off (at least
+		// half a second for the first failure).
 		for range 20 {
 			token(t, f.client)
 		}
-		if n := f.as.refreshes.Load(); n != refreshes {
-			t.Fatalf("%d refreshes during the back-off", n-refreshes)
+		f.clk.Advance(400 * time.Millisecond)
+		for range 20 {
+			token(t, f.client)
 		}
-		time.Sleep(time.Second)
+		if n := f.as.refreshes.Load(); n != 1 {
+			t.Fatalf("%d refreshes during the back-off", n-1)
+		}
+		f.clk.Advance(time.Second) // past the token's expiry
 		_, err := f.client.Token(context.Background())
 		if err == nil || events.ErrorCode(err) != http.StatusServiceUnavailable {
 			t.Fatalf("after expiry: err = %v, want 503", err)
@@ -283,7 +290,8 @@ func TestNoManagerAtAll(t *testing.T) {
 }
 
 func TestTransportAddsTheTokenAndRetriesOnce(t *testing.T) {
-	eachBackend(t, time.Minute, tokenclient.Config{MinRefreshInterval: time.Nanosecond}, func(t *testing.T, f *fixture) {
+	// A real clock: forced refreshes are 1ns apart.
+	eachBackend(t, time.Minute, tokenclient.Config{MinRefreshInterval: time.Nanosecond, Now: time.Now}, func(t *testing.T, f *fixture) {
 		hc := f.client.HTTPClient(nil)
 		post := func(body io.Reader) (*http.Response, string) {
 			t.Helper()
