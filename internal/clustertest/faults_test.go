@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/jsbus"
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/clustertest"
 	"github.com/sessionbus/sessionbus/internal/loadgen"
@@ -354,8 +356,10 @@ func (f *fixture) afterFault(t *testing.T, name string, s storm, bound time.Dura
 
 // TestFaults runs a refresh + login + revoke storm against two managers
 // on a 3-node JetStream cluster (R3, sync always, JWT trust) and, in
-// turn, kills the stream leader, kills a manager and restarts a node. For
-// each: every acknowledged operation is on the stream exactly once, no
+// turn, kills the stream leader, kills a manager, restarts a node and
+// fills the store (then logins and refreshes are refused with 503 and
+// /readyz says why, while revocations take the reserve and JWKS answers).
+// For each: every acknowledged operation is on the stream exactly once, no
 // session was revoked that the storm did not revoke, every revoked
 // session is refused by a service's deny-list, the stall of the refresh
 // workers is measured and bounded, and /readyz tells the truth.
@@ -415,4 +419,119 @@ func TestFaults(t *testing.T) {
 		f.c.Restart(i)
 	})
 	f.afterFault(t, "restart a node", s, bound)
+
+	var full fullStore
+	s = f.run(t, "fill the store", d, func() { full = f.fillStore(t, d/3) })
+	f.checkFull(t, s, full)
+	f.afterFault(t, "fill the store", s, bound)
+}
+
+// fullStore is what fillStore saw while the store was full.
+type fullStore struct {
+	logins  int      // logins it took to fill the stream
+	revoked []string // sessions revoked while it was full
+}
+
+// fillStore bounds AUTH_EVENTS a little above what it holds (as an
+// operator sizing --stream-max-bytes would), logs in until the manager
+// refuses logins, holds the store full for hold and then lifts the bound.
+// While it is full: sessions made before are revoked (the reserve takes
+// them), JWKS still answers.
+func (f *fixture) fillStore(t *testing.T, hold time.Duration) fullStore {
+	ctx, cancel := context.WithTimeout(context.Background(), hold+60*time.Second)
+	defer cancel()
+	var out fullStore
+	// Sessions to revoke once the store is full.
+	victims := make([]events.TokenReply, 5)
+	for i := range victims {
+		r, err := f.ops.Login(ctx, f.user.Name, f.user.Password, "")
+		if err != nil {
+			t.Errorf("fill the store: login before: %v", err)
+			return out
+		}
+		victims[i] = r
+	}
+	setup := f.c.Connect(natsauth.RoleSetup, 0)
+	defer setup.Close()
+	js, err := jetstream.New(setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Errorf("fill the store: %v", err)
+		return out
+	}
+	cfg := f.managers[0].cfg
+	// The reserve (10%) plus 64 KiB of logins to fill.
+	cfg.Stream.MaxBytes = int64(float64(info.CachedInfo().State.Bytes)/(1-jsbus.DefaultWriteReserve)) + 64<<10
+	if err := node.Setup(ctx, setup, cfg); err != nil {
+		t.Errorf("fill the store: bound the stream: %v", err)
+		return out
+	}
+	defer func() {
+		cfg.Stream.MaxBytes = 0
+		if err := node.Setup(context.Background(), setup, cfg); err != nil {
+			t.Errorf("fill the store: lift the bound: %v", err)
+		}
+	}()
+	for ; out.logins < 10_000; out.logins++ {
+		_, err := f.ops.Login(ctx, f.user.Name, f.user.Password, "")
+		if events.ErrorCode(err) == http.StatusServiceUnavailable {
+			break
+		}
+		if err != nil && ctx.Err() != nil {
+			t.Errorf("fill the store: %v", err)
+			return out
+		}
+	}
+	t.Logf("fill the store: %d logins filled the stream up to the reserve of its %d bytes", out.logins, cfg.Stream.MaxBytes)
+	if _, err := f.ops.Refresh(ctx, victims[0].RefreshToken); events.ErrorCode(err) != http.StatusServiceUnavailable {
+		t.Errorf("fill the store: a refresh while full: %v, want 503", err)
+	}
+	// Revocations still go through, and reads answer.
+	for _, v := range victims {
+		if err := f.ops.Revoke(ctx, events.RevokeRequest{SessionID: v.SessionID, Reason: "full"}); err != nil {
+			t.Errorf("fill the store: revocation refused: %v", err)
+			continue
+		}
+		out.revoked = append(out.revoked, v.SessionID)
+	}
+	if err := events.Request(ctx, f.ops.NC, events.SubjectJWKS, "/sessionbus/test", struct{}{}, &struct{}{}); err != nil {
+		t.Errorf("fill the store: JWKS: %v", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(hold):
+	}
+	t.Log("fill the store: lifting the bound")
+	return out
+}
+
+// check: the storm was refused its logins and refreshes (503) and heard
+// why from /readyz, and every revocation made while full is refused by
+// the service's deny-list.
+func (f *fixture) checkFull(t *testing.T, s storm, full fullStore) {
+	t.Helper()
+	if s.res.Errors["503"] == 0 {
+		t.Errorf("fill the store: no login or refresh was refused (errors %v)", s.res.Errors)
+	}
+	said := false
+	for r := range s.notReady {
+		said = said || (strings.HasPrefix(r, "503 ") && strings.Contains(r, jsbus.ReasonReserve))
+	}
+	if !said {
+		t.Errorf("fill the store: /readyz never said 503 with the reason (%v)", s.notReady)
+	}
+	if len(full.revoked) == 0 {
+		t.Error("fill the store: no revocation went through while the store was full")
+	}
+	waitFor(t, 10*time.Second, func() error {
+		for _, sid := range full.revoked {
+			if denied, _ := f.deny.Denied(denylist.Token{SessionID: sid}); !denied {
+				return fmt.Errorf("fill the store: the deny-list does not refuse %s, revoked while full", sid)
+			}
+		}
+		return nil
+	})
 }
