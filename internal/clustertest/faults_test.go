@@ -148,17 +148,11 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 	}
 	toks := make([]string, refreshWorkers)
 	for i := range toks {
-		for {
-			r, err := cl.Login(ctx, user.Name, user.Password, fmt.Sprintf("198.18.0.%d", i+1))
-			if err == nil {
-				toks[i] = r.RefreshToken
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("login: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		r, err := loginRetry(ctx, cl, user, fmt.Sprintf("198.18.0.%d", i+1))
+		if err != nil {
+			t.Fatalf("login: %v", err)
 		}
+		toks[i] = r.RefreshToken
 	}
 	var mu sync.Mutex
 	var s storm
@@ -337,6 +331,21 @@ func readyz(addr string) (int, string) {
 	return resp.StatusCode, string(b[:n])
 }
 
+// loginRetry logs user in, again after any error (a cluster electing
+// leaders, hash slots full) until ctx ends.
+func loginRetry(ctx context.Context, c *loadgen.Client, user loadgen.Account, ip string) (events.TokenReply, error) {
+	for {
+		r, err := c.Login(ctx, user.Name, user.Password, ip)
+		if err == nil || ctx.Err() != nil {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // waitFor polls cond until it returns nil, failing the test with its last
 // error after within.
 func waitFor(t *testing.T, within time.Duration, cond func() error) {
@@ -471,7 +480,7 @@ func (f *fixture) fillStore(t *testing.T, hold time.Duration) fullStore {
 	// Sessions to revoke once the store is full.
 	victims := make([]events.TokenReply, 5)
 	for i := range victims {
-		r, err := f.ops.Login(ctx, f.user.Name, f.user.Password, "")
+		r, err := loginRetry(ctx, f.ops, f.user, "")
 		if err != nil {
 			t.Errorf("fill the store: login before: %v", err)
 			return out
@@ -502,13 +511,11 @@ func (f *fixture) fillStore(t *testing.T, hold time.Duration) fullStore {
 			t.Errorf("fill the store: lift the bound: %v", err)
 		}
 	}()
-	for ; out.logins < 10_000; out.logins++ {
-		_, err := f.ops.Login(ctx, f.user.Name, f.user.Password, "")
-		if events.ErrorCode(err) == http.StatusServiceUnavailable {
-			break
-		}
-		if err != nil && ctx.Err() != nil {
-			t.Errorf("fill the store: %v", err)
+	for !strings.HasPrefix(f.managers[0].n.Load().Unwritable(), jsbus.ReasonReserve) {
+		if _, err := f.ops.Login(ctx, f.user.Name, f.user.Password, ""); err == nil {
+			out.logins++
+		} else if ctx.Err() != nil {
+			t.Errorf("fill the store: the manager never refused for the reserve: %v", err)
 			return out
 		}
 	}
