@@ -26,7 +26,8 @@ import (
 // the process's peak Go heap on a store that already holds 0, 100k (and,
 // with SESSIONBUS_BENCH_HISTORY=0,100000,1000000, 1M) facts, with the
 // embedded server syncing every write (sync=always) and every second
-// (sync=1s). The history is pre-filled: sessions of ten facts each (a
+// (sync=1s; SESSIONBUS_BENCH_SYNC=1s picks one: pre-filling a million
+// facts with every write synced takes long). The history is pre-filled: sessions of ten facts each (a
 // login and nine rotations), published as the manager would before it
 // starts, and replayed by its view before the clock starts. The manager and server run in this
 // process, so peak-heap-MB is theirs (sampled every 100ms).
@@ -44,7 +45,21 @@ func BenchmarkRefreshHistory(b *testing.B) {
 			history = append(history, n)
 		}
 	}
-	for _, sync := range []time.Duration{0, time.Second} {
+	syncs := []time.Duration{0, time.Second}
+	if v := os.Getenv("SESSIONBUS_BENCH_SYNC"); v != "" {
+		syncs = nil
+		for f := range strings.SplitSeq(v, ",") {
+			d := time.Duration(0)
+			if f = strings.TrimSpace(f); f != "always" {
+				var err error
+				if d, err = time.ParseDuration(f); err != nil || d <= 0 {
+					b.Fatalf("SESSIONBUS_BENCH_SYNC: %q is neither always nor a positive duration", f)
+				}
+			}
+			syncs = append(syncs, d)
+		}
+	}
+	for _, sync := range syncs {
 		name := "always"
 		if sync > 0 {
 			name = sync.String()
