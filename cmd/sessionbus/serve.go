@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -143,7 +144,7 @@ in the data dir on first start: admin-token (admin API, /metrics,
 	f.add(cmd.Flags())
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
-	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential")
+	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential (block and mutex profiles sampled while on)")
 	cmd.Flags().StringSliceVar(&adminHosts, "admin-hosts", nil, "further Host names the admin API answers to (name or name:port), beyond localhost, 127.0.0.1 and [::1] on its port")
 	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the stream")
 	cmd.Flags().StringSliceVar(&proxies, "trusted-proxies", nil, "networks (CIDR) of reverse proxies whose X-Forwarded-For gives the client address for login throttling, e.g. 10.0.0.0/8")
@@ -179,6 +180,12 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	withIdentities(&cfg, srv)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.RebuildView, cfg.TrustedProxies = httpAddr, adminAddr, rebuild, trusted
 	cfg.AdminTokens, cfg.AdminHosts, cfg.Profiling = []string{adminToken}, adminHosts, profiling
+	if profiling {
+		// The block and mutex profiles are empty unless sampled: one
+		// contention event in 100, blocking sampled per millisecond.
+		runtime.SetMutexProfileFraction(100)
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+	}
 	cfg.IntrospectTokens = []string{introspectToken, adminToken}
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {
