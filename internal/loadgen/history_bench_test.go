@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +32,9 @@ import (
 // facts with every write synced takes long). The history is pre-filled: sessions of ten facts each (a
 // login and nine rotations), published as the manager would before it
 // starts, and replayed by its view before the clock starts. The manager and server run in this
-// process, so peak-heap-MB is theirs (sampled every 100ms).
+// process, so peak-heap-MB is theirs (sampled every 100ms); with
+// SESSIONBUS_BENCH_HEAPPROFILE=DIR a heap profile of what they hold after
+// the run is written to DIR/heap-<facts>.pb.gz.
 //
 //	go test -run '^$' -bench RefreshHistory -benchtime 20000x ./internal/loadgen/
 func BenchmarkRefreshHistory(b *testing.B) {
@@ -171,9 +175,25 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 	if n := failed.Load(); n > 0 {
 		b.Errorf("%d refreshes failed", n)
 	}
+	if dir := os.Getenv("SESSIONBUS_BENCH_HEAPPROFILE"); dir != "" {
+		// What the manager and server hold with this history, after a GC.
+		writeHeapProfile(b, filepath.Join(dir, fmt.Sprintf("heap-%d.pb.gz", facts)))
+	}
 	b.ReportMetric(float64(done.Load())/elapsed.Seconds(), "refreshes/s")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(facts), "facts")
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // prefillSessions publishes n sessions of chain facts each (a login and
