@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,8 @@ type benchFlags struct {
 	asJSON     bool
 	check      bool
 	checkCreds string
+	adminURL   string
+	adminToken string
 	// ledger records what the run asked for and what was acknowledged
 	// (with --check); started is when the run connected.
 	ledger  *loadgen.Ledger
@@ -55,7 +59,11 @@ stderr every --progress. With --check the bench reads the stream at the
 end (direct gets, as --nats-creds or --check-creds: operator or audit)
 and fails if an acknowledged login, refresh or revocation is missing or
 stored twice, or if any session of the run was revoked that the bench did
-not revoke.`,
+not revoke.
+
+When it can read the server's /metrics (--admin-url and its credential;
+by default the local server's admin listener and <data-dir>/admin-token),
+it prints the server's peak resident set and Go heap during the run.`,
 	}
 	f.nats.add(cmd.PersistentFlags())
 	cmd.PersistentFlags().IntVar(&f.workers, "workers", 32, "concurrent clients")
@@ -65,6 +73,8 @@ not revoke.`,
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	cmd.PersistentFlags().BoolVar(&f.check, "check", false, "at the end, check the stream: every acknowledged operation stored exactly once, no session revoked that the bench did not revoke")
 	cmd.PersistentFlags().StringVar(&f.checkCreds, "check-creds", "", "credentials for reading the stream with --check (operator or audit role; default: --nats-creds)")
+	cmd.PersistentFlags().StringVar(&f.adminURL, "admin-url", "", "the server's admin listener (http://host:port), read during the run for its peak RSS and Go heap (default: http://127.0.0.1:8081 against the local embedded server)")
+	cmd.PersistentFlags().StringVar(&f.adminToken, "admin-token-file", "", "admin credential `FILE` for --admin-url (default: <data-dir>/admin-token)")
 	cmd.AddCommand(newBenchLogin(&f), newBenchRefresh(&f), newBenchRevoke(&f), newBenchPropagation(&f), newBenchGate(&f))
 	return cmd
 }
@@ -103,7 +113,42 @@ func runLoad[S any](ctx context.Context, f *benchFlags, name string, setup func(
 	if f.progress > 0 {
 		cfg.Progress = os.Stderr
 	}
-	return loadgen.Run(ctx, cfg, func(ctx context.Context, w int) error { return op(ctx, &states[w]) }), nil
+	watch, err := f.memoryWatch()
+	if err != nil {
+		return benchResult{}, err
+	}
+	stop := func() loadgen.Memory { return loadgen.Memory{} }
+	if watch != nil {
+		stop = watch.Start(ctx)
+	}
+	res := loadgen.Run(ctx, cfg, func(ctx context.Context, w int) error { return op(ctx, &states[w]) })
+	res.Memory = stop()
+	return res, nil
+}
+
+// memoryWatch returns what reads the server's memory during the run: from
+// --admin-url, or the local server's admin listener when its credential
+// is readable (nil otherwise).
+func (f *benchFlags) memoryWatch() (*loadgen.MemoryWatch, error) {
+	url, tokenFile := f.adminURL, f.adminToken
+	explicit := url != "" || tokenFile != ""
+	if url == "" {
+		if f.nats.url != "" {
+			return nil, nil // a remote server: only with --admin-url
+		}
+		url = "http://127.0.0.1:8081"
+	}
+	if tokenFile == "" {
+		tokenFile = filepath.Join(f.nats.dataDir, adminTokenFile)
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		if explicit {
+			return nil, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		return nil, nil
+	}
+	return &loadgen.MemoryWatch{URL: strings.TrimSuffix(url, "/") + "/metrics", Token: strings.TrimSpace(string(tok))}, nil
 }
 
 // errBenchDone stops a worker that has nothing left to do.

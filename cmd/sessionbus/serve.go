@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -164,7 +165,7 @@ request causes name the credential "admin-token" as their actor.
 	f.add(cmd.Flags())
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
-	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential")
+	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential (block and mutex profiles sampled while on)")
 	cmd.Flags().StringSliceVar(&adminHosts, "admin-hosts", nil, "further Host names the admin API answers to (name or name:port), beyond localhost, 127.0.0.1 and [::1] on its port")
 	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the whole stream (no snapshot)")
 	cmd.Flags().DurationVar(&snaps.Interval, "snapshot-interval", snaps.Interval, "write a snapshot of the view when the newest in the bucket is this old and facts came since (0: never by time)")
@@ -213,6 +214,12 @@ func serve(ctx context.Context, f *managerFlags, httpAddr, adminAddr string, adm
 	cfg.AdminHosts, cfg.Profiling = adminHosts, profiling
 	// Facts an admin request causes name the credential by its file.
 	cfg.AdminCredentials = []httpapi.Credential{{Name: adminTokenFile, Token: adminToken}}
+	if profiling {
+		// The block and mutex profiles are empty unless sampled: one
+		// contention event in 100, blocking sampled per millisecond.
+		runtime.SetMutexProfileFraction(100)
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+	}
 	cfg.IntrospectTokens = []string{introspectToken, adminToken}
 	n, err := startNode(ctx, nc, cfg)
 	if err != nil {

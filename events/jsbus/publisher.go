@@ -26,8 +26,14 @@ const DefaultPublishTimeout = 10 * time.Second
 const (
 	DefaultAttemptTimeout = 2 * time.Second
 	DefaultSettleTimeout  = 10 * time.Second
-	// DefaultDuplicateWindow is StreamConfig's default Duplicates.
-	DefaultDuplicateWindow = 2 * time.Minute
+	// DefaultDuplicateWindow is StreamConfig's default Duplicates: the
+	// publisher's retry horizon with room to spare. A Publish re-sends
+	// its message id for as long as its caller waits (DefaultPublishTimeout
+	// without a deadline; the manager's commands allow 10s) and then
+	// settles for up to DefaultSettleTimeout: 20s after its first attempt.
+	// The stream keeps every id of the window in memory, so a longer one
+	// costs heap in proportion to the write rate (docs/design.md).
+	DefaultDuplicateWindow = 30 * time.Second
 )
 
 // Publisher publishes facts to AUTH_EVENTS and waits for the stream's ack.
@@ -70,7 +76,7 @@ func WithSettleTimeout(d time.Duration) PublisherOption {
 }
 
 // WithDuplicateWindow tells the publisher the stream's de-duplication
-// window (StreamConfig.Duplicates; default 2m). A message id is sent
+// window (StreamConfig.Duplicates; default DefaultDuplicateWindow). A message id is sent
 // again only well within it, so a late re-send is never stored twice.
 func WithDuplicateWindow(d time.Duration) PublisherOption {
 	return func(p *Publisher) error {

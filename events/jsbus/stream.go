@@ -34,7 +34,9 @@ type StreamConfig struct {
 	// live plus the access-token lifetime, because the stream is what
 	// session views are rebuilt from.
 	MinMaxAge time.Duration
-	// Duplicates is the de-duplication window for Nats-Msg-Id (default 2m).
+	// Duplicates is the de-duplication window for Nats-Msg-Id (default
+	// DefaultDuplicateWindow). Publishers must be told a shorter one
+	// (WithDuplicateWindow).
 	Duplicates time.Duration
 	// RevocationsMaxAge is how long AUTH_REVOCATIONS keeps a fact
 	// (default 24h). It must be longer than a deny-list's lookback
@@ -82,7 +84,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.Replicas = 1
 	}
 	if c.Duplicates == 0 {
-		c.Duplicates = 2 * time.Minute
+		c.Duplicates = DefaultDuplicateWindow
 	}
 	if c.RevocationsMaxAge == 0 {
 		c.RevocationsMaxAge = 24 * time.Hour

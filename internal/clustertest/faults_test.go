@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/events/jsbus"
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/clustertest"
 	"github.com/sessionbus/sessionbus/internal/loadgen"
@@ -24,7 +26,6 @@ import (
 
 // fixture is the cluster, its managers and the clients of the storm.
 type fixture struct {
-	t        *testing.T
 	c        *clustertest.Cluster
 	managers []*manager
 	ops      *loadgen.Client // operator identity: users, revocations, the check
@@ -39,7 +40,7 @@ type manager struct {
 	at  int // the node it prefers
 }
 
-func (f *fixture) startManager(t *testing.T, m *manager) {
+func (f *fixture) startManager(t testing.TB, m *manager) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -63,15 +64,17 @@ func (f *fixture) startManager(t *testing.T, m *manager) {
 	}
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture starts the cluster, n managers (each connected to a node of
+// its own first), a user and a service's deny-list.
+func newFixture(t testing.TB, n int) *fixture {
 	c := clustertest.Start(t, 3)
-	f := &fixture{t: t, c: c}
+	f := &fixture{c: c}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	base := session.DefaultConfig()
 	base.SweepInterval = time.Second
 	setup := c.Connect(natsauth.RoleSetup, 0)
-	for i := range 2 {
+	for i := range n {
 		cfg := node.Config{Session: base, ViewDir: t.TempDir(), RequireCaller: true, KVReplicas: 3,
 			HTTPAddr: "127.0.0.1:0", ProbeInterval: 250 * time.Millisecond}
 		cfg.Session.Instance = fmt.Sprintf("m%d", i+1)
@@ -85,7 +88,7 @@ func newFixture(t *testing.T) *fixture {
 				time.Sleep(200 * time.Millisecond)
 			}
 		}
-		f.managers = append(f.managers, &manager{cfg: cfg, at: i})
+		f.managers = append(f.managers, &manager{cfg: cfg, at: i % 3})
 	}
 	for _, m := range f.managers {
 		f.startManager(t, m)
@@ -121,6 +124,7 @@ type storm struct {
 	stalls    []time.Duration // per refresh worker, across the fault
 	revoked   []string        // acknowledged revocations
 	notReady  map[string]int  // /readyz reasons seen while it ran
+	refreshed []time.Time     // when refreshes succeeded
 	faultedAt time.Time
 }
 
@@ -129,7 +133,7 @@ const refreshWorkers = 6
 // run runs the storm for d, calling fault after d/3 (nil: none).
 func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) storm {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d+90*time.Second)
 	defer cancel()
 	ledger := loadgen.NewLedger()
 	// A gateway logs users in and refreshes (it states their addresses);
@@ -144,17 +148,11 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 	}
 	toks := make([]string, refreshWorkers)
 	for i := range toks {
-		for {
-			r, err := cl.Login(ctx, user.Name, user.Password, fmt.Sprintf("198.18.0.%d", i+1))
-			if err == nil {
-				toks[i] = r.RefreshToken
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("login: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		r, err := loginRetry(ctx, cl, user, fmt.Sprintf("198.18.0.%d", i+1))
+		if err != nil {
+			t.Fatalf("login: %v", err)
 		}
+		toks[i] = r.RefreshToken
 	}
 	var mu sync.Mutex
 	var s storm
@@ -182,6 +180,10 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 			}
 		}
 	})
+	// The storm lasts d, and d/3 past the end of a fault that takes
+	// longer, so that the recovery is seen.
+	faultOver := make(chan time.Time, 1)
+	var stop atomic.Bool
 	if fault != nil {
 		swg.Go(func() {
 			select {
@@ -193,10 +195,31 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 			s.faultedAt = time.Now()
 			mu.Unlock()
 			fault()
+			faultOver <- time.Now()
 		})
+	} else {
+		faultOver <- time.Time{}
 	}
-	s.res = loadgen.Run(ctx, loadgen.Config{Name: name, Workers: refreshWorkers + 2, Duration: d, Timeout: 3 * time.Second},
+	start := time.Now()
+	swg.Go(func() {
+		var over time.Time
+		select {
+		case <-sctx.Done():
+			return
+		case over = <-faultOver:
+		}
+		select {
+		case <-sctx.Done():
+			return
+		case <-time.After(max(time.Until(start.Add(d)), time.Until(over.Add(d/3)))):
+		}
+		stop.Store(true)
+	})
+	s.res = loadgen.Run(ctx, loadgen.Config{Name: name, Workers: refreshWorkers + 2, Duration: d + time.Minute, Timeout: 3 * time.Second},
 		func(ctx context.Context, w int) error {
+			if stop.Load() {
+				return loadgen.ErrDone
+			}
 			switch {
 			case w < refreshWorkers:
 				// An honest client: after a failure it retries with the
@@ -230,6 +253,9 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 	end := time.Now()
 	scancel()
 	swg.Wait()
+	for _, at := range okAt {
+		s.refreshed = append(s.refreshed, at...)
+	}
 	if !s.faultedAt.IsZero() {
 		for w := range refreshWorkers {
 			s.stalls = append(s.stalls, stallAcross(okAt[w], s.faultedAt, end))
@@ -268,24 +294,20 @@ func (f *fixture) run(t *testing.T, name string, d time.Duration, fault func()) 
 }
 
 // stallAcross is the longest wait for a success from the last success
-// before at on: the gaps between successes after the fault, or, if none
-// came after it, the wait until end.
+// before at on: the gaps between successes after the fault and the wait
+// from the last one until end.
 func stallAcross(ok []time.Time, at, end time.Time) time.Duration {
 	prev := at
 	var longest time.Duration
-	after := false
 	for _, t := range ok {
 		if t.Before(at) {
 			prev = t
 			continue
 		}
 		longest = max(longest, t.Sub(prev))
-		prev, after = t, true
+		prev = t
 	}
-	if !after {
-		return end.Sub(prev)
-	}
-	return longest
+	return max(longest, end.Sub(prev))
 }
 
 func maxDur(d []time.Duration) time.Duration {
@@ -307,6 +329,21 @@ func readyz(addr string) (int, string) {
 	b := make([]byte, 200)
 	n, _ := resp.Body.Read(b)
 	return resp.StatusCode, string(b[:n])
+}
+
+// loginRetry logs user in, again after any error (a cluster electing
+// leaders, hash slots full) until ctx ends.
+func loginRetry(ctx context.Context, c *loadgen.Client, user loadgen.Account, ip string) (events.TokenReply, error) {
+	for {
+		r, err := c.Login(ctx, user.Name, user.Password, ip)
+		if err == nil || ctx.Err() != nil {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitFor polls cond until it returns nil, failing the test with its last
@@ -354,14 +391,16 @@ func (f *fixture) afterFault(t *testing.T, name string, s storm, bound time.Dura
 
 // TestFaults runs a refresh + login + revoke storm against two managers
 // on a 3-node JetStream cluster (R3, sync always, JWT trust) and, in
-// turn, kills the stream leader, kills a manager and restarts a node. For
-// each: every acknowledged operation is on the stream exactly once, no
+// turn, kills the stream leader, kills a manager, restarts a node and
+// fills the store (then logins and refreshes are refused with 503 and
+// /readyz says why, while revocations take the reserve and JWKS answers).
+// For each: every acknowledged operation is on the stream exactly once, no
 // session was revoked that the storm did not revoke, every revoked
 // session is refused by a service's deny-list, the stall of the refresh
 // workers is measured and bounded, and /readyz tells the truth.
 //
-// Under -short or the race detector only the leader kill runs, with a
-// shorter storm; CI runs the full test without the race detector too
+// Under -short or the race detector only the leader kill and the full
+// store run, with shorter storms; CI runs the full test without the race detector too
 // (.ci/run).
 func TestFaults(t *testing.T) {
 	short := testing.Short() || raceEnabled
@@ -370,7 +409,7 @@ func TestFaults(t *testing.T) {
 		d = 6 * time.Second
 	}
 	bound := 15 * time.Second
-	f := newFixture(t)
+	f := newFixture(t, 2)
 	if !short {
 		f.run(t, "baseline, 2 managers", 3*time.Second, nil)
 	}
@@ -390,6 +429,11 @@ func TestFaults(t *testing.T) {
 		f.c.Restart(killed)
 		f.c.WaitFormed(30 * time.Second)
 	}
+
+	var full fullStore
+	s = f.run(t, "fill the store", d, func() { full = f.fillStore(t, d/3) })
+	f.checkFull(t, s, full)
+	f.afterFault(t, "fill the store", s, bound)
 	if short {
 		return
 	}
@@ -415,4 +459,124 @@ func TestFaults(t *testing.T) {
 		f.c.Restart(i)
 	})
 	f.afterFault(t, "restart a node", s, bound)
+}
+
+// fullStore is what fillStore saw while the store was full.
+type fullStore struct {
+	logins     int       // logins it took to fill the stream
+	revoked    []string  // sessions revoked while it was full
+	from, till time.Time // while it was full
+}
+
+// fillStore bounds AUTH_EVENTS a little above what it holds (as an
+// operator sizing --stream-max-bytes would), logs in until the manager
+// refuses logins, holds the store full for hold and then lifts the bound.
+// While it is full: sessions made before are revoked (the reserve takes
+// them), JWKS still answers.
+func (f *fixture) fillStore(t *testing.T, hold time.Duration) fullStore {
+	ctx, cancel := context.WithTimeout(context.Background(), hold+60*time.Second)
+	defer cancel()
+	var out fullStore
+	// Sessions to revoke once the store is full.
+	victims := make([]events.TokenReply, 5)
+	for i := range victims {
+		r, err := loginRetry(ctx, f.ops, f.user, "")
+		if err != nil {
+			t.Errorf("fill the store: login before: %v", err)
+			return out
+		}
+		victims[i] = r
+	}
+	setup := f.c.Connect(natsauth.RoleSetup, 0)
+	defer setup.Close()
+	js, err := jetstream.New(setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Errorf("fill the store: %v", err)
+		return out
+	}
+	cfg := info.CachedInfo().Config
+	// The reserve (10%) plus 64 KiB of logins to fill.
+	cfg.MaxBytes = int64(float64(info.CachedInfo().State.Bytes)/(1-jsbus.DefaultWriteReserve)) + 64<<10
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Errorf("fill the store: bound the stream: %v", err)
+		return out
+	}
+	defer func() {
+		cfg.MaxBytes = -1
+		if _, err := js.UpdateStream(context.Background(), cfg); err != nil {
+			t.Errorf("fill the store: lift the bound: %v", err)
+		}
+	}()
+	for !strings.HasPrefix(f.managers[0].n.Load().Unwritable(), jsbus.ReasonReserve) {
+		if _, err := f.ops.Login(ctx, f.user.Name, f.user.Password, ""); err == nil {
+			out.logins++
+		} else if ctx.Err() != nil {
+			t.Errorf("fill the store: the manager never refused for the reserve: %v", err)
+			return out
+		}
+	}
+	// The other manager's probe may see it one interval later.
+	out.from = time.Now().Add(time.Second)
+	t.Logf("fill the store: %d logins filled the stream up to the reserve of its %d bytes", out.logins, cfg.MaxBytes)
+	if _, err := f.ops.Refresh(ctx, victims[0].RefreshToken); events.ErrorCode(err) != http.StatusServiceUnavailable {
+		t.Errorf("fill the store: a refresh while full: %v, want 503", err)
+	}
+	// Revocations still go through, and reads answer.
+	for _, v := range victims {
+		if err := f.ops.Revoke(ctx, events.RevokeRequest{SessionID: v.SessionID, Reason: "full"}); err != nil {
+			t.Errorf("fill the store: revocation refused: %v", err)
+			continue
+		}
+		out.revoked = append(out.revoked, v.SessionID)
+	}
+	if err := events.Request(ctx, f.ops.NC, events.SubjectJWKS, "/sessionbus/test", struct{}{}, &struct{}{}); err != nil {
+		t.Errorf("fill the store: JWKS: %v", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(hold):
+	}
+	out.till = time.Now()
+	return out
+}
+
+// check: the storm was refused its logins and refreshes (503) and heard
+// why from /readyz, and every revocation made while full is refused by
+// the service's deny-list.
+func (f *fixture) checkFull(t *testing.T, s storm, full fullStore) {
+	t.Helper()
+	if s.res.Errors["503"] == 0 {
+		t.Errorf("fill the store: no login or refresh was refused (errors %v)", s.res.Errors)
+	}
+	n := 0
+	for _, at := range s.refreshed {
+		if at.After(full.from) && at.Before(full.till) {
+			n++
+		}
+	}
+	if n > 0 {
+		t.Errorf("fill the store: %d refreshes went through while the store was full", n)
+	}
+	said := false
+	for r := range s.notReady {
+		said = said || (strings.HasPrefix(r, "503 ") && strings.Contains(r, jsbus.ReasonReserve))
+	}
+	if !said {
+		t.Errorf("fill the store: /readyz never said 503 with the reason (%v)", s.notReady)
+	}
+	if len(full.revoked) == 0 {
+		t.Error("fill the store: no revocation went through while the store was full")
+	}
+	waitFor(t, 10*time.Second, func() error {
+		for _, sid := range full.revoked {
+			if denied, _ := f.deny.Denied(denylist.Token{SessionID: sid}); !denied {
+				return fmt.Errorf("fill the store: the deny-list does not refuse %s, revoked while full", sid)
+			}
+		}
+		return nil
+	})
 }

@@ -65,6 +65,8 @@ type Result struct {
 	Timeouts int            `json:"timeouts"`
 	Workers  int            `json:"workers"`
 	Comments string         `json:"comments,omitempty"`
+	// Memory is the server's, when the run could read its /metrics.
+	Memory
 }
 
 // Failed is the number of failed requests.
@@ -83,6 +85,7 @@ func (r Result) Print(w io.Writer) {
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "  errors: %d (timeouts %d): %s\n", r.Failed(), r.Timeouts, FormatKinds(r.Errors))
 	}
+	r.Memory.Print(w)
 	if r.Comments != "" {
 		fmt.Fprintf(w, "  %s\n", r.Comments)
 	}

@@ -36,8 +36,8 @@ type Option func(*embedded.Config)
 // WithMaxStore bounds the server's JetStream file storage to n bytes.
 func WithMaxStore(n int64) Option { return func(c *embedded.Config) { c.MaxStore = n } }
 
-// WithSyncInterval relaxes the server's fsync (for building large
-// streams quickly in scale tests).
+// WithSyncInterval relaxes the server's fsync (0: every write before its
+// ack, the default), for building large streams quickly in scale tests.
 func WithSyncInterval(d time.Duration) Option { return func(c *embedded.Config) { c.SyncInterval = d } }
 
 // Start starts a server; it is shut down at the end of the test. Every
