@@ -26,14 +26,15 @@ type Ledger struct {
 	sessions map[string]bool   // sessions of acknowledged logins
 	users    map[string]bool   // the run's users
 	asked    map[string]bool   // sessions the run asked to revoke
-	askedU   map[string]bool   // users the run asked to revoke
+	askedU   map[string]int    // users the run asked to revoke, how often
 	revoked  map[string]bool   // acknowledged session revocations
+	revokedU map[string]int    // acknowledged user revocations, how many
 }
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
 	return &Ledger{jtis: map[string]string{}, sessions: map[string]bool{}, users: map[string]bool{},
-		asked: map[string]bool{}, askedU: map[string]bool{}, revoked: map[string]bool{}}
+		asked: map[string]bool{}, askedU: map[string]int{}, revoked: map[string]bool{}, revokedU: map[string]int{}}
 }
 
 // User records a user of the run: its sessions are the run's.
@@ -67,7 +68,7 @@ func (l *Ledger) Ask(req events.RevokeRequest) {
 		l.asked[req.SessionID] = true
 	}
 	if req.UserID != "" {
-		l.askedU[req.UserID] = true
+		l.askedU[req.UserID]++
 	}
 }
 
@@ -76,6 +77,14 @@ func (l *Ledger) Revoked(sid string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.revoked[sid] = true
+}
+
+// RevokedUser records an acknowledged revocation of a user (each is one
+// user.revoked fact, however often the user is revoked).
+func (l *Ledger) RevokedUser(uid string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.revokedU[uid]++
 }
 
 // Counts returns the acknowledged tokens (logins and refreshes) and
@@ -207,14 +216,26 @@ func (l *Ledger) check(ctx context.Context, nc *nats.Conn, since time.Time) (Rep
 			rep.Missing = append(rep.Missing, "revocation of session "+sid)
 		}
 	}
+	// A user's revocations have no id of their own to match: as many
+	// facts as acknowledged at least, and no more than were asked (a
+	// lost reply's revocation is still stored).
+	for uid, n := range l.revokedU {
+		rep.Checked += n
+		switch facts := len(userRevoked[uid]); {
+		case facts < n:
+			rep.Missing = append(rep.Missing, fmt.Sprintf("%d of %d revocations of user %s", n-facts, n, uid))
+		case facts > l.askedU[uid]:
+			rep.Duplicated = append(rep.Duplicated, fmt.Sprintf("user %s (%d facts for %d revocations asked)", uid, facts, l.askedU[uid]))
+		}
+	}
 	for sid, reasons := range revokedFacts {
 		ours := l.sessions[sid] || l.users[owner[sid]]
-		if ours && !l.asked[sid] && !l.askedU[owner[sid]] {
+		if ours && !l.asked[sid] && l.askedU[owner[sid]] == 0 {
 			rep.Unasked = append(rep.Unasked, fmt.Sprintf("session %s (%s)", sid, strings.Join(reasons, ",")))
 		}
 	}
 	for uid, reasons := range userRevoked {
-		if l.users[uid] && !l.askedU[uid] {
+		if l.users[uid] && l.askedU[uid] == 0 {
 			rep.Unasked = append(rep.Unasked, fmt.Sprintf("user %s (%s)", uid, strings.Join(reasons, ",")))
 		}
 	}
@@ -314,8 +335,12 @@ func (c *Client) Revoke(ctx context.Context, req events.RevokeRequest) error {
 	if err := events.Request(ctx, c.NC, events.SubjectRevoke, c.source(), req, nil); err != nil {
 		return err
 	}
-	if c.Ledger != nil && req.SessionID != "" {
+	switch {
+	case c.Ledger == nil:
+	case req.SessionID != "":
 		c.Ledger.Revoked(req.SessionID)
+	case req.UserID != "":
+		c.Ledger.RevokedUser(req.UserID)
 	}
 	return nil
 }

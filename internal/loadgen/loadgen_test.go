@@ -145,4 +145,30 @@ func TestLedgerCheck(t *testing.T) {
 	if rep.Err() == nil {
 		t.Error("the check passed")
 	}
+
+	// User revocations count too (bench revoke --kind user): revoked
+	// twice, checked twice; one acknowledged that never reached the
+	// stream is missing.
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	u2, err := c.AddUser(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2 := loadgen.NewLedger()
+	c.Ledger = l2
+	for range 2 {
+		if err := c.Revoke(ctx, events.RevokeRequest{UserID: u2.ID, Reason: "bench"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, err := l2.Check(ctx, c.NC, since); err != nil || rep.Err() != nil || rep.Checked != 2 {
+		t.Fatalf("user revocations: checked %d, %+v %v", rep.Checked, rep, err)
+	}
+	l2.RevokedUser(u2.ID)
+	cctx2, ccancel2 := context.WithTimeout(ctx, 2*time.Second) // Check waits for what is missing
+	defer ccancel2()
+	if rep, err := l2.Check(cctx2, c.NC, since); err != nil || len(rep.Missing) != 1 || !strings.Contains(rep.Missing[0], "1 of 3 revocations of user "+u2.ID) {
+		t.Errorf("a lost user revocation: %+v %v", rep, err)
+	}
 }
