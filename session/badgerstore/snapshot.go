@@ -10,12 +10,13 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/ristretto/v2/z"
 )
 
@@ -166,8 +167,11 @@ func Restore(dir string, r io.Reader, stream uint64, log *slog.Logger) (Snapshot
 }
 
 func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info SnapshotInfo, err error) {
-	// Large tables: fewer files to build and sync.
-	db, err := openBadger(badgerOptions(dir, log, false).WithBaseTableSize(32 << 20))
+	// Large tables: fewer files to build and sync. No compression: the
+	// restore is paid for at start-up, where time counts, and the tables
+	// are read from the page cache; compactions later compress what they
+	// write (Open's options).
+	db, err := openBadger(badgerOptions(dir, log, false).WithBaseTableSize(32 << 20).WithCompression(options.None))
 	if err != nil {
 		return info, err
 	}
@@ -176,6 +180,44 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 			err = cerr
 		}
 	}()
+	sw := db.NewStreamWriter()
+	if err := sw.Prepare(); err != nil {
+		return info, err
+	}
+	defer func() {
+		if err != nil {
+			sw.Cancel()
+		}
+	}()
+	// The snapshot is read, verified and encoded here while a goroutine
+	// hands the previous batch to the StreamWriter, whose decoding of it
+	// and table building then run beside the reading.
+	w := startBatchWriter(sw)
+	info, err = readSnapshot(r, stream, w)
+	if werr := w.close(err == nil); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return info, err
+	}
+	if err := sw.Flush(); err != nil {
+		return info, err
+	}
+	var seq uint64
+	if err := db.View(func(txn *badger.Txn) (err error) { seq, err = readSeq(txn); return err }); err != nil {
+		return info, err
+	}
+	if seq != info.Seq {
+		return info, fmt.Errorf("%w: holds sequence %d, the header says %d", ErrBadSnapshot, seq, info.Seq)
+	}
+	return info, nil
+}
+
+// readSnapshot reads and verifies a snapshot of the stream tagged
+// stream, handing its records to w. It returns ErrBadSnapshot for one
+// that does not verify; records handed over before that are the
+// caller's to throw away.
+func readSnapshot(r io.Reader, stream uint64, w *batchWriter) (info SnapshotInfo, err error) {
 	raw := bufio.NewReaderSize(r, 256<<10)
 	br := &hashingReader{r: raw, h: sha256.New()}
 	bad := func(format string, a ...any) error {
@@ -200,21 +242,7 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 		return info, bad("of another stream (tag %d, the stream's is %d)", info.Stream, stream)
 	}
 
-	sw := db.NewStreamWriter()
-	if err := sw.Prepare(); err != nil {
-		return info, err
-	}
-	defer func() {
-		if err != nil {
-			sw.Cancel()
-		}
-	}()
-	buf := z.NewBuffer(8<<20, "badgerstore.Restore")
-	defer func() { _ = buf.Release() }()
-	// KVToBuffer copies the record: kv and its key and value buffers are
-	// reused.
-	kv := &pb.KV{Version: 1, UserMeta: []byte{0}}
-	var last []byte
+	var key, val, last []byte
 	for {
 		klen, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -223,34 +251,32 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 		if klen == 0 {
 			break
 		}
-		if kv.Key, err = readInto(br, kv.Key, klen); err != nil {
+		if key, err = readInto(br, key, klen); err != nil {
 			return info, bad("record %d: %w", info.Records, err)
 		}
-		if info.Records > 0 && bytes.Compare(kv.Key, last) <= 0 {
+		if info.Records > 0 && bytes.Compare(key, last) <= 0 {
 			return info, bad("record %d out of order", info.Records)
 		}
-		last = append(last[:0], kv.Key...)
+		last = append(last[:0], key...)
 		vlen, err := binary.ReadUvarint(br)
 		if err == nil {
-			kv.Value, err = readInto(br, kv.Value, vlen)
+			val, err = readInto(br, val, vlen)
 		}
+		var expires uint64
 		if err == nil {
-			kv.ExpiresAt, err = binary.ReadUvarint(br)
+			expires, err = binary.ReadUvarint(br)
 		}
+		var meta byte
 		if err == nil {
-			kv.UserMeta[0], err = br.ReadByte()
+			meta, err = br.ReadByte()
 		}
 		if err != nil {
 			return info, bad("record %d: %w", info.Records, err)
 		}
-		badger.KVToBuffer(kv, buf)
-		info.Records++
-		if buf.LenNoPadding() >= 4<<20 {
-			if err := sw.Write(buf); err != nil {
-				return info, err
-			}
-			buf.Reset()
+		if err := w.add(key, val, expires, meta); err != nil {
+			return info, err
 		}
+		info.Records++
 	}
 	var tail [8]byte
 	if _, err := io.ReadFull(br, tail[:]); err != nil {
@@ -269,22 +295,111 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 	if _, err := raw.ReadByte(); err != io.EOF {
 		return info, bad("data after the digest")
 	}
-	if buf.LenNoPadding() > 0 {
-		if err := sw.Write(buf); err != nil {
-			return info, err
+	return info, nil
+}
+
+// batchWriter fills batches of records for a StreamWriter, which a
+// goroutine of its own writes.
+type batchWriter struct {
+	sw   *badger.StreamWriter
+	buf  *z.Buffer      // being filled
+	todo chan *z.Buffer // to write
+	free chan *z.Buffer // written
+	done chan struct{}  // closed when the goroutine returns, err set
+	err  error
+}
+
+// batchLen is the size of a batch handed to the StreamWriter.
+const batchLen = 4 << 20
+
+func startBatchWriter(sw *badger.StreamWriter) *batchWriter {
+	w := &batchWriter{sw: sw, todo: make(chan *z.Buffer, 1), free: make(chan *z.Buffer, 3), done: make(chan struct{})}
+	for range 2 {
+		w.free <- z.NewBuffer(batchLen+batchLen/4, "badgerstore.Restore")
+	}
+	w.buf = z.NewBuffer(batchLen+batchLen/4, "badgerstore.Restore")
+	go func() {
+		defer close(w.done)
+		for b := range w.todo {
+			if w.err == nil {
+				w.err = w.sw.Write(b)
+			}
+			b.Reset()
+			w.free <- b
+		}
+	}()
+	return w
+}
+
+// add encodes a record as a pb.KV of version 1, as badger.KVToBuffer
+// does, without its reflection: key (field 1), value (2), user meta (3),
+// version (4), expiry (5).
+func (w *batchWriter) add(key, val []byte, expires uint64, meta byte) error {
+	n := 1 + uvarintLen(uint64(len(key))) + len(key) + 3 + 2
+	if len(val) > 0 {
+		n += 1 + uvarintLen(uint64(len(val))) + len(val)
+	}
+	if expires != 0 {
+		n += 1 + uvarintLen(expires)
+	}
+	b := w.buf.SliceAllocate(n)[:0]
+	b = append(b, 1<<3|2)
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	if len(val) > 0 {
+		b = append(b, 2<<3|2)
+		b = binary.AppendUvarint(b, uint64(len(val)))
+		b = append(b, val...)
+	}
+	b = append(b, 3<<3|2, 1, meta, 4<<3|0, 1)
+	if expires != 0 {
+		b = append(b, 5<<3|0)
+		b = binary.AppendUvarint(b, expires)
+	}
+	if len(b) != n {
+		panic("badgerstore: record encoded to the wrong length")
+	}
+	if w.buf.LenNoPadding() < batchLen {
+		return nil
+	}
+	return w.flush()
+}
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// flush hands the batch being filled to the goroutine.
+func (w *batchWriter) flush() error {
+	select {
+	case w.todo <- w.buf:
+	case <-w.done:
+		return w.err
+	}
+	select {
+	case w.buf = <-w.free:
+	case <-w.done:
+		return w.err
+	}
+	return nil
+}
+
+// close writes what is left (unless !flush), waits for the goroutine
+// and frees the batches.
+func (w *batchWriter) close(flush bool) error {
+	var err error
+	if flush && w.buf.LenNoPadding() > 0 {
+		err = w.flush()
+	}
+	close(w.todo)
+	<-w.done
+	_ = w.buf.Release()
+	for {
+		select {
+		case b := <-w.free:
+			_ = b.Release()
+		default:
+			return errors.Join(err, w.err)
 		}
 	}
-	if err := sw.Flush(); err != nil {
-		return info, err
-	}
-	var seq uint64
-	if err := db.View(func(txn *badger.Txn) (err error) { seq, err = readSeq(txn); return err }); err != nil {
-		return info, err
-	}
-	if seq != info.Seq {
-		return info, bad("holds sequence %d, the header says %d", seq, info.Seq)
-	}
-	return info, nil
 }
 
 // hashingReader hashes what is read through it.
