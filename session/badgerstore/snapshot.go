@@ -218,8 +218,8 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 // that does not verify; records handed over before that are the
 // caller's to throw away.
 func readSnapshot(r io.Reader, stream uint64, w *batchWriter) (info SnapshotInfo, err error) {
-	raw := bufio.NewReaderSize(r, 256<<10)
-	br := &hashingReader{r: raw, h: sha256.New()}
+	lh := newLagHasher(r)
+	br := bufio.NewReaderSize(lh, 256<<10)
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, a...)...)
 	}
@@ -286,14 +286,15 @@ func readSnapshot(r io.Reader, stream uint64, w *batchWriter) (info SnapshotInfo
 		return info, bad("%d records, the snapshot says %d", info.Records, n)
 	}
 	want := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(raw, want); err != nil {
+	if _, err := io.ReadFull(br, want); err != nil {
 		return info, bad("digest: %w", err)
 	}
-	if !bytes.Equal(br.sum(), want) {
-		return info, bad("checksum does not match")
-	}
-	if _, err := raw.ReadByte(); err != io.EOF {
+	if _, err := br.ReadByte(); err != io.EOF {
 		return info, bad("data after the digest")
+	}
+	// Everything has been read: the hasher held back the digest.
+	if !bytes.Equal(lh.sum(), want) {
+		return info, bad("checksum does not match")
 	}
 	return info, nil
 }
@@ -402,40 +403,41 @@ func (w *batchWriter) close(flush bool) error {
 	}
 }
 
-// hashingReader hashes what is read through it.
-type hashingReader struct {
-	r    *bufio.Reader
+// lagHasher hashes what is read through it but the last sha256.Size
+// bytes: once the whole snapshot has been read, its sum is that of
+// everything before the digest, which is what it held back. The records
+// are then read from a plain bufio.Reader, and hashed in large pieces.
+type lagHasher struct {
+	r    io.Reader
 	h    hash.Hash
-	pend []byte // bytes read one by one, not hashed yet
+	back []byte // the last bytes read, not hashed yet: at most sha256.Size
+	buf  [2 * sha256.Size]byte
 }
 
-func (hr *hashingReader) ReadByte() (byte, error) {
-	b, err := hr.r.ReadByte()
-	if err == nil {
-		hr.pend = append(hr.pend, b)
-		if len(hr.pend) >= 4<<10 {
-			hr.flush()
+func newLagHasher(r io.Reader) *lagHasher {
+	l := &lagHasher{r: r, h: sha256.New()}
+	l.back = l.buf[:0]
+	return l
+}
+
+func (l *lagHasher) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n >= sha256.Size {
+		l.h.Write(l.back)
+		l.h.Write(p[:n-sha256.Size])
+		l.back = append(l.buf[:0], p[n-sha256.Size:n]...)
+	} else if n > 0 {
+		l.back = append(l.back, p[:n]...)
+		if k := len(l.back) - sha256.Size; k > 0 {
+			l.h.Write(l.back[:k])
+			l.back = append(l.buf[:0], l.back[k:]...)
 		}
 	}
-	return b, err
-}
-
-func (hr *hashingReader) Read(p []byte) (int, error) {
-	hr.flush()
-	n, err := hr.r.Read(p)
-	hr.h.Write(p[:n])
 	return n, err
 }
 
-func (hr *hashingReader) flush() {
-	hr.h.Write(hr.pend)
-	hr.pend = hr.pend[:0]
-}
-
-func (hr *hashingReader) sum() []byte {
-	hr.flush()
-	return hr.h.Sum(nil)
-}
+// sum is the SHA-256 of what was read but the last sha256.Size bytes.
+func (l *lagHasher) sum() []byte { return l.h.Sum(nil) }
 
 // readInto reads n bytes into b's storage (grown if need be).
 func readInto(r io.Reader, b []byte, n uint64) ([]byte, error) {
