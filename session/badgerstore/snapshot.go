@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -167,11 +168,19 @@ func Restore(dir string, r io.Reader, stream uint64, log *slog.Logger) (Snapshot
 }
 
 func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info SnapshotInfo, err error) {
-	// Large tables: fewer files to build and sync. No compression: the
-	// restore is paid for at start-up, where time counts, and the tables
-	// are read from the page cache; compactions later compress what they
-	// write (Open's options).
-	db, err := openBadger(badgerOptions(dir, log, false).WithBaseTableSize(32 << 20).WithCompression(options.None))
+	// No compression: the restore is paid for at start-up, where time
+	// counts; compactions later compress what they write (Open's
+	// options). The StreamWriter writes to the last level, whose tables
+	// are BaseTableSize*TableSizeMultiplier^(MaxLevels-2) long: tables
+	// of restoreTables batches, each written to its file while the next
+	// is built (rather than one table of everything, built in memory and
+	// written at the end).
+	opts := badgerOptions(dir, log, false).WithCompression(options.None)
+	table := int64(restoreTables * restoreBatch)
+	for range opts.MaxLevels - 2 {
+		table /= int64(opts.TableSizeMultiplier)
+	}
+	db, err := openBadger(opts.WithBaseTableSize(table))
 	if err != nil {
 		return info, err
 	}
@@ -300,30 +309,40 @@ func readSnapshot(r io.Reader, stream uint64, w *batchWriter) (info SnapshotInfo
 }
 
 // batchWriter fills batches of records for a StreamWriter, which a
-// goroutine of its own writes.
+// goroutine of its own writes: the StreamWriter decodes a batch and
+// builds tables of it while the next one is read. (One stream: several
+// streams, a batch each, decoded side by side, were slower on two cores,
+// as closing a stream holds up the others.)
 type batchWriter struct {
-	sw   *badger.StreamWriter
-	buf  *z.Buffer      // being filled
-	todo chan *z.Buffer // to write
-	free chan *z.Buffer // written
-	done chan struct{}  // closed when the goroutine returns, err set
-	err  error
+	sw     *badger.StreamWriter
+	buf    *z.Buffer // being filled
+	todo   chan *z.Buffer
+	free   chan *z.Buffer
+	done   chan struct{} // closed when the goroutine returns
+	failed atomic.Bool   // err is set
+	err    error
 }
 
-// batchLen is the size of a batch handed to the StreamWriter.
-const batchLen = 4 << 20
+// restoreBatch is the size of a batch handed to the StreamWriter (tests
+// make it small); the tables it builds are restoreTables batches long.
+var restoreBatch = 4 << 20
+
+const restoreTables = 8
 
 func startBatchWriter(sw *badger.StreamWriter) *batchWriter {
 	w := &batchWriter{sw: sw, todo: make(chan *z.Buffer, 1), free: make(chan *z.Buffer, 3), done: make(chan struct{})}
 	for range 2 {
-		w.free <- z.NewBuffer(batchLen+batchLen/4, "badgerstore.Restore")
+		w.free <- z.NewBuffer(restoreBatch+restoreBatch/4, "badgerstore.Restore")
 	}
-	w.buf = z.NewBuffer(batchLen+batchLen/4, "badgerstore.Restore")
+	w.buf = z.NewBuffer(restoreBatch+restoreBatch/4, "badgerstore.Restore")
 	go func() {
 		defer close(w.done)
 		for b := range w.todo {
-			if w.err == nil {
-				w.err = w.sw.Write(b)
+			if !w.failed.Load() {
+				if err := w.sw.Write(b); err != nil {
+					w.err = err
+					w.failed.Store(true)
+				}
 			}
 			b.Reset()
 			w.free <- b
@@ -360,26 +379,20 @@ func (w *batchWriter) add(key, val []byte, expires uint64, meta byte) error {
 	if len(b) != n {
 		panic("badgerstore: record encoded to the wrong length")
 	}
-	if w.buf.LenNoPadding() < batchLen {
+	if w.buf.LenNoPadding() < restoreBatch {
 		return nil
 	}
 	return w.flush()
 }
 
-func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
-
-// flush hands the batch being filled to the goroutine.
+// flush hands the batch being filled to the goroutine. It returns the
+// StreamWriter's error, if it had one.
 func (w *batchWriter) flush() error {
-	select {
-	case w.todo <- w.buf:
-	case <-w.done:
+	if w.failed.Load() {
 		return w.err
 	}
-	select {
-	case w.buf = <-w.free:
-	case <-w.done:
-		return w.err
-	}
+	w.todo <- w.buf
+	w.buf = <-w.free
 	return nil
 }
 
@@ -393,15 +406,16 @@ func (w *batchWriter) close(flush bool) error {
 	close(w.todo)
 	<-w.done
 	_ = w.buf.Release()
-	for {
-		select {
-		case b := <-w.free:
-			_ = b.Release()
-		default:
-			return errors.Join(err, w.err)
-		}
+	for range 2 {
+		_ = (<-w.free).Release()
 	}
+	if w.failed.Load() {
+		return w.err
+	}
+	return err
 }
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
 
 // lagHasher hashes what is read through it but the last sha256.Size
 // bytes: once the whole snapshot has been read, its sum is that of
