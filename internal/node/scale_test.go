@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +81,7 @@ func startTimed(t *testing.T, srv *natstest.Server) (*nodetest.Manager, time.Dur
 	defer cancel()
 	setup := must(srv.ConnectAs(natsauth.RoleSetup))
 	cfg := nodetest.Config(t)
+	cfg.Logger = slog.New(slog.NewTextHandler(tLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := node.Setup(ctx, setup, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +97,15 @@ func startTimed(t *testing.T, srv *natstest.Server) (*nodetest.Manager, time.Dur
 		t.Fatal(err)
 	}
 	return &nodetest.Manager{Node: n, NC: nc, Cfg: cfg}, time.Since(began)
+}
+
+// tLog writes a manager's log lines to the test's log: the time it took
+// to restore a snapshot, to catch up.
+type tLog struct{ t *testing.T }
+
+func (w tLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // TestStartAtScale measures start-up at SESSIONBUS_SCALE_FACTS facts

@@ -10,12 +10,14 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/ristretto/v2/z"
 )
 
@@ -166,8 +168,19 @@ func Restore(dir string, r io.Reader, stream uint64, log *slog.Logger) (Snapshot
 }
 
 func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info SnapshotInfo, err error) {
-	// Large tables: fewer files to build and sync.
-	db, err := openBadger(badgerOptions(dir, log, false).WithBaseTableSize(32 << 20))
+	// No compression: the restore is paid for at start-up, where time
+	// counts; compactions later compress what they write (Open's
+	// options). The StreamWriter writes to the last level, whose tables
+	// are BaseTableSize*TableSizeMultiplier^(MaxLevels-2) long: tables
+	// of restoreTables batches, each written to its file while the next
+	// is built (rather than one table of everything, built in memory and
+	// written at the end).
+	opts := badgerOptions(dir, log, false).WithCompression(options.None)
+	table := int64(restoreTables * restoreBatch)
+	for range opts.MaxLevels - 2 {
+		table /= int64(opts.TableSizeMultiplier)
+	}
+	db, err := openBadger(opts.WithBaseTableSize(table))
 	if err != nil {
 		return info, err
 	}
@@ -176,8 +189,46 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 			err = cerr
 		}
 	}()
-	raw := bufio.NewReaderSize(r, 256<<10)
-	br := &hashingReader{r: raw, h: sha256.New()}
+	sw := db.NewStreamWriter()
+	if err := sw.Prepare(); err != nil {
+		return info, err
+	}
+	defer func() {
+		if err != nil {
+			sw.Cancel()
+		}
+	}()
+	// The snapshot is read, verified and encoded here while a goroutine
+	// hands the previous batch to the StreamWriter, whose decoding of it
+	// and table building then run beside the reading.
+	w := startBatchWriter(sw)
+	info, err = readSnapshot(r, stream, w)
+	if werr := w.close(err == nil); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return info, err
+	}
+	if err := sw.Flush(); err != nil {
+		return info, err
+	}
+	var seq uint64
+	if err := db.View(func(txn *badger.Txn) (err error) { seq, err = readSeq(txn); return err }); err != nil {
+		return info, err
+	}
+	if seq != info.Seq {
+		return info, fmt.Errorf("%w: holds sequence %d, the header says %d", ErrBadSnapshot, seq, info.Seq)
+	}
+	return info, nil
+}
+
+// readSnapshot reads and verifies a snapshot of the stream tagged
+// stream, handing its records to w. It returns ErrBadSnapshot for one
+// that does not verify; records handed over before that are the
+// caller's to throw away.
+func readSnapshot(r io.Reader, stream uint64, w *batchWriter) (info SnapshotInfo, err error) {
+	lh := newLagHasher(r)
+	br := bufio.NewReaderSize(lh, 256<<10)
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, a...)...)
 	}
@@ -200,21 +251,7 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 		return info, bad("of another stream (tag %d, the stream's is %d)", info.Stream, stream)
 	}
 
-	sw := db.NewStreamWriter()
-	if err := sw.Prepare(); err != nil {
-		return info, err
-	}
-	defer func() {
-		if err != nil {
-			sw.Cancel()
-		}
-	}()
-	buf := z.NewBuffer(8<<20, "badgerstore.Restore")
-	defer func() { _ = buf.Release() }()
-	// KVToBuffer copies the record: kv and its key and value buffers are
-	// reused.
-	kv := &pb.KV{Version: 1, UserMeta: []byte{0}}
-	var last []byte
+	var key, val, last []byte
 	for {
 		klen, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -223,34 +260,32 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 		if klen == 0 {
 			break
 		}
-		if kv.Key, err = readInto(br, kv.Key, klen); err != nil {
+		if key, err = readInto(br, key, klen); err != nil {
 			return info, bad("record %d: %w", info.Records, err)
 		}
-		if info.Records > 0 && bytes.Compare(kv.Key, last) <= 0 {
+		if info.Records > 0 && bytes.Compare(key, last) <= 0 {
 			return info, bad("record %d out of order", info.Records)
 		}
-		last = append(last[:0], kv.Key...)
+		last = append(last[:0], key...)
 		vlen, err := binary.ReadUvarint(br)
 		if err == nil {
-			kv.Value, err = readInto(br, kv.Value, vlen)
+			val, err = readInto(br, val, vlen)
 		}
+		var expires uint64
 		if err == nil {
-			kv.ExpiresAt, err = binary.ReadUvarint(br)
+			expires, err = binary.ReadUvarint(br)
 		}
+		var meta byte
 		if err == nil {
-			kv.UserMeta[0], err = br.ReadByte()
+			meta, err = br.ReadByte()
 		}
 		if err != nil {
 			return info, bad("record %d: %w", info.Records, err)
 		}
-		badger.KVToBuffer(kv, buf)
-		info.Records++
-		if buf.LenNoPadding() >= 4<<20 {
-			if err := sw.Write(buf); err != nil {
-				return info, err
-			}
-			buf.Reset()
+		if err := w.add(key, val, expires, meta); err != nil {
+			return info, err
 		}
+		info.Records++
 	}
 	var tail [8]byte
 	if _, err := io.ReadFull(br, tail[:]); err != nil {
@@ -260,67 +295,163 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 		return info, bad("%d records, the snapshot says %d", info.Records, n)
 	}
 	want := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(raw, want); err != nil {
+	if _, err := io.ReadFull(br, want); err != nil {
 		return info, bad("digest: %w", err)
 	}
-	if !bytes.Equal(br.sum(), want) {
-		return info, bad("checksum does not match")
-	}
-	if _, err := raw.ReadByte(); err != io.EOF {
+	if _, err := br.ReadByte(); err != io.EOF {
 		return info, bad("data after the digest")
 	}
-	if buf.LenNoPadding() > 0 {
-		if err := sw.Write(buf); err != nil {
-			return info, err
-		}
-	}
-	if err := sw.Flush(); err != nil {
-		return info, err
-	}
-	var seq uint64
-	if err := db.View(func(txn *badger.Txn) (err error) { seq, err = readSeq(txn); return err }); err != nil {
-		return info, err
-	}
-	if seq != info.Seq {
-		return info, bad("holds sequence %d, the header says %d", seq, info.Seq)
+	// Everything has been read: the hasher held back the digest.
+	if !bytes.Equal(lh.sum(), want) {
+		return info, bad("checksum does not match")
 	}
 	return info, nil
 }
 
-// hashingReader hashes what is read through it.
-type hashingReader struct {
-	r    *bufio.Reader
-	h    hash.Hash
-	pend []byte // bytes read one by one, not hashed yet
+// batchWriter fills batches of records for a StreamWriter, which a
+// goroutine of its own writes: the StreamWriter decodes a batch and
+// builds tables of it while the next one is read. (One stream: several
+// streams, a batch each, decoded side by side, were slower on two cores,
+// as closing a stream holds up the others.)
+type batchWriter struct {
+	sw     *badger.StreamWriter
+	buf    *z.Buffer // being filled
+	todo   chan *z.Buffer
+	free   chan *z.Buffer
+	done   chan struct{} // closed when the goroutine returns
+	failed atomic.Bool   // err is set
+	err    error
 }
 
-func (hr *hashingReader) ReadByte() (byte, error) {
-	b, err := hr.r.ReadByte()
-	if err == nil {
-		hr.pend = append(hr.pend, b)
-		if len(hr.pend) >= 4<<10 {
-			hr.flush()
+// restoreBatch is the size of a batch handed to the StreamWriter (tests
+// make it small); the tables it builds are restoreTables batches long.
+var restoreBatch = 4 << 20
+
+const restoreTables = 8
+
+func startBatchWriter(sw *badger.StreamWriter) *batchWriter {
+	w := &batchWriter{sw: sw, todo: make(chan *z.Buffer, 1), free: make(chan *z.Buffer, 3), done: make(chan struct{})}
+	for range 2 {
+		w.free <- z.NewBuffer(restoreBatch+restoreBatch/4, "badgerstore.Restore")
+	}
+	w.buf = z.NewBuffer(restoreBatch+restoreBatch/4, "badgerstore.Restore")
+	go func() {
+		defer close(w.done)
+		for b := range w.todo {
+			if !w.failed.Load() {
+				if err := w.sw.Write(b); err != nil {
+					w.err = err
+					w.failed.Store(true)
+				}
+			}
+			b.Reset()
+			w.free <- b
+		}
+	}()
+	return w
+}
+
+// add encodes a record as a pb.KV of version 1, as badger.KVToBuffer
+// does, without its reflection: key (field 1), value (2), user meta (3),
+// version (4), expiry (5).
+func (w *batchWriter) add(key, val []byte, expires uint64, meta byte) error {
+	n := 1 + uvarintLen(uint64(len(key))) + len(key) + 3 + 2
+	if len(val) > 0 {
+		n += 1 + uvarintLen(uint64(len(val))) + len(val)
+	}
+	if expires != 0 {
+		n += 1 + uvarintLen(expires)
+	}
+	b := w.buf.SliceAllocate(n)[:0]
+	b = append(b, 1<<3|2)
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	if len(val) > 0 {
+		b = append(b, 2<<3|2)
+		b = binary.AppendUvarint(b, uint64(len(val)))
+		b = append(b, val...)
+	}
+	b = append(b, 3<<3|2, 1, meta, 4<<3|0, 1)
+	if expires != 0 {
+		b = append(b, 5<<3|0)
+		b = binary.AppendUvarint(b, expires)
+	}
+	if len(b) != n {
+		panic("badgerstore: record encoded to the wrong length")
+	}
+	if w.buf.LenNoPadding() < restoreBatch {
+		return nil
+	}
+	return w.flush()
+}
+
+// flush hands the batch being filled to the goroutine. It returns the
+// StreamWriter's error, if it had one.
+func (w *batchWriter) flush() error {
+	if w.failed.Load() {
+		return w.err
+	}
+	w.todo <- w.buf
+	w.buf = <-w.free
+	return nil
+}
+
+// close writes what is left (unless !flush), waits for the goroutine
+// and frees the batches.
+func (w *batchWriter) close(flush bool) error {
+	var err error
+	if flush && w.buf.LenNoPadding() > 0 {
+		err = w.flush()
+	}
+	close(w.todo)
+	<-w.done
+	_ = w.buf.Release()
+	for range 2 {
+		_ = (<-w.free).Release()
+	}
+	if w.failed.Load() {
+		return w.err
+	}
+	return err
+}
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// lagHasher hashes what is read through it but the last sha256.Size
+// bytes: once the whole snapshot has been read, its sum is that of
+// everything before the digest, which is what it held back. The records
+// are then read from a plain bufio.Reader, and hashed in large pieces.
+type lagHasher struct {
+	r    io.Reader
+	h    hash.Hash
+	back []byte // the last bytes read, not hashed yet: at most sha256.Size
+	buf  [2 * sha256.Size]byte
+}
+
+func newLagHasher(r io.Reader) *lagHasher {
+	l := &lagHasher{r: r, h: sha256.New()}
+	l.back = l.buf[:0]
+	return l
+}
+
+func (l *lagHasher) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n >= sha256.Size {
+		l.h.Write(l.back)
+		l.h.Write(p[:n-sha256.Size])
+		l.back = append(l.buf[:0], p[n-sha256.Size:n]...)
+	} else if n > 0 {
+		l.back = append(l.back, p[:n]...)
+		if k := len(l.back) - sha256.Size; k > 0 {
+			l.h.Write(l.back[:k])
+			l.back = append(l.buf[:0], l.back[k:]...)
 		}
 	}
-	return b, err
-}
-
-func (hr *hashingReader) Read(p []byte) (int, error) {
-	hr.flush()
-	n, err := hr.r.Read(p)
-	hr.h.Write(p[:n])
 	return n, err
 }
 
-func (hr *hashingReader) flush() {
-	hr.h.Write(hr.pend)
-	hr.pend = hr.pend[:0]
-}
-
-func (hr *hashingReader) sum() []byte {
-	hr.flush()
-	return hr.h.Sum(nil)
-}
+// sum is the SHA-256 of what was read but the last sha256.Size bytes.
+func (l *lagHasher) sum() []byte { return l.h.Sum(nil) }
 
 // readInto reads n bytes into b's storage (grown if need be).
 func readInto(r io.Reader, b []byte, n uint64) ([]byte, error) {

@@ -81,8 +81,17 @@ func dump(t *testing.T, s *badgerstore.Store) map[string]string {
 // A view restored from a snapshot holds every record, value and expiry
 // of the view it was taken from (its own snapshot is the same bytes), and
 // goes on from the snapshot's sequence; the tail applied to it gives the
-// view a full replay gives.
+// view a full replay gives. So it is whether the records reach Badger in
+// one batch or in many, written side by side.
 func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
+	t.Run("one batch", testSnapshotPlusTail)
+	t.Run("many batches", func(t *testing.T) {
+		badgerstore.SetRestoreBatch(t, 4<<10)
+		testSnapshotPlusTail(t)
+	})
+}
+
+func testSnapshotPlusTail(t *testing.T) {
 	facts := history(t, 3000)
 	const at = 1900
 	src := open(t, t.TempDir())
@@ -131,8 +140,10 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 
 // A snapshot that is cut short, has a bit flipped anywhere, carries more
 // than it should or is of another stream is refused with ErrBadSnapshot,
-// and leaves no view behind.
+// and leaves no view behind, also when Badger was handed some of its
+// records already (small batches).
 func TestDamagedSnapshotIsRefused(t *testing.T) {
+	badgerstore.SetRestoreBatch(t, 4<<10)
 	src := open(t, t.TempDir())
 	apply(t, src, history(t, 500))
 	snap := snapshot(t, src)

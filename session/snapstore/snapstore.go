@@ -171,8 +171,9 @@ func (s *Store) Restore(ctx context.Context, m Meta, dir string, stream uint64) 
 	if err != nil {
 		return badgerstore.SnapshotInfo{}, fmt.Errorf("get snapshot %s: %w", m.Name, err)
 	}
-	defer r.Close()
-	info, err := badgerstore.Restore(dir, r, stream, nil)
+	ra := newReadAhead(r, 1<<20, 16)
+	defer func() { r.Close(); ra.wait() }()
+	info, err := badgerstore.Restore(dir, ra, stream, nil)
 	if err == nil && info.Seq != m.Seq {
 		err = fmt.Errorf("%w: %s holds sequence %d", badgerstore.ErrBadSnapshot, m.Name, info.Seq)
 	}
@@ -192,4 +193,75 @@ func (s *Store) Prune(ctx context.Context, keep int) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readAhead reads up to n pieces of size bytes ahead of its reader. The
+// Object Store hands chunks over through a synchronous pipe: without it,
+// delivery waits for every chunk to be decoded, and decoding for the
+// next chunk to arrive.
+type readAhead struct {
+	full chan []byte
+	free chan []byte
+	cur  []byte // the unread part of buf
+	buf  []byte
+	done chan struct{} // closed when the goroutine returns, err set
+	err  error
+}
+
+func newReadAhead(r io.Reader, size, n int) *readAhead {
+	ra := &readAhead{full: make(chan []byte, n), free: make(chan []byte, n+1), done: make(chan struct{})}
+	for range n + 1 {
+		ra.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(ra.done)
+		defer close(ra.full)
+		for b := range ra.free {
+			k, err := io.ReadFull(r, b)
+			if k > 0 {
+				ra.full <- b[:k]
+			}
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				ra.err = io.EOF
+				return
+			}
+			if err != nil {
+				ra.err = err
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.buf != nil {
+			ra.free <- ra.buf
+			ra.buf = nil
+		}
+		b, ok := <-ra.full
+		if !ok {
+			return 0, ra.err
+		}
+		ra.cur, ra.buf = b, b[:cap(b)]
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// wait stops the goroutine, whose reader has been closed, and waits for
+// it.
+func (ra *readAhead) wait() {
+	for {
+		select {
+		case <-ra.done:
+			return
+		case b, ok := <-ra.full:
+			if ok {
+				ra.free <- b[:cap(b)] // never blocks: free has room for every buffer
+			}
+		}
+	}
 }
