@@ -20,6 +20,7 @@ import (
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 	"github.com/sessionbus/sessionbus/session"
 )
 
@@ -131,7 +132,7 @@ func TestNginx(t *testing.T) {
 		if err := mgr.Manager().Revoke(context.Background(), session.RevokeRequest{SessionID: r.SessionID}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "401 through nginx after the revocation", func() bool {
+		poll.Until(t, "401 through nginx after the revocation", func() bool {
 			code, _, _ := request(t, base, tok)
 			return code == http.StatusUnauthorized
 		})
@@ -151,7 +152,7 @@ func TestNginx(t *testing.T) {
 		}
 		// A loaded machine may miss the 3s bound now and then while the
 		// server runs; the gate is fresh again at its next read.
-		waitFor(t, "200 while fresh", func() bool {
+		poll.Until(t, "200 while fresh", func() bool {
 			code, _, _ := request(t, base, r2.AccessToken)
 			return code == http.StatusOK
 		})
@@ -159,7 +160,7 @@ func TestNginx(t *testing.T) {
 		defer srv.Restart() // the manager closes on a running server
 		// Requests pass until the bound (--max-staleness 3s), as
 		// fail-closed allows; none after it may.
-		waitFor(t, "503 through nginx once the gate is stale", func() bool {
+		poll.Until(t, "503 through nginx once the gate is stale", func() bool {
 			code, _, _ := request(t, base, r2.AccessToken)
 			return code == http.StatusServiceUnavailable
 		})
@@ -287,19 +288,8 @@ func request(t *testing.T, u, tok string, hdr ...string) (int, http.Header, stri
 
 func waitStatus(t *testing.T, u string, want int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d from %s", want, u), func() bool {
+	poll.Until(t, fmt.Sprintf("%d from %s", want, u), func() bool {
 		code, _, _ := request(t, u, "")
 		return code == want
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

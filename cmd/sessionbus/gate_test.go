@@ -13,6 +13,7 @@ import (
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 	"github.com/sessionbus/sessionbus/session"
 )
 
@@ -77,7 +78,7 @@ func TestGateCommand(t *testing.T) {
 		}
 		return 0
 	}
-	waitFor(t, "/readyz 200", func() bool { return status("http://"+ops+"/readyz", "") == http.StatusOK })
+	poll.Until(t, "/readyz 200", func() bool { return status("http://"+ops+"/readyz", "") == http.StatusOK })
 
 	r, err := mgr.Manager().Login(context.Background(), session.LoginRequest{Username: "alice", Password: "correct horse battery"})
 	if err != nil {
@@ -93,7 +94,7 @@ func TestGateCommand(t *testing.T) {
 	if err := mgr.Manager().Revoke(context.Background(), session.RevokeRequest{SessionID: r.SessionID}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "401 after the revocation", func() bool { return status("http://"+listen+"/", r.AccessToken) == http.StatusUnauthorized })
+	poll.Until(t, "401 after the revocation", func() bool { return status("http://"+listen+"/", r.AccessToken) == http.StatusUnauthorized })
 	if m := get("http://"+ops+"/metrics", ""); m == nil || m.StatusCode != http.StatusOK {
 		t.Errorf("metrics: %+v", m)
 	}
@@ -115,16 +116,5 @@ func TestGateCommand(t *testing.T) {
 	}
 	if sig := r.AccessToken[strings.LastIndexByte(r.AccessToken, '.')+1:]; strings.Contains(out, sig) {
 		t.Error("the token is in the logs")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

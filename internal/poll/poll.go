@@ -13,7 +13,7 @@ import (
 )
 
 // Timeout is how long Until waits before it fails the test.
-const Timeout = 10 * time.Second
+const Timeout = 30 * time.Second
 
 // Until polls cond every 2ms until it holds, failing the test with what
 // after Timeout.

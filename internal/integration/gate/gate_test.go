@@ -20,6 +20,7 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
+	"github.com/sessionbus/sessionbus/internal/poll"
 	"github.com/sessionbus/sessionbus/session"
 )
 
@@ -56,7 +57,7 @@ func start(t testing.TB, dl denylist.Config) *fixture {
 			t.Errorf("service run: %v", err)
 		}
 	})
-	eventually(t, "the gate's deny-list and keys ready", svc.Ready)
+	poll.Until(t, "the gate's deny-list and keys ready", svc.Ready)
 	g, err := gate.New(svc.Authenticator, gate.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -86,17 +87,6 @@ func (f *fixture) ask(method, path, tok string, hdr ...string) *httptest.Respons
 	w := httptest.NewRecorder()
 	f.g.ServeHTTP(w, r)
 	return w
-}
-
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // A valid token gets 200 with the identity, whatever path and method the
@@ -202,7 +192,7 @@ func TestAttacks(t *testing.T) {
 		if err := f.mgr.Manager().Revoke(context.Background(), session.RevokeRequest{SessionID: victim.SessionID}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "401 for the revoked session", func() bool {
+		poll.Until(t, "401 for the revoked session", func() bool {
 			return f.ask(http.MethodGet, "/", victim.AccessToken).Code == http.StatusUnauthorized
 		})
 		w := f.ask(http.MethodGet, "/", victim.AccessToken)
@@ -223,11 +213,11 @@ func TestStaleFailsClosed(t *testing.T) {
 	r := f.login(t)
 	// A loaded machine may miss a bound this short now and then while
 	// the server runs; the list is fresh again at its next read.
-	eventually(t, "200 while fresh", func() bool {
+	poll.Until(t, "200 while fresh", func() bool {
 		return f.ask(http.MethodGet, "/", r.AccessToken).Code == http.StatusOK
 	})
 	f.srv.Shutdown()
-	eventually(t, "503 once stale", func() bool {
+	poll.Until(t, "503 once stale", func() bool {
 		return f.ask(http.MethodGet, "/", r.AccessToken).Code == http.StatusServiceUnavailable
 	})
 	w := f.ask(http.MethodGet, "/", r.AccessToken)
@@ -235,7 +225,7 @@ func TestStaleFailsClosed(t *testing.T) {
 		t.Errorf("503 without Retry-After or with an identity: %v", w.Header())
 	}
 	f.srv.Restart() // the manager closes on a running server
-	eventually(t, "200 once fresh again", func() bool {
+	poll.Until(t, "200 once fresh again", func() bool {
 		return f.ask(http.MethodGet, "/", r.AccessToken).Code == http.StatusOK
 	})
 }
