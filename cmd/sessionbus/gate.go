@@ -47,8 +47,12 @@ header, with the deny-list and local token checks of a protected service:
        while failing closed (the default), with Retry-After
 
 Every path and method of --listen get this answer (Envoy forwards the
-original path, Traefik and Caddy the original method); /healthz, /readyz
-and /metrics are on --ops-listen only, so no client path reaches them.
+original path, Traefik and Caddy the original method), but for a bare
+probe: GET /healthz or /readyz, exactly, with no token and none of the
+headers a gateway adds to what it forwards. /metrics is on --ops-listen
+only, with /healthz and /readyz again. Let the gateway ask the gate on a
+path of its own (nginx: /_sessionbus_gate, Envoy: path_prefix), as the
+examples do.
 The gate connects as a service identity of its own
 (sessionbus services add gate --out gate.creds; --nats-creds gate.creds).
 It never forwards or logs the token. Examples for nginx and Envoy:
@@ -140,7 +144,7 @@ func runGate(ctx context.Context, f *gateFlags, log *slog.Logger) error {
 	ops := http.NewServeMux()
 	cli.Probes(ops, svc.Ready, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	servers := []*http.Server{
-		{Handler: g, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		{Handler: bareProbes(g, ops), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
 		{Handler: ops, ReadHeaderTimeout: 5 * time.Second},
 	}
@@ -167,4 +171,34 @@ func runGate(ctx context.Context, f *gateFlags, log *slog.Logger) error {
 	cancel()
 	<-runDone
 	return runErr
+}
+
+// bareProbes answers the contract's /healthz and /readyz on the decision
+// listener too, but only for a bare probe: exactly that request target
+// (no query, no other spelling), GET or HEAD, no Authorization and none of
+// the headers gateways add to a forwarded request. Anything else is a
+// decision, so a client cannot turn its request into a probe's 200 through
+// a gateway that asks with the client's path (and the deploy examples ask
+// on paths of their own anyway).
+func bareProbes(decide, probes http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.RequestURI == "/healthz" || r.RequestURI == "/readyz") &&
+			(r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+			r.Header.Get("Authorization") == "" && !forwarded(r.Header) {
+			probes.ServeHTTP(w, r)
+			return
+		}
+		decide.ServeHTTP(w, r)
+	})
+}
+
+// forwarded reports headers that Envoy, nginx, Traefik and Caddy add to
+// the request they ask a forward-auth service about.
+func forwarded(h http.Header) bool {
+	for _, k := range []string{"X-Forwarded-Uri", "X-Forwarded-Method", "X-Original-Uri", "X-Original-Method", "X-Envoy-Original-Path", "X-Forwarded-For"} {
+		if _, ok := h[k]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -88,8 +88,27 @@ func TestGateCommand(t *testing.T) {
 	if resp == nil || resp.StatusCode != http.StatusOK || resp.Header.Get("X-Auth-Session") != r.SessionID || resp.Header.Get("X-Auth-Subject") == "" {
 		t.Fatalf("valid token: %+v", resp)
 	}
-	if code := status("http://"+listen+"/readyz", ""); code != http.StatusUnauthorized {
-		t.Errorf("no token on the decision listener: %d", code)
+	// The contract's probes answer on --listen too, but only a bare probe:
+	// what a gateway forwards, or any other spelling, is a decision.
+	if code := status("http://"+listen+"/readyz", ""); code != http.StatusOK {
+		t.Errorf("a bare /readyz on --listen: %d", code)
+	}
+	for _, c := range []struct{ target, header string }{
+		{"/readyz", "X-Forwarded-Uri"}, {"/healthz", "X-Envoy-Original-Path"}, {"/healthz", "X-Forwarded-For"},
+		{"/readyz?x=1", ""}, {"/healthz/", ""}, {"/metrics", ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+c.target, nil)
+		if c.header != "" {
+			req.Header.Set(c.header, "/healthz")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s with %q, no token: %d, want the decision's 401", c.target, c.header, resp.StatusCode)
+		}
 	}
 	if err := mgr.Manager().Revoke(context.Background(), session.RevokeRequest{SessionID: r.SessionID}); err != nil {
 		t.Fatal(err)
