@@ -16,6 +16,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
+	"github.com/sessionbus/sessionbus/internal/promtest"
 	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/badgerstore"
 	"github.com/sessionbus/sessionbus/session/snapstore"
@@ -77,22 +78,6 @@ func fullRebuild(t *testing.T, srv *natstest.Server) []byte {
 	return viewBytes(t, m)
 }
 
-func labelled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if mf.GetName() == name && hasLabel(m, label, value) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 // A manager writes snapshots as the facts come (every 25 here), keeps
 // the newest two, and a new manager starts from the newest, replays only
 // the tail, and holds exactly the view a full replay builds.
@@ -117,7 +102,7 @@ func TestStartFromSnapshotPlusTail(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	b := nodetest.Start(t, srv, func(c *node.Config) { c.Registry = reg })
-	if got := labelled(t, reg, "sessionbus_snapshot_restores_total", "result", "ok"); got != 1 {
+	if got := restores(t, reg, "ok"); got != 1 {
 		t.Fatalf("restores ok = %v, want 1", got)
 	}
 	if b.View().AppliedSeq() != last {
@@ -177,10 +162,10 @@ func TestDamagedSnapshotsFallBackToFullReplay(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	b := nodetest.Start(t, srv, func(c *node.Config) { c.Registry = reg })
-	if got := labelled(t, reg, "sessionbus_snapshot_restores_total", "result", "rejected"); got != 3 {
+	if got := restores(t, reg, "rejected"); got != 3 {
 		t.Errorf("restores rejected = %v, want 3", got)
 	}
-	if got := labelled(t, reg, "sessionbus_snapshot_restores_total", "result", "ok"); got != 0 {
+	if got := restores(t, reg, "ok"); got != 0 {
 		t.Errorf("restores ok = %v, want 0", got)
 	}
 	if !bytes.Equal(viewBytes(t, b), fullRebuild(t, srv)) {
@@ -248,4 +233,12 @@ func TestSnapshotBucketPermissions(t *testing.T) {
 		}
 		tcancel()
 	}
+}
+
+// restores is the count of snapshot restores with result (0 before the
+// first: the series appears with it).
+func restores(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	v, _ := promtest.Find(t, reg, "sessionbus_snapshot_restores_total", result)
+	return v
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
@@ -20,43 +19,9 @@ import (
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
+	"github.com/sessionbus/sessionbus/internal/promtest"
 	"github.com/sessionbus/sessionbus/session"
 )
-
-// metric returns the value of a gauge or counter (with the label
-// reason=reason if given) in reg.
-func metric(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if reason != "" && !hasLabel(m, "reason", reason) {
-				continue
-			}
-			if m.Gauge != nil {
-				return m.Gauge.GetValue()
-			}
-			return m.Counter.GetValue()
-		}
-	}
-	t.Fatalf("no metric %s{reason=%q}", name, reason)
-	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
-}
 
 // readyz returns /readyz's status and body.
 func readyz(t *testing.T, addr string) (int, map[string]string) {
@@ -150,10 +115,10 @@ func TestStorageReserve(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body["reason"], jsbus.ReasonReserve) {
 		t.Errorf("/readyz within the reserve: %d %v, want 503 with reason %s", code, body, jsbus.ReasonReserve)
 	}
-	if v := metric(t, reg, "sessionbus_writable", ""); v != 0 {
+	if v := promtest.Value(t, reg, "sessionbus_writable", ""); v != 0 {
 		t.Errorf("sessionbus_writable = %v, want 0", v)
 	}
-	if v := metric(t, reg, "sessionbus_write_refusals_total", jsbus.ReasonReserve); v < 2 {
+	if v := promtest.Value(t, reg, "sessionbus_write_refusals_total", jsbus.ReasonReserve); v < 2 {
 		t.Errorf("sessionbus_write_refusals_total{reason=reserve} = %v, want ≥ 2", v)
 	}
 
@@ -195,7 +160,7 @@ func TestStorageReserve(t *testing.T) {
 		code, body := readyz(t, m.HTTPAddr())
 		return code == http.StatusServiceUnavailable && strings.HasPrefix(body["reason"], jsbus.ReasonStreamFull)
 	})
-	if v := metric(t, reg, "sessionbus_write_refusals_total", jsbus.ReasonStreamFull); v < 1 {
+	if v := promtest.Value(t, reg, "sessionbus_write_refusals_total", jsbus.ReasonStreamFull); v < 1 {
 		t.Errorf("sessionbus_write_refusals_total{reason=stream_full} = %v, want ≥ 1", v)
 	}
 
@@ -207,7 +172,7 @@ func TestStorageReserve(t *testing.T) {
 		code, _ := readyz(t, m.HTTPAddr())
 		return code == http.StatusOK
 	})
-	if v := metric(t, reg, "sessionbus_writable", ""); v != 1 {
+	if v := promtest.Value(t, reg, "sessionbus_writable", ""); v != 1 {
 		t.Errorf("sessionbus_writable = %v after recovery, want 1", v)
 	}
 	if _, err := m.Manager().Login(ctx, session.LoginRequest{Username: "alice", Password: pw, IP: "192.0.2.1"}); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/fakeclock"
 	"github.com/sessionbus/sessionbus/internal/natstest"
+	"github.com/sessionbus/sessionbus/internal/promtest"
 )
 
 func TestReplaysRevocationsInForceBeforeReady(t *testing.T) {
@@ -57,17 +58,17 @@ func TestReplaysRevocationsInForceBeforeReady(t *testing.T) {
 		if got := l.Len(k); got != 1 {
 			t.Errorf("Len(%v) = %d, want 1", k, got)
 		}
-		if got := metric(t, reg, "sessionbus_denylist_entries", k.String()); got != 1 {
+		if got := promtest.Value(t, reg, "sessionbus_denylist_entries", k.String()); got != 1 {
 			t.Errorf("entries{%v} = %v", k, got)
 		}
-		if got := metric(t, reg, "sessionbus_denylist_events_applied_total", k.String()); got != 1 {
+		if got := promtest.Value(t, reg, "sessionbus_denylist_events_applied_total", k.String()); got != 1 {
 			t.Errorf("applied{%v} = %v", k, got)
 		}
 	}
-	if got := metric(t, reg, "sessionbus_denylist_events_skipped_total", "expired"); got != 1 {
+	if got := promtest.Value(t, reg, "sessionbus_denylist_events_skipped_total", "expired"); got != 1 {
 		t.Errorf("skipped{expired} = %v", got)
 	}
-	if got := metric(t, reg, "sessionbus_denylist_ready", ""); got != 1 {
+	if got := promtest.Value(t, reg, "sessionbus_denylist_ready", ""); got != 1 {
 		t.Errorf("ready = %v", got)
 	}
 }
@@ -180,7 +181,7 @@ func TestMalformedAndUnknownEventsAreSkippedAndCounted(t *testing.T) {
 	e.publishRaw(m)
 	eventually(t, "good revocation after bad ones", func() bool { ok, _ := l.Denied(denylist.Token{SessionID: "S-GOOD"}); return ok })
 	for reason, n := range want {
-		if got := metric(t, reg, "sessionbus_denylist_events_skipped_total", reason); got != n {
+		if got := promtest.Value(t, reg, "sessionbus_denylist_events_skipped_total", reason); got != n {
 			t.Errorf("skipped{%s} = %v, want %v", reason, got, n)
 		}
 	}
@@ -210,8 +211,8 @@ func TestDuplicatesAndReorderingKeepTheStrongest(t *testing.T) {
 	e.revokeSession("S1", time.Hour)
 	e.revokeSession("S1", time.Second)
 	eventually(t, "five revocations", func() bool {
-		return metric(t, reg, "sessionbus_denylist_events_applied_total", "user") == 3 &&
-			metric(t, reg, "sessionbus_denylist_events_applied_total", "session") == 2
+		return promtest.Value(t, reg, "sessionbus_denylist_events_applied_total", "user") == 3 &&
+			promtest.Value(t, reg, "sessionbus_denylist_events_applied_total", "session") == 2
 	})
 	between := newer.Add(-time.Second) // after older, before newer
 	if ok, k := l.Denied(denylist.Token{Subject: "U1", IssuedAt: between, AuthTime: between}); !ok || k != denylist.KindUser {
@@ -322,7 +323,7 @@ func TestStalenessPolicy(t *testing.T) {
 			if err := l.Check(); err != nil {
 				t.Fatalf("quiet stream: Check = %v (staleness %s)", err, l.Staleness())
 			}
-			if s := metric(t, reg, "sessionbus_denylist_staleness_seconds", ""); s > bound.Seconds() {
+			if s := promtest.Value(t, reg, "sessionbus_denylist_staleness_seconds", ""); s > bound.Seconds() {
 				t.Fatalf("staleness_seconds = %v on a quiet stream", s)
 			}
 			e.srv.Shutdown()
@@ -374,7 +375,7 @@ func TestWaitsForTheStream(t *testing.T) {
 	}
 	e := &env{t: t, srv: srv, svc: svc}
 	l, reg, _ := e.start(denylist.Config{})
-	eventually(t, "a failed read", func() bool { return metric(t, reg, "sessionbus_denylist_consumer_errors_total", "") > 0 })
+	eventually(t, "a failed read", func() bool { return promtest.Value(t, reg, "sessionbus_denylist_consumer_errors_total", "") > 0 })
 	if err := l.Check(); !errors.Is(err, denylist.ErrNotReady) {
 		t.Fatalf("Check without stream = %v", err)
 	}

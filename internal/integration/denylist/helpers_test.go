@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sessionbus/sessionbus/consumers/denylist"
 	"github.com/sessionbus/sessionbus/events"
@@ -158,43 +157,6 @@ func denied(l *denylist.List, tok denylist.Token) denylist.Kind {
 		return k
 	}
 	return denylist.KindNone
-}
-
-// metric returns the value of the metric name with the label value (or
-// without labels when label is "").
-func metric(t testing.TB, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && !hasLabel(m, label) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, label)
-	return 0
-}
-
-func hasLabel(m *dto.Metric, value string) bool {
-	for _, lp := range m.GetLabel() {
-		if lp.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 func id(prefix string, i int) string { return fmt.Sprintf("%s%05d", prefix, i) }
