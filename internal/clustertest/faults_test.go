@@ -519,7 +519,16 @@ func (f *fixture) fillStore(t *testing.T, hold time.Duration) fullStore {
 			return out
 		}
 	}
-	// The other manager's probe may see it one interval later.
+	// The other managers' probes see it up to one interval later: the
+	// refresh below may go to any of them.
+	waitFor(t, 10*time.Second, func() error {
+		for i, m := range f.managers {
+			if n := m.n.Load(); n != nil && !strings.HasPrefix(n.Unwritable(), jsbus.ReasonReserve) {
+				return fmt.Errorf("fill the store: manager %d does not say reserve yet", i+1)
+			}
+		}
+		return nil
+	})
 	out.from = time.Now().Add(time.Second)
 	t.Logf("fill the store: %d logins filled the stream up to the reserve of its %d bytes", out.logins, cfg.MaxBytes)
 	if _, err := f.ops.Refresh(ctx, victims[0].RefreshToken); events.ErrorCode(err) != http.StatusServiceUnavailable {
