@@ -45,6 +45,16 @@
 // crash while a full memtable was being written to a table), damage in
 // the older log would leave a gap that is not detected.
 //
+// # Snapshots
+//
+// WriteSnapshot writes the view as one consistent state: the files of a
+// Badger directory built from it, framed and summed (SHA-256); Restore
+// copies them into a new directory, and only after the sum, every file
+// name and every table's checksums verified, and the view's recorded
+// sequence equals the one the snapshot names, renames it into place.
+// The tables come built, so that a manager starts from a snapshot in
+// the time it takes to copy and check it.
+//
 // Applying a fact that carries a trace context (ce-traceparent) is a
 // span, "view apply <type>", a child of the span that published it.
 package badgerstore

@@ -10,15 +10,12 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"math/bits"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
-	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
-	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // FormatVersion is the version of the view's keys and records. Change it
@@ -28,27 +25,40 @@ const FormatVersion = 1
 
 // ErrBadSnapshot is returned by Restore for a snapshot that does not
 // verify: not a view snapshot, another format or view version, of
-// another stream, cut short, a checksum that does not match, records out
-// of order. Nothing of it is kept.
+// another stream, cut short, a checksum that does not match, files that
+// are not a view's, tables that do not verify, a view that does not hold
+// the sequence the header names. Nothing of it is kept.
 var ErrBadSnapshot = errors.New("the view snapshot does not verify")
 
-// A snapshot is
+// A snapshot (format 2, written) is
 //
 //	header   snapshotMagic, uint32 snapshot format, uint32 FormatVersion,
 //	         uint64 stream sequence, uint64 stream tag (big-endian)
+//	files    uvarint name length (> 0), name, uvarint size, the bytes;
+//	         the MANIFEST, KEYREGISTRY, table (.sst) and value log (.vlog)
+//	         files of a Badger directory that holds the view, once each
+//	end      uvarint 0, uint64 number of files, uint64 number of records
+//	digest   SHA-256 of everything before it
+//
+// The files are those of a new Badger directory the writer builds from
+// the latest version of every live record, read in one transaction: the
+// view exactly as it was after the sequence the header names, its tables
+// already built, so that a restore is a copy and a check rather than a
+// rebuild.
+//
+// Format 1 (read, no longer written) has, between the same header and
+// digest, the records themselves:
+//
 //	records  uvarint key length (> 0), key, uvarint value length, value,
 //	         uvarint expiry (Unix seconds, 0: none), byte user meta;
 //	         keys in strictly ascending order
 //	end      uvarint 0, uint64 number of records
-//	digest   SHA-256 of everything before it
-//
-// It holds the latest version of every live record, read in one
-// transaction, so it is the view exactly as it was after the sequence it
-// names.
 const (
-	snapshotMagic  = "sessionbus view snapshot\n"
-	snapshotFormat = 1
-	maxRecordLen   = 1 << 20 // far above any record the view writes
+	snapshotMagic   = "sessionbus view snapshot\n"
+	snapshotRecords = 1       // format 1: records
+	snapshotFiles   = 2       // format 2: Badger's files
+	maxRecordLen    = 1 << 20 // far above any record the view writes
+	maxFiles        = 1 << 20
 )
 
 // SnapshotHeaderLen is the length of a snapshot's header.
@@ -74,12 +84,19 @@ type SnapshotInfo struct {
 	Records uint64
 }
 
+// snapshotFileRE matches the names of the files a snapshot carries.
+var snapshotFileRE = regexp.MustCompile(`^(MANIFEST|KEYREGISTRY|[0-9]{1,12}\.(sst|vlog))$`)
+
 // WriteSnapshot writes the view as it is now to w, tagged with stream,
 // and returns what it wrote. It reads one consistent state while facts
-// go on being applied. (Badger's own Backup reads each key range in a
+// go on being applied (Badger's own Backup reads each key range in a
 // transaction of its own, which is not one state of a view that is being
-// written.)
+// written), builds the tables of a new Badger directory from it beside
+// the view (as much disk again as the view's tables take, for as long as
+// the snapshot is written) and writes that directory's files.
 func (s *Store) WriteSnapshot(w io.Writer, stream uint64) (SnapshotInfo, error) {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	seq, err := readSeq(txn)
@@ -87,42 +104,39 @@ func (s *Store) WriteSnapshot(w io.Writer, stream uint64) (SnapshotInfo, error) 
 		return SnapshotInfo{}, s.check(err)
 	}
 	info := SnapshotInfo{Seq: seq, Stream: stream}
+	dir, err := s.buildDir()
+	if err != nil {
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if info.Records, err = buildTables(dir, txn, s.log); err != nil {
+		return info, fmt.Errorf("snapshot: build tables: %w", s.check(err))
+	}
+	names, err := filesOf(dir)
+	if err != nil {
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
-	var hdr []byte
-	hdr = append(hdr, snapshotMagic...)
-	hdr = binary.BigEndian.AppendUint32(hdr, snapshotFormat)
-	hdr = binary.BigEndian.AppendUint32(hdr, FormatVersion)
-	hdr = binary.BigEndian.AppendUint64(hdr, seq)
-	hdr = binary.BigEndian.AppendUint64(hdr, stream)
-	if _, err := bw.Write(hdr); err != nil {
+	var b []byte
+	b = append(b, snapshotMagic...)
+	b = binary.BigEndian.AppendUint32(b, snapshotFiles)
+	b = binary.BigEndian.AppendUint32(b, FormatVersion)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.BigEndian.AppendUint64(b, stream)
+	if _, err := bw.Write(b); err != nil {
 		return info, err
 	}
-	it := txn.NewIterator(badger.DefaultIteratorOptions)
-	defer it.Close()
-	var rec []byte
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		rec = binary.AppendUvarint(rec[:0], uint64(len(item.Key())))
-		rec = append(rec, item.Key()...)
-		err := item.Value(func(v []byte) error {
-			rec = binary.AppendUvarint(rec, uint64(len(v)))
-			rec = append(rec, v...)
-			return nil
-		})
-		if err != nil {
-			return info, s.check(err)
-		}
-		rec = binary.AppendUvarint(rec, item.ExpiresAt())
-		rec = append(rec, item.UserMeta())
-		if _, err := bw.Write(rec); err != nil {
+	for _, name := range names {
+		if err := writeFile(bw, dir, name); err != nil {
 			return info, err
 		}
-		info.Records++
 	}
-	rec = binary.AppendUvarint(rec[:0], 0)
-	rec = binary.BigEndian.AppendUint64(rec, info.Records)
-	if _, err := bw.Write(rec); err != nil {
+	b = binary.AppendUvarint(b[:0], 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(names)))
+	b = binary.BigEndian.AppendUint64(b, info.Records)
+	if _, err := bw.Write(b); err != nil {
 		return info, err
 	}
 	if err := bw.Flush(); err != nil {
@@ -130,6 +144,62 @@ func (s *Store) WriteSnapshot(w io.Writer, stream uint64) (SnapshotInfo, error) 
 	}
 	_, err = w.Write(h.Sum(nil))
 	return info, err
+}
+
+// buildDir returns a new, empty directory for the tables of a snapshot:
+// beside the view (on its disk; one left by a run that stopped while
+// writing one is removed), or a temporary one for a view in memory.
+func (s *Store) buildDir() (string, error) {
+	if s.dir == "" {
+		return os.MkdirTemp("", "sessionbus-snapshot-")
+	}
+	dir := filepath.Clean(s.dir) + ".snapshot-build"
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	return dir, os.Mkdir(dir, 0o700)
+}
+
+// filesOf lists the files of a built directory a snapshot carries,
+// in a fixed order; anything else there (Badger's lock, its discard
+// stats, which a new view makes anew) is left out.
+func filesOf(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && snapshotFileRE.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// writeFile writes one file of a snapshot: its name, size and bytes.
+func writeFile(w io.Writer, dir, name string) error {
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	b = append(b, name...)
+	b = binary.AppendUvarint(b, uint64(fi.Size()))
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	if n, err := io.Copy(w, f); err != nil || n != fi.Size() {
+		return fmt.Errorf("snapshot: %s: %d of %d bytes copied: %w", name, n, fi.Size(), err)
+	}
+	return nil
 }
 
 // Restore builds a new view in dir from the snapshot read from r, which
@@ -154,7 +224,13 @@ func Restore(dir string, r io.Reader, stream uint64, log *slog.Logger) (Snapshot
 	}
 	info, err := restoreInto(tmp, r, stream, log)
 	if err == nil {
+		err = checkRestored(tmp, info, log)
+	}
+	if err == nil {
 		err = os.WriteFile(filepath.Join(tmp, markerView), []byte("sessionbus view (Badger)\n"), 0o600)
+	}
+	if err == nil {
+		err = syncDir(tmp)
 	}
 	if err == nil {
 		_ = os.Remove(dir) // empty, or absent
@@ -167,260 +243,177 @@ func Restore(dir string, r io.Reader, stream uint64, log *slog.Logger) (Snapshot
 	return info, nil
 }
 
+// restoreInto reads and verifies a snapshot of the stream tagged stream
+// into the empty directory dir. It returns ErrBadSnapshot for one that
+// does not verify; what it wrote to dir before that is the caller's to
+// throw away.
 func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info SnapshotInfo, err error) {
-	// No compression: the restore is paid for at start-up, where time
-	// counts; compactions later compress what they write (Open's
-	// options). The StreamWriter writes to the last level, whose tables
-	// are BaseTableSize*TableSizeMultiplier^(MaxLevels-2) long: tables
-	// of restoreTables batches, each written to its file while the next
-	// is built (rather than one table of everything, built in memory and
-	// written at the end).
-	opts := badgerOptions(dir, log, false).WithCompression(options.None)
-	table := int64(restoreTables * restoreBatch)
-	for range opts.MaxLevels - 2 {
-		table /= int64(opts.TableSizeMultiplier)
-	}
-	db, err := openBadger(opts.WithBaseTableSize(table))
-	if err != nil {
-		return info, err
-	}
-	defer func() {
-		if cerr := db.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	sw := db.NewStreamWriter()
-	if err := sw.Prepare(); err != nil {
-		return info, err
-	}
-	defer func() {
-		if err != nil {
-			sw.Cancel()
-		}
-	}()
-	// The snapshot is read, verified and encoded here while a goroutine
-	// hands the previous batch to the StreamWriter, whose decoding of it
-	// and table building then run beside the reading.
-	w := startBatchWriter(sw)
-	info, err = readSnapshot(r, stream, w)
-	if werr := w.close(err == nil); err == nil {
-		err = werr
-	}
-	if err != nil {
-		return info, err
-	}
-	if err := sw.Flush(); err != nil {
-		return info, err
-	}
-	var seq uint64
-	if err := db.View(func(txn *badger.Txn) (err error) { seq, err = readSeq(txn); return err }); err != nil {
-		return info, err
-	}
-	if seq != info.Seq {
-		return info, fmt.Errorf("%w: holds sequence %d, the header says %d", ErrBadSnapshot, seq, info.Seq)
-	}
-	return info, nil
-}
-
-// readSnapshot reads and verifies a snapshot of the stream tagged
-// stream, handing its records to w. It returns ErrBadSnapshot for one
-// that does not verify; records handed over before that are the
-// caller's to throw away.
-func readSnapshot(r io.Reader, stream uint64, w *batchWriter) (info SnapshotInfo, err error) {
 	lh := newLagHasher(r)
 	br := bufio.NewReaderSize(lh, 256<<10)
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, a...)...)
-	}
 	hdr := make([]byte, SnapshotHeaderLen)
 	if _, err := io.ReadFull(br, hdr); err != nil {
-		return info, bad("header: %w", err)
+		return info, badSnapshot("header: %w", err)
 	}
 	if string(hdr[:len(snapshotMagic)]) != snapshotMagic {
-		return info, bad("not a view snapshot")
+		return info, badSnapshot("not a view snapshot")
 	}
 	p := hdr[len(snapshotMagic):]
-	if f := binary.BigEndian.Uint32(p); f != snapshotFormat {
-		return info, bad("snapshot format %d, this version reads %d", f, snapshotFormat)
+	format := binary.BigEndian.Uint32(p)
+	if format != snapshotRecords && format != snapshotFiles {
+		return info, badSnapshot("snapshot format %d, this version reads %d and %d", format, snapshotRecords, snapshotFiles)
 	}
 	if v := binary.BigEndian.Uint32(p[4:]); v != FormatVersion {
-		return info, bad("view format %d, this version keeps %d", v, FormatVersion)
+		return info, badSnapshot("view format %d, this version keeps %d", v, FormatVersion)
 	}
 	info.Seq, info.Stream = binary.BigEndian.Uint64(p[8:]), binary.BigEndian.Uint64(p[16:])
 	if info.Stream != stream {
-		return info, bad("of another stream (tag %d, the stream's is %d)", info.Stream, stream)
+		return info, badSnapshot("of another stream (tag %d, the stream's is %d)", info.Stream, stream)
 	}
+	if format == snapshotRecords {
+		return restoreRecords(dir, br, lh, info, log)
+	}
+	if info, err = readFiles(dir, br, info); err != nil {
+		return info, err
+	}
+	return info, checkDigest(br, lh)
+}
 
-	var key, val, last []byte
+// readFiles reads the files of a format 2 snapshot into dir, and its end.
+func readFiles(dir string, br *bufio.Reader, info SnapshotInfo) (SnapshotInfo, error) {
+	var files uint64
+	seen := map[string]bool{}
 	for {
-		klen, err := binary.ReadUvarint(br)
+		n, err := binary.ReadUvarint(br)
 		if err != nil {
-			return info, bad("record %d: %w", info.Records, err)
+			return info, badSnapshot("file %d: %w", files, err)
 		}
-		if klen == 0 {
+		if n == 0 {
 			break
 		}
-		if key, err = readInto(br, key, klen); err != nil {
-			return info, bad("record %d: %w", info.Records, err)
+		if n > 64 || files >= maxFiles {
+			return info, badSnapshot("file %d: not a file of a view", files)
 		}
-		if info.Records > 0 && bytes.Compare(key, last) <= 0 {
-			return info, bad("record %d out of order", info.Records)
+		b := make([]byte, n)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return info, badSnapshot("file %d: %w", files, err)
 		}
-		last = append(last[:0], key...)
-		vlen, err := binary.ReadUvarint(br)
-		if err == nil {
-			val, err = readInto(br, val, vlen)
+		name := string(b)
+		if !snapshotFileRE.MatchString(name) || seen[name] {
+			return info, badSnapshot("file %d: %q is not a file of a view, or twice", files, name)
 		}
-		var expires uint64
-		if err == nil {
-			expires, err = binary.ReadUvarint(br)
-		}
-		var meta byte
-		if err == nil {
-			meta, err = br.ReadByte()
-		}
+		seen[name] = true
+		size, err := binary.ReadUvarint(br)
 		if err != nil {
-			return info, bad("record %d: %w", info.Records, err)
+			return info, badSnapshot("file %s: %w", name, err)
 		}
-		if err := w.add(key, val, expires, meta); err != nil {
+		if err := readFile(filepath.Join(dir, name), br, size); err != nil {
 			return info, err
 		}
-		info.Records++
+		files++
 	}
-	var tail [8]byte
-	if _, err := io.ReadFull(br, tail[:]); err != nil {
-		return info, bad("end: %w", err)
+	var end [16]byte
+	if _, err := io.ReadFull(br, end[:]); err != nil {
+		return info, badSnapshot("end: %w", err)
 	}
-	if n := binary.BigEndian.Uint64(tail[:]); n != info.Records {
-		return info, bad("%d records, the snapshot says %d", info.Records, n)
+	if n := binary.BigEndian.Uint64(end[:]); n != files {
+		return info, badSnapshot("%d files, the snapshot says %d", files, n)
 	}
-	want := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(br, want); err != nil {
-		return info, bad("digest: %w", err)
-	}
-	if _, err := br.ReadByte(); err != io.EOF {
-		return info, bad("data after the digest")
-	}
-	// Everything has been read: the hasher held back the digest.
-	if !bytes.Equal(lh.sum(), want) {
-		return info, bad("checksum does not match")
+	info.Records = binary.BigEndian.Uint64(end[8:])
+	if !seen[badger.ManifestFilename] {
+		return info, badSnapshot("no MANIFEST")
 	}
 	return info, nil
 }
 
-// batchWriter fills batches of records for a StreamWriter, which a
-// goroutine of its own writes: the StreamWriter decodes a batch and
-// builds tables of it while the next one is read. (One stream: several
-// streams, a batch each, decoded side by side, were slower on two cores,
-// as closing a stream holds up the others.)
-type batchWriter struct {
-	sw     *badger.StreamWriter
-	buf    *z.Buffer // being filled
-	todo   chan *z.Buffer
-	free   chan *z.Buffer
-	done   chan struct{} // closed when the goroutine returns
-	failed atomic.Bool   // err is set
-	err    error
-}
-
-// restoreBatch is the size of a batch handed to the StreamWriter (tests
-// make it small); the tables it builds are restoreTables batches long.
-var restoreBatch = 4 << 20
-
-const restoreTables = 8
-
-func startBatchWriter(sw *badger.StreamWriter) *batchWriter {
-	w := &batchWriter{sw: sw, todo: make(chan *z.Buffer, 1), free: make(chan *z.Buffer, 3), done: make(chan struct{})}
-	for range 2 {
-		w.free <- z.NewBuffer(restoreBatch+restoreBatch/4, "badgerstore.Restore")
+// readFile copies size bytes of r to a new file at path and syncs it.
+func readFile(path string, r io.Reader, size uint64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
 	}
-	w.buf = z.NewBuffer(restoreBatch+restoreBatch/4, "badgerstore.Restore")
-	go func() {
-		defer close(w.done)
-		for b := range w.todo {
-			if !w.failed.Load() {
-				if err := w.sw.Write(b); err != nil {
-					w.err = err
-					w.failed.Store(true)
-				}
-			}
-			b.Reset()
-			w.free <- b
-		}
-	}()
-	return w
-}
-
-// add encodes a record as a pb.KV of version 1, as badger.KVToBuffer
-// does, without its reflection: key (field 1), value (2), user meta (3),
-// version (4), expiry (5).
-func (w *batchWriter) add(key, val []byte, expires uint64, meta byte) error {
-	n := 1 + uvarintLen(uint64(len(key))) + len(key) + 3 + 2
-	if len(val) > 0 {
-		n += 1 + uvarintLen(uint64(len(val))) + len(val)
+	n, err := io.CopyN(f, r, int64(min(size, 1<<62)))
+	if err == io.EOF {
+		err = badSnapshot("%s cut short at %d of %d bytes", filepath.Base(path), n, size)
 	}
-	if expires != 0 {
-		n += 1 + uvarintLen(expires)
+	if err == nil {
+		err = f.Sync()
 	}
-	b := w.buf.SliceAllocate(n)[:0]
-	b = append(b, 1<<3|2)
-	b = binary.AppendUvarint(b, uint64(len(key)))
-	b = append(b, key...)
-	if len(val) > 0 {
-		b = append(b, 2<<3|2)
-		b = binary.AppendUvarint(b, uint64(len(val)))
-		b = append(b, val...)
-	}
-	b = append(b, 3<<3|2, 1, meta, 4<<3|0, 1)
-	if expires != 0 {
-		b = append(b, 5<<3|0)
-		b = binary.AppendUvarint(b, expires)
-	}
-	if len(b) != n {
-		panic("badgerstore: record encoded to the wrong length")
-	}
-	if w.buf.LenNoPadding() < restoreBatch {
-		return nil
-	}
-	return w.flush()
-}
-
-// flush hands the batch being filled to the goroutine. It returns the
-// StreamWriter's error, if it had one.
-func (w *batchWriter) flush() error {
-	if w.failed.Load() {
-		return w.err
-	}
-	w.todo <- w.buf
-	w.buf = <-w.free
-	return nil
-}
-
-// close writes what is left (unless !flush), waits for the goroutine
-// and frees the batches.
-func (w *batchWriter) close(flush bool) error {
-	var err error
-	if flush && w.buf.LenNoPadding() > 0 {
-		err = w.flush()
-	}
-	close(w.todo)
-	<-w.done
-	_ = w.buf.Release()
-	for range 2 {
-		_ = (<-w.free).Release()
-	}
-	if w.failed.Load() {
-		return w.err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
 
-func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+// checkDigest reads the digest at the end of a snapshot and checks it
+// against the sum of everything before it, and that nothing follows.
+func checkDigest(br *bufio.Reader, lh *lagHasher) error {
+	want := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(br, want); err != nil {
+		return badSnapshot("digest: %w", err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return badSnapshot("data after the digest")
+	}
+	// Everything has been read: the hasher held back the digest.
+	if !bytes.Equal(lh.sum(), want) {
+		return badSnapshot("checksum does not match")
+	}
+	return nil
+}
+
+// checkRestored checks the view restored in dir as Open would (every
+// table against its checksums, without panicking on any damage) and that
+// it holds the sequence the snapshot's header names.
+func checkRestored(dir string, info SnapshotInfo, log *slog.Logger) error {
+	bad := func(err error) error {
+		if errors.Is(err, ErrCorrupt) {
+			return badSnapshot("%w", err)
+		}
+		return err
+	}
+	opts := badgerOptions(dir, log, false)
+	if _, err := checkTables(dir, opts); err != nil {
+		return bad(err)
+	}
+	db, err := openBadger(opts)
+	if err != nil {
+		return bad(err)
+	}
+	var seq uint64
+	err = db.View(func(txn *badger.Txn) (err error) { seq, err = readSeq(txn); return err })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return bad(corruption(err, dir))
+	}
+	if seq != info.Seq {
+		return badSnapshot("holds sequence %d, the header says %d", seq, info.Seq)
+	}
+	return nil
+}
+
+func badSnapshot(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, a...)...)
+}
+
+// syncDir makes the names of the files in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // lagHasher hashes what is read through it but the last sha256.Size
 // bytes: once the whole snapshot has been read, its sum is that of
-// everything before the digest, which is what it held back. The records
-// are then read from a plain bufio.Reader, and hashed in large pieces.
+// everything before the digest, which is what it held back. The body is
+// then read from a plain bufio.Reader, and hashed in large pieces.
 type lagHasher struct {
 	r    io.Reader
 	h    hash.Hash
@@ -452,16 +445,6 @@ func (l *lagHasher) Read(p []byte) (int, error) {
 
 // sum is the SHA-256 of what was read but the last sha256.Size bytes.
 func (l *lagHasher) sum() []byte { return l.h.Sum(nil) }
-
-// readInto reads n bytes into b's storage (grown if need be).
-func readInto(r io.Reader, b []byte, n uint64) ([]byte, error) {
-	if n > maxRecordLen {
-		return b, fmt.Errorf("length %d", n)
-	}
-	b = slices.Grow(b[:0], int(n))[:n]
-	_, err := io.ReadFull(r, b)
-	return b, err
-}
 
 // readSeq reads the last applied sequence recorded in the view (0 for a
 // new view).

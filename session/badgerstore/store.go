@@ -36,6 +36,8 @@ type Store struct {
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced after each applied batch
 
+	snapMu sync.Mutex // one WriteSnapshot at a time: they share a directory
+
 	comp        map[uint64]options.CompressionType // of the tables at Open
 	corruptOnce sync.Once
 	corrupt     chan struct{} // closed on the first corruption found
