@@ -85,7 +85,9 @@ func buildTables(dir string, txn *badger.Txn, log *slog.Logger) (records uint64,
 // its key, value, expiry (Unix seconds, 0: none) and user meta, which
 // are only valid during the call. It returns how many it read.
 func eachRecord(txn *badger.Txn, fn func(key, val []byte, expires uint64, meta byte) error) (records uint64, err error) {
-	it := txn.NewIterator(badger.DefaultIteratorOptions)
+	// Values are read in place, not copied ahead: they are small and in
+	// the tables.
+	it := txn.NewIterator(badger.IteratorOptions{})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
