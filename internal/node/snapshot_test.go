@@ -82,6 +82,7 @@ func fullRebuild(t *testing.T, srv *natstest.Server) string {
 // the newest two, and a new manager starts from the newest, replays only
 // the tail, and holds exactly the view a full replay builds.
 func TestStartFromSnapshotPlusTail(t *testing.T) {
+	node.SetSnapshotRest(t, 0)
 	srv := natstest.Start(t)
 	a := nodetest.Start(t, srv, func(c *node.Config) { c.Snapshots = node.SnapshotConfig{Facts: 25} })
 	a.AddUser(t, "alice", pw)
