@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,7 +113,8 @@ func (w tLog) Write(p []byte) (int, error) {
 // (e.g. 1000000): a full replay, writing a snapshot, and a start from
 // the snapshot and a tail of 1% (at least 1,000 facts), whose view must be
 // byte-identical to the full replay's. It is skipped unless the variable
-// is set (it takes minutes):
+// is set (it takes minutes; SESSIONBUS_SCALE_CPUPROFILE=FILE writes a CPU
+// profile of the start from the snapshot):
 //
 //	SESSIONBUS_SCALE_FACTS=1000000 go test -run TestStartAtScale -v -timeout 1h ./internal/node/
 func TestStartAtScale(t *testing.T) {
@@ -140,7 +142,17 @@ func TestStartAtScale(t *testing.T) {
 	t.Logf("snapshot at %d written in %s: %d MB", s.Seq, time.Since(began).Round(time.Millisecond), s.Size>>20)
 
 	publishFacts(t, js, n, tail)
+	if f := os.Getenv("SESSIONBUS_SCALE_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fast, took := startTimed(t, srv)
+	pprof.StopCPUProfile()
 	t.Logf("snapshot + tail of %d: ready in %s", tail, took.Round(time.Millisecond))
 	last := fast.LastSeq(t)
 	for _, m := range []*nodetest.Manager{full, fast} {

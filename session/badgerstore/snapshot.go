@@ -279,7 +279,23 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 }
 
 // readFiles reads the files of a format 2 snapshot into dir, and its end.
-func readFiles(dir string, br *bufio.Reader, info SnapshotInfo) (SnapshotInfo, error) {
+// Each file is synced and closed by a goroutine while the next is read.
+func readFiles(dir string, br *bufio.Reader, info SnapshotInfo) (_ SnapshotInfo, err error) {
+	written := make(chan *os.File, 4)
+	synced := make(chan error, 1)
+	go func() {
+		var errs []error
+		for f := range written {
+			errs = append(errs, f.Sync(), f.Close())
+		}
+		synced <- errors.Join(errs...)
+	}()
+	defer func() {
+		close(written)
+		if serr := <-synced; err == nil {
+			err = serr
+		}
+	}()
 	var files uint64
 	seen := map[string]bool{}
 	for {
@@ -306,9 +322,11 @@ func readFiles(dir string, br *bufio.Reader, info SnapshotInfo) (SnapshotInfo, e
 		if err != nil {
 			return info, badSnapshot("file %s: %w", name, err)
 		}
-		if err := readFile(filepath.Join(dir, name), br, size); err != nil {
+		f, err := readFile(filepath.Join(dir, name), br, size)
+		if err != nil {
 			return info, err
 		}
+		written <- f
 		files++
 	}
 	var end [16]byte
@@ -325,23 +343,22 @@ func readFiles(dir string, br *bufio.Reader, info SnapshotInfo) (SnapshotInfo, e
 	return info, nil
 }
 
-// readFile copies size bytes of r to a new file at path and syncs it.
-func readFile(path string, r io.Reader, size uint64) error {
+// readFile copies size bytes of r to a new file at path, and returns it
+// open, to be synced.
+func readFile(path string, r io.Reader, size uint64) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n, err := io.CopyN(f, r, int64(min(size, 1<<62)))
 	if err == io.EOF {
 		err = badSnapshot("%s cut short at %d of %d bytes", filepath.Base(path), n, size)
 	}
-	if err == nil {
-		err = f.Sync()
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return f, nil
 }
 
 // checkDigest reads the digest at the end of a snapshot and checks it

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/badger/v4/y"
 	"github.com/klauspost/compress/snappy"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -74,19 +76,42 @@ func checkTables(dir string, opts badger.Options) (map[uint64]options.Compressio
 		return nil, fmt.Errorf("%w: MANIFEST: %w", ErrCorrupt, err)
 	}
 	comp := make(map[uint64]options.CompressionType, len(mf.Tables))
-	var v verifier
 	for id, t := range mf.Tables {
 		if t.KeyID != 0 {
 			return nil, fmt.Errorf("%w: table %d is encrypted, which the view never does", ErrCorrupt, id)
 		}
-		data, err := v.read(table.NewFilename(id, dir))
-		if err != nil {
-			return nil, fmt.Errorf("%w: table %d of the MANIFEST: %w", ErrCorrupt, id, err)
-		}
-		if err := v.table(data, t.Compression); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, table.IDToFilename(id), err)
-		}
 		comp[id] = t.Compression
+	}
+	// One table per core at a time: the check decompresses every block,
+	// and the start of a manager waits for it.
+	ids := make(chan uint64)
+	var g errgroup.Group
+	for range min(runtime.GOMAXPROCS(0), max(len(comp), 1)) {
+		g.Go(func() error {
+			var v verifier
+			for id := range ids {
+				data, err := v.read(table.NewFilename(id, dir))
+				if err != nil {
+					return fmt.Errorf("%w: table %d of the MANIFEST: %w", ErrCorrupt, id, err)
+				}
+				if err := v.table(data, comp[id]); err != nil {
+					return fmt.Errorf("%w: %s: %w", ErrCorrupt, table.IDToFilename(id), err)
+				}
+			}
+			return nil
+		})
+	}
+	go func() {
+		defer close(ids)
+		for id := range comp {
+			ids <- id
+		}
+	}()
+	if err := g.Wait(); err != nil {
+		// The feeder may be blocked on a worker that has returned.
+		for range ids {
+		}
+		return nil, err
 	}
 	return comp, nil
 }
