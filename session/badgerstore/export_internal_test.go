@@ -30,21 +30,10 @@ func WriteRecordsSnapshot(s *Store, w io.Writer, stream uint64) (SnapshotInfo, e
 	info := SnapshotInfo{Seq: seq, Stream: stream}
 	h := sha256.New()
 	bw := bufio.NewWriter(io.MultiWriter(w, h))
-	var b []byte
-	b = append(b, snapshotMagic...)
-	b = binary.BigEndian.AppendUint32(b, snapshotRecords)
-	b = binary.BigEndian.AppendUint32(b, FormatVersion)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, stream)
+	b := appendHeader(nil, snapshotRecords, info)
 	bw.Write(b)
 	info.Records, err = eachRecord(txn, func(key, val []byte, expires uint64, meta byte) error {
-		b = binary.AppendUvarint(b[:0], uint64(len(key)))
-		b = append(b, key...)
-		b = binary.AppendUvarint(b, uint64(len(val)))
-		b = append(b, val...)
-		b = binary.AppendUvarint(b, expires)
-		b = append(b, meta)
-		_, err := bw.Write(b)
+		_, err := bw.Write(appendRecord(b[:0], key, val, expires, meta))
 		return err
 	})
 	if err != nil {

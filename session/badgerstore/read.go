@@ -3,7 +3,6 @@ package badgerstore
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -162,12 +161,7 @@ func (s *Store) Fingerprint() (records uint64, sum [sha256.Size]byte, err error)
 	var b []byte
 	err = s.db.View(func(txn *badger.Txn) error {
 		records, err = eachRecord(txn, func(key, val []byte, expires uint64, meta byte) error {
-			b = binary.AppendUvarint(b[:0], uint64(len(key)))
-			b = append(b, key...)
-			b = binary.AppendUvarint(b, uint64(len(val)))
-			b = append(b, val...)
-			b = binary.AppendUvarint(b, expires)
-			b = append(b, meta)
+			b = appendRecord(b[:0], key, val, expires, meta)
 			h.Write(b)
 			return nil
 		})

@@ -119,12 +119,7 @@ func (s *Store) WriteSnapshot(w io.Writer, stream uint64) (SnapshotInfo, error) 
 
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
-	var b []byte
-	b = append(b, snapshotMagic...)
-	b = binary.BigEndian.AppendUint32(b, snapshotFiles)
-	b = binary.BigEndian.AppendUint32(b, FormatVersion)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, stream)
+	b := appendHeader(nil, snapshotFiles, info)
 	if _, err := bw.Write(b); err != nil {
 		return info, err
 	}
@@ -144,6 +139,26 @@ func (s *Store) WriteSnapshot(w io.Writer, stream uint64) (SnapshotInfo, error) 
 	}
 	_, err = w.Write(h.Sum(nil))
 	return info, err
+}
+
+// appendHeader appends the header of a snapshot in format to b.
+func appendHeader(b []byte, format uint32, info SnapshotInfo) []byte {
+	b = append(b, snapshotMagic...)
+	b = binary.BigEndian.AppendUint32(b, format)
+	b = binary.BigEndian.AppendUint32(b, FormatVersion)
+	b = binary.BigEndian.AppendUint64(b, info.Seq)
+	return binary.BigEndian.AppendUint64(b, info.Stream)
+}
+
+// appendRecord appends a record as format 1 has it (and Fingerprint
+// sums it) to b.
+func appendRecord(b, key, val []byte, expires uint64, meta byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	b = binary.AppendUvarint(b, uint64(len(val)))
+	b = append(b, val...)
+	b = binary.AppendUvarint(b, expires)
+	return append(b, meta)
 }
 
 // buildDir returns a new, empty directory for the tables of a snapshot:
