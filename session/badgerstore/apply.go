@@ -100,12 +100,12 @@ func (s *Store) applyCreated(w *writer, st events.Stored, d *events.SessionCreat
 	if err := s.recordAccess(w, sess, d.AccessJTI, d.KeyID, d.AccessExpiresAt); err != nil {
 		return err
 	}
-	var th session.Throttle
+	var a addrRec
 	addr := session.ThrottleAddr(d.IP, d.Via)
-	if _, err := w.get(kAddr(d.AccountKey, addr), &th); err != nil {
+	if _, err := w.get(kAddr(d.AccountKey, addr), &a); err != nil {
 		return err
 	}
-	th = session.ApplySuccess(th, d.CreatedAt)
+	th := session.ApplySuccess(session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt}, d.CreatedAt)
 	return w.put(kAddr(d.AccountKey, addr), addrRecord(th), addrExpiry(th))
 }
 

@@ -19,7 +19,7 @@ import (
 func read[T any](s *Store, key []byte, missing error) (T, error) {
 	var v T
 	err := s.db.View(func(txn *badger.Txn) error {
-		found, err := getJSON(txn, key, &v)
+		found, err := getRecord(txn, key, &v)
 		if err == nil && !found {
 			return missing
 		}
@@ -53,7 +53,7 @@ func (s *Store) SessionByDigest(_ context.Context, digest string) (session.Sessi
 		if gen, err = strconv.ParseUint(g, 10, 64); !ok || err != nil {
 			return fmt.Errorf("%w: digest record %q", ErrCorrupt, ref)
 		}
-		found, err := getJSON(txn, kSession(sid), &sess)
+		found, err := getRecord(txn, kSession(sid), &sess)
 		if err == nil && !found {
 			return session.ErrNotFound
 		}
@@ -82,15 +82,15 @@ func (s *Store) Throttle(_ context.Context, accountKey, addr string) (session.Th
 	var a addrRec
 	var c, g accountRec
 	err := s.db.View(func(txn *badger.Txn) error {
-		if _, err := getJSON(txn, kAddr(accountKey, addr), &a); err != nil {
+		if _, err := getRecord(txn, kAddr(accountKey, addr), &a); err != nil {
 			return err
 		}
 		if addr != "" {
-			if _, err := getJSON(txn, kAddrAll(addr), &g); err != nil {
+			if _, err := getRecord(txn, kAddrAll(addr), &g); err != nil {
 				return err
 			}
 		}
-		_, err := getJSON(txn, kAccount(accountKey), &c)
+		_, err := getRecord(txn, kAccount(accountKey), &c)
 		return err
 	})
 	return session.Throttle{Failures: a.Failures, LastFailureAt: a.LastFailureAt, KnownAt: a.KnownAt,
@@ -107,7 +107,7 @@ func (s *Store) UserSessions(_ context.Context, userID string) ([]session.Sessio
 		for it.Rewind(); it.Valid(); it.Next() {
 			sid := string(it.Item().Key()[len(prefix):])
 			var sess session.Session
-			found, err := getJSON(txn, kSession(sid), &sess)
+			found, err := getRecord(txn, kSession(sid), &sess)
 			if err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ func (s *Store) DueSessions(_ context.Context, now time.Time, limit int) ([]sess
 			}
 			seen[sid] = true
 			var sess session.Session
-			found, err := getJSON(txn, kSession(sid), &sess)
+			found, err := getRecord(txn, kSession(sid), &sess)
 			if err != nil {
 				return err
 			}

@@ -19,9 +19,14 @@ import (
 )
 
 // FormatVersion is the version of the view's keys and records. Change it
-// with any change to them: a snapshot of another version is refused
+// with any change to them: a snapshot of a later version is refused
 // (ErrBadSnapshot) and the view is rebuilt from the stream instead.
-const FormatVersion = 1
+// Version 2 writes binary records (codec.go); version 1 wrote JSON,
+// which version 2 still reads, so its snapshots are restored too.
+const FormatVersion = 2
+
+// OldestFormat is the oldest view format version this version reads.
+const OldestFormat = 1
 
 // ErrBadSnapshot is returned by Restore for a snapshot that does not
 // verify: not a view snapshot, another format or view version, of
@@ -143,9 +148,15 @@ func (s *Store) WriteSnapshot(w io.Writer, stream uint64) (SnapshotInfo, error) 
 
 // appendHeader appends the header of a snapshot in format to b.
 func appendHeader(b []byte, format uint32, info SnapshotInfo) []byte {
+	return appendHeaderOf(b, format, FormatVersion, info)
+}
+
+// appendHeaderOf appends the header of a snapshot in format of a view of
+// format version view to b.
+func appendHeaderOf(b []byte, format, view uint32, info SnapshotInfo) []byte {
 	b = append(b, snapshotMagic...)
 	b = binary.BigEndian.AppendUint32(b, format)
-	b = binary.BigEndian.AppendUint32(b, FormatVersion)
+	b = binary.BigEndian.AppendUint32(b, view)
 	b = binary.BigEndian.AppendUint64(b, info.Seq)
 	return binary.BigEndian.AppendUint64(b, info.Stream)
 }
@@ -277,8 +288,8 @@ func restoreInto(dir string, r io.Reader, stream uint64, log *slog.Logger) (info
 	if format != snapshotRecords && format != snapshotFiles {
 		return info, badSnapshot("snapshot format %d, this version reads %d and %d", format, snapshotRecords, snapshotFiles)
 	}
-	if v := binary.BigEndian.Uint32(p[4:]); v != FormatVersion {
-		return info, badSnapshot("view format %d, this version keeps %d", v, FormatVersion)
+	if v := binary.BigEndian.Uint32(p[4:]); v < OldestFormat || v > FormatVersion {
+		return info, badSnapshot("view format %d, this version reads %d to %d", v, OldestFormat, FormatVersion)
 	}
 	info.Seq, info.Stream = binary.BigEndian.Uint64(p[8:]), binary.BigEndian.Uint64(p[16:])
 	if info.Stream != stream {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func dump(t *testing.T, s *badgerstore.Store) map[string]string {
 // of the view it was taken from, and goes on from the snapshot's
 // sequence; the tail applied to it gives the view a full replay gives.
 // So it is for a snapshot of Badger's files (format 2), and for one of
-// records (format 1, written by earlier versions) whether its records
+// JSON records (format 1, written by version 1) whether its records
 // reach Badger in one batch or in many, written side by side.
 func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	t.Run("files", func(t *testing.T) { testSnapshotPlusTail(t, snapshot) })
@@ -111,9 +112,12 @@ type fingerprint struct {
 	sum     [32]byte
 }
 
+// fingerprintOf is the view's LogicalFingerprint: its records, values
+// and expiries, whether the records are stored in JSON (as version 1
+// wrote them) or binary.
 func fingerprintOf(t *testing.T, s *badgerstore.Store) fingerprint {
 	t.Helper()
-	n, sum, err := s.Fingerprint()
+	n, sum, err := badgerstore.LogicalFingerprint(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,4 +432,37 @@ func FuzzRestore(f *testing.F) {
 			t.Fatalf("restored view at %d, snapshot says %d", s.AppliedSeq(), info.Seq)
 		}
 	})
+}
+
+// A view written by version 1 (JSON records) is read as it is and goes
+// on: it answers as the same view in binary records does, and the tail
+// applied to it gives the view a full replay gives.
+func TestVersion1ViewReadsOn(t *testing.T) {
+	facts := history(t, 3000)
+	const at = 1900
+	v := open(t, t.TempDir())
+	apply(t, v, facts[:at])
+	want := fingerprintOf(t, v)
+	sess, err := v.Session(ctx, "S000002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := badgerstore.RewriteAsJSON(v); err != nil {
+		t.Fatal(err)
+	}
+	if rec := dump(t, v)["s:S000002"]; !strings.HasPrefix(rec, "{") {
+		t.Fatalf("the session record is not JSON: %q", rec)
+	}
+	if got := fingerprintOf(t, v); got != want {
+		t.Fatal("the view in JSON records holds other records")
+	}
+	if got, err := v.Session(ctx, "S000002"); err != nil || !reflect.DeepEqual(got, sess) {
+		t.Fatalf("session from JSON: %+v, %v; want %+v", got, err, sess)
+	}
+	apply(t, v, facts[at:])
+	full := open(t, t.TempDir())
+	apply(t, full, facts)
+	if a, b := fingerprintOf(t, v), fingerprintOf(t, full); a != b {
+		t.Fatalf("version 1 view + tail (%d records) differs from a full replay (%d)", a.records, b.records)
+	}
 }

@@ -3,7 +3,6 @@ package badgerstore
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -274,13 +273,13 @@ type writer struct {
 }
 
 func (w *writer) get(key []byte, v any) (bool, error) {
-	return getJSON(w.txn, key, v)
+	return getRecord(w.txn, key, v)
 }
 
 // put stores v until expires (zero: forever). A record already past its
 // expiry is not written.
 func (w *writer) put(key []byte, v any, expires time.Time) error {
-	b, err := json.Marshal(v)
+	b, err := encodeRecord(v)
 	if err != nil {
 		return err
 	}
@@ -300,7 +299,7 @@ func (w *writer) set(key, val []byte, expires time.Time) error {
 
 func (w *writer) del(key []byte) error { return w.txn.Delete(key) }
 
-func getJSON(txn *badger.Txn, key []byte, v any) (bool, error) {
+func getRecord(txn *badger.Txn, key []byte, v any) (bool, error) {
 	it, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
@@ -309,7 +308,7 @@ func getJSON(txn *badger.Txn, key []byte, v any) (bool, error) {
 		return false, err
 	}
 	return true, it.Value(func(b []byte) error {
-		if err := json.Unmarshal(b, v); err != nil {
+		if err := decodeRecord(b, v); err != nil {
 			return fmt.Errorf("%w: record %s: %w", ErrCorrupt, key, err)
 		}
 		return nil

@@ -164,8 +164,9 @@ func (s *Store) Put(ctx context.Context, view *badgerstore.Store, stream uint64)
 // Store's digest or its own, is an error wrapping
 // badgerstore.ErrBadSnapshot, and leaves no dir.
 func (s *Store) Restore(ctx context.Context, m Meta, dir string, stream uint64) (badgerstore.SnapshotInfo, error) {
-	if m.Format != badgerstore.FormatVersion {
-		return badgerstore.SnapshotInfo{}, fmt.Errorf("%w: %s is of view format %d, this version keeps %d", badgerstore.ErrBadSnapshot, m.Name, m.Format, badgerstore.FormatVersion)
+	if m.Format < badgerstore.OldestFormat || m.Format > badgerstore.FormatVersion {
+		return badgerstore.SnapshotInfo{}, fmt.Errorf("%w: %s is of view format %d, this version reads %d to %d",
+			badgerstore.ErrBadSnapshot, m.Name, m.Format, badgerstore.OldestFormat, badgerstore.FormatVersion)
 	}
 	r, err := s.obs.Get(ctx, m.Name)
 	if err != nil {
