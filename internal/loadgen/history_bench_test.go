@@ -2,10 +2,12 @@ package loadgen_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -34,7 +36,9 @@ import (
 // starts, and replayed by its view before the clock starts. The manager and server run in this
 // process, so peak-heap-MB is theirs (sampled every 100ms); with
 // SESSIONBUS_BENCH_HEAPPROFILE=DIR a heap profile of what they hold after
-// the run is written to DIR/heap-<facts>.pb.gz.
+// the run is written to DIR/heap-<facts>.pb.gz. After the run, with the
+// load stopped, the process's resident set is reported (idle-rss-MB, and
+// idle-anon-MB without the pages of memory-mapped files).
 //
 //	go test -run '^$' -bench RefreshHistory -benchtime 20000x ./internal/loadgen/
 func BenchmarkRefreshHistory(b *testing.B) {
@@ -182,6 +186,39 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 	b.ReportMetric(float64(done.Load())/elapsed.Seconds(), "refreshes/s")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(facts), "facts")
+	// Idle: the load has stopped, garbage is collected and returned to
+	// the system. RSS counts the pages of the view's memory-mapped table
+	// files that were read; anon is the rest (heap, stacks, runtime).
+	runtime.GC()
+	debug.FreeOSMemory()
+	if rss, anon, err := resident(); err == nil {
+		b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MB")
+		b.ReportMetric(float64(anon)/(1<<20), "idle-anon-MB")
+	}
+}
+
+// resident reads this process's resident set and its anonymous part
+// (VmRSS and RssAnon of /proc/self/status, Linux only).
+func resident() (rss, anon uint64, err error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		kb, perr := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch {
+		case perr != nil:
+		case k == "VmRSS":
+			rss = kb << 10
+		case k == "RssAnon":
+			anon = kb << 10
+		}
+	}
+	if rss == 0 {
+		return 0, 0, errors.New("no VmRSS in /proc/self/status")
+	}
+	return rss, anon, nil
 }
 
 func writeHeapProfile(b *testing.B, path string) {
