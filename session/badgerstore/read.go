@@ -171,6 +171,19 @@ func (s *Store) Fingerprint() (records uint64, sum [sha256.Size]byte, err error)
 	return records, sum, s.check(err)
 }
 
+// Compacting tells whether Badger has compactions to do: some level of
+// the view holds more than its target (after a large replay, a restore,
+// or under heavy writes). Reads then search more tables than they will
+// once it is done.
+func (s *Store) Compacting() bool {
+	for _, l := range s.db.Levels() {
+		if l.Score >= 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // Dump returns every live key and value of the view, for comparing two
 // views (tests of rebuild).
 func (s *Store) Dump() (map[string]string, error) {
