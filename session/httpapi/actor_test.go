@@ -14,6 +14,7 @@ import (
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/natsauth"
 	"github.com/sessionbus/sessionbus/internal/node"
+	"github.com/sessionbus/sessionbus/internal/poll"
 	"github.com/sessionbus/sessionbus/schemas"
 )
 
@@ -314,14 +315,10 @@ func TestEveryFactNamesItsActor(t *testing.T) {
 // waitRevoked waits until the manager's view has sid revoked.
 func (f *fixture) waitRevoked(t testing.TB, sid string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if s, err := f.m.View().Session(context.Background(), sid); err == nil && !s.RevokedAt.IsZero() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("session %s not revoked within 10s", sid)
+	poll.Until(t, "session "+sid+" revoked in the view", func() bool {
+		s, err := f.m.View().Session(context.Background(), sid)
+		return err == nil && !s.RevokedAt.IsZero()
+	})
 }
 
 // The actor is what the transport proved, never what the request says.

@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/internal/node"
+	"github.com/sessionbus/sessionbus/internal/poll"
 )
 
 // A request's W3C traceparent makes its route's span a child of the
@@ -30,11 +30,7 @@ func TestHTTPSpans(t *testing.T) {
 		t.Fatalf("refresh: %d %s", r.status, r.body)
 	}
 	var route, pub tracetest.SpanStub
-	deadline := time.Now().Add(10 * time.Second)
-	for route.Name == "" || pub.Name == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("no route and publish spans in the caller's trace: %v", exp.GetSpans().Snapshots())
-		}
+	poll.Until(t, "the route and publish spans in the caller's trace", func() bool {
 		for _, s := range exp.GetSpans() {
 			if s.SpanContext.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" {
 				continue
@@ -46,8 +42,8 @@ func TestHTTPSpans(t *testing.T) {
 				pub = s
 			}
 		}
-		time.Sleep(5 * time.Millisecond) // polling with the deadline above
-	}
+		return route.Name != "" && pub.Name != ""
+	})
 	if route.Parent.SpanID().String() != "b7ad6b7169203331" || !route.Parent.IsRemote() {
 		t.Errorf("route span's parent %v, want the caller's span", route.Parent)
 	}
@@ -67,13 +63,7 @@ func TestHTTPSpans(t *testing.T) {
 	if r.status != http.StatusNoContent {
 		t.Fatalf("logout with a malformed traceparent: %d %s", r.status, r.body)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for !hasSpan(exp, "POST /logout") {
-		if time.Now().After(deadline) {
-			t.Fatal("no span of the logout")
-		}
-		time.Sleep(5 * time.Millisecond) // polling with the deadline above
-	}
+	poll.Until(t, "the span of the logout", func() bool { return hasSpan(exp, "POST /logout") })
 	for _, s := range exp.GetSpans() {
 		if s.Name == "POST /logout" && s.Parent.IsValid() {
 			t.Errorf("the malformed traceparent became the parent: %v", s.Parent)
