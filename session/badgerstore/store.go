@@ -32,8 +32,9 @@ type Store struct {
 	applied atomic.Uint64
 	skipped atomic.Uint64
 
-	mu     sync.Mutex
-	notify chan struct{} // closed and replaced after each applied batch
+	applyMu sync.Mutex // Apply is the only writer, one batch at a time
+	mu      sync.Mutex
+	notify  chan struct{} // closed and replaced after each applied batch
 
 	snapMu sync.Mutex // one WriteSnapshot at a time: they share a directory
 
@@ -62,6 +63,11 @@ type Options struct {
 	// TracerProvider makes the spans of applied facts (default: the
 	// global provider, a no-op unless the program set one).
 	TracerProvider trace.TracerProvider
+	// PageOutIdle is how long the view waits with nothing to apply and no
+	// compaction to do before it gives the pages of its mapped files
+	// back to the kernel, once per quiet spell (Linux; see pageOut): 0
+	// means DefaultPageOutIdle, a negative value never.
+	PageOutIdle time.Duration
 }
 
 // TracerName names the tracer of this package's spans.
@@ -69,6 +75,10 @@ const TracerName = "github.com/sessionbus/sessionbus/session/badgerstore"
 
 // DefaultVerifyEvery is how often a running view checks its table files.
 const DefaultVerifyEvery = 10 * time.Minute
+
+// DefaultPageOutIdle is how long a view is quiet before it gives back the
+// pages of its mapped files.
+const DefaultPageOutIdle = 30 * time.Second
 
 // Open opens (or creates) the view in dir. It first verifies the
 // checksums of every table file, and returns an error wrapping ErrCorrupt
@@ -125,23 +135,54 @@ func Open(dir string, o Options) (*Store, error) {
 		s.stopped.Add(1)
 		go s.verifyLoop(every)
 	}
+	quiet := o.PageOutIdle
+	if quiet == 0 {
+		quiet = DefaultPageOutIdle
+	}
+	if s.dir != "" && quiet > 0 {
+		s.stopped.Add(1)
+		go s.pageOutLoop(quiet)
+	}
 	return s, nil
 }
 
-// badgerOptions are the view's Badger settings.
+// badgerOptions are the view's Badger settings. They bound the memory
+// Badger's compactions take, which otherwise grows with the view: at a
+// million facts, with Badger's defaults and Snappy, the table builders of
+// its compactions held up to 600 MiB (docs/design.md, "Cost with
+// history, and memory"). A builder reserves twice the size of the table
+// it writes and grows by doubling; compressing, it keeps every block
+// twice (as read and as compressed, reserved at the compressor's worst
+// case). So:
+//   - tables are not compressed: a builder holds its table once, and a
+//     read takes a block in place from the mapped file, with no block
+//     cache to fill (the tables take about a third more disk);
+//   - every table is 1 MiB, at every level (Badger doubles the size at
+//     each level below the base), and memtables are 4 MiB, so that no
+//     builder's buffer, which Badger pools and hands to any builder
+//     after, is larger than 8 MiB;
+//   - values up to 64 KiB stay in the tables (Badger's default, 1 MiB,
+//     is above what a batch of a 4 MiB memtable may hold);
+//   - conflicts are not tracked: the view has one writer (Apply).
 func badgerOptions(dir string, log *slog.Logger, inMemory bool) badger.Options {
-	return badger.DefaultOptions(dir).
+	o := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
 		WithInMemory(inMemory).
-		WithMemTableSize(16 << 20).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithBaseTableSize(1 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
-		WithBlockCacheSize(32 << 20).
+		WithValueThreshold(64 << 10).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
+		WithDetectConflicts(false).
 		// Blocks are checked when loaded, values in the value log when
 		// read, so that damage is never parsed or served as a value.
 		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true)
+	o.TableSizeMultiplier = 1 // no setter
+	return o
 }
 
 // Close stops the periodic verification and closes the database.
@@ -180,15 +221,22 @@ func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 
 // Apply applies a batch of stream messages in order, in one transaction
 // with the new last sequence. Messages at or below the last applied
-// sequence are ignored, so a batch may be applied twice.
+// sequence are ignored, so a batch may be applied twice. Batches are
+// applied one at a time: Apply is the view's only writer.
 func (s *Store) Apply(batch []events.Stored) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return s.apply(batch)
+}
+
+func (s *Store) apply(batch []events.Stored) error {
 	err := s.applyTxn(batch)
 	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
 		h := len(batch) / 2
-		if err := s.Apply(batch[:h]); err != nil {
+		if err := s.apply(batch[:h]); err != nil {
 			return err
 		}
-		return s.Apply(batch[h:])
+		return s.apply(batch[h:])
 	}
 	return s.check(err)
 }
@@ -325,3 +373,43 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 }
 func (b badgerLogger) Infof(f string, a ...any)  {}
 func (b badgerLogger) Debugf(f string, a ...any) {}
+
+// pageOutLoop gives the pages of the view's mapped files back to the
+// kernel once the view has applied nothing and had no compaction to do
+// for quiet, and then not again until it has applied something. Badger
+// maps its tables, and its compactions touch every page of the tables
+// they read and write, so without this a manager that handled a burst
+// keeps hundreds of megabytes resident at a million facts long after
+// (docs/design.md, "Cost with history, and memory"); what a quiet view
+// reads again comes back from the file.
+func (s *Store) pageOutLoop(quiet time.Duration) {
+	defer s.stopped.Done()
+	t := time.NewTicker(max(quiet/4, 10*time.Millisecond))
+	defer t.Stop()
+	last, since, done := s.applied.Load(), time.Now(), false
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if seq := s.applied.Load(); seq != last || s.Compacting() {
+			last, since, done = seq, time.Now(), false
+			continue
+		}
+		if done || time.Since(since) < quiet {
+			continue
+		}
+		done = true
+		n, err := pageOut(s.dir)
+		if errors.Is(err, errors.ErrUnsupported) {
+			s.log.Debug("view pages are not given back on this system", "err", err)
+			return
+		}
+		if err != nil {
+			s.log.Warn("view pages not given back", "err", err)
+			continue
+		}
+		s.log.Debug("view pages given back", "mapped_bytes", n)
+	}
+}
