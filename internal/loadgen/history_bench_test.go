@@ -24,6 +24,7 @@ import (
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
+	"github.com/sessionbus/sessionbus/session/badgerstore"
 )
 
 // BenchmarkRefreshHistory is the curve of issue 12: refresh throughput and
@@ -36,11 +37,19 @@ import (
 // starts, and replayed by its view before the clock starts. The manager and server run in this
 // process, so peak-heap-MB is theirs (sampled every 100ms); with
 // SESSIONBUS_BENCH_HEAPPROFILE=DIR a heap profile of what they hold after
-// the run is written to DIR/heap-<facts>.pb.gz. After the run, with the
-// load stopped, the process's resident set is reported (idle-rss-MB, and
-// idle-anon-MB without the pages of memory-mapped files).
+// the run is written to DIR/heap-<facts>.pb.gz, with
+// SESSIONBUS_BENCH_CPUPROFILE=DIR a CPU profile of the run to
+// DIR/cpu-<facts>.pb.gz. After the run, with the
+// load stopped and the view quiet, the process's resident set is reported
+// (idle-rss-MB, and idle-anon-MB without the pages of memory-mapped
+// files).
 //
-//	go test -run '^$' -bench RefreshHistory -benchtime 20000x ./internal/loadgen/
+// Run it long enough for the view to reach its steady state: an empty
+// store that takes 20,000 refreshes never flushes or compacts within the
+// run, so it measures a store that costs less than any store that has
+// been running (200,000 refreshes take 40–90 s on 2 cores).
+//
+//	go test -run '^$' -bench RefreshHistory -benchtime 200000x ./internal/loadgen/
 func BenchmarkRefreshHistory(b *testing.B) {
 	history := []int{0, 100_000}
 	if v := os.Getenv("SESSIONBUS_BENCH_HISTORY"); v != "" {
@@ -175,6 +184,16 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 			}
 		})
 	}
+	if dir := os.Getenv("SESSIONBUS_BENCH_CPUPROFILE"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d.pb.gz", facts)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+	}
 	start := time.Now()
 	for b.Loop() {
 		jobs <- struct{}{}
@@ -182,6 +201,7 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 	close(jobs)
 	workersWG.Wait()
 	elapsed := time.Since(start)
+	pprof.StopCPUProfile()
 	close(stopMem)
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
@@ -194,9 +214,17 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 	b.ReportMetric(float64(done.Load())/elapsed.Seconds(), "refreshes/s")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(facts), "facts")
-	// Idle: the load has stopped, garbage is collected and returned to
-	// the system. RSS counts the pages of the view's memory-mapped table
-	// files that were read; anon is the rest (heap, stacks, runtime).
+	// Idle: the load has stopped, the view's compactions are done, it has
+	// given back the pages of its mapped files (after
+	// badgerstore.DefaultPageOutIdle) and Badger the buffers of its table
+	// builders (one every 2 s once none was taken for 2 s); garbage is
+	// collected and returned to the system. RSS counts the pages of the
+	// view's memory-mapped files read since; anon is the rest (heap,
+	// stacks, runtime).
+	for t := time.Now(); n.View().Compacting() && time.Since(t) < 5*time.Minute; {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(badgerstore.DefaultPageOutIdle + 10*time.Second)
 	runtime.GC()
 	debug.FreeOSMemory()
 	if rss, anon, err := resident(); err == nil {
