@@ -103,6 +103,7 @@ func newServeCmd() *cobra.Command {
 	snaps := node.SnapshotConfig{Interval: node.DefaultSnapshotInterval, Facts: node.DefaultSnapshotFacts, Keep: snapstore.DefaultKeep}
 	var proxies, adminHosts []string
 	var pprofOn bool
+	memLimit := sizeFlag(node.DefaultMemoryLimit)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the session manager (embedded NATS JetStream by default)",
@@ -159,12 +160,18 @@ request causes name the credential "admin-token" as their actor.
 			if snaps.Keep < 1 || snaps.Keep > 100 {
 				return fmt.Errorf("invalid configuration, nothing was started:\n  --snapshot-keep %d not in 1..100", snaps.Keep)
 			}
+			limit, from := setMemoryLimit(cmd.Flags().Changed("memory-limit"), int64(memLimit), os.Getenv)
+			if limit != math.MaxInt64 {
+				slog.Info("Go memory limit", "limit", humanize.IBytes(uint64(limit)), "from", from)
+				go watchLiveHeap(cmd.Context(), slog.Default(), limit, time.Minute)
+			}
 			return serve(cmd.Context(), &f, httpAddr, adminAddr, adminHosts, pprofOn, rebuild, trusted, snaps)
 		},
 	}
 	f.add(cmd.Flags())
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API address (empty: none)")
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "127.0.0.1:8081", "admin HTTP API address, never exposed publicly (empty: none)")
+	cmd.Flags().Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory: the collector runs sooner as the heap nears it (0: none; without the flag GOMEMLIMIT is used if set)")
 	cmd.Flags().BoolVar(&pprofOn, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin listener, behind its credential (block and mutex profiles sampled while on)")
 	cmd.Flags().StringSliceVar(&adminHosts, "admin-hosts", nil, "further Host names the admin API answers to (name or name:port), beyond localhost, 127.0.0.1 and [::1] on its port")
 	cmd.Flags().BoolVar(&rebuild, "rebuild-view", false, "delete the session view and rebuild it from the whole stream (no snapshot)")

@@ -35,7 +35,8 @@ import (
 // facts with every write synced takes long). The history is pre-filled: sessions of ten facts each (a
 // login and nine rotations), published as the manager would before it
 // starts, and replayed by its view before the clock starts. The manager and server run in this
-// process, so peak-heap-MB is theirs (sampled every 100ms); with
+// process, so peak-heap-MB is theirs (sampled every 100ms), under serve's
+// memory limit (node.DefaultMemoryLimit, or GOMEMLIMIT); with
 // SESSIONBUS_BENCH_HEAPPROFILE=DIR a heap profile of what they hold after
 // the run is written to DIR/heap-<facts>.pb.gz, with
 // SESSIONBUS_BENCH_CPUPROFILE=DIR a CPU profile of the run to
@@ -90,6 +91,10 @@ func BenchmarkRefreshHistory(b *testing.B) {
 }
 
 func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
+	// serve's memory limit, unless GOMEMLIMIT sets another.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(node.DefaultMemoryLimit))
+	}
 	srv := natstest.Start(b, natstest.WithSyncInterval(syncEvery))
 	cfg := nodetest.Config(b)
 	setup, err := srv.ConnectAs(natsauth.RoleSetup)
