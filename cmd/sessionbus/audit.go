@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -36,7 +37,8 @@ keeps a live copy, verify proves a copy unedited. See docs/audit.md.`,
 	return cmd
 }
 
-// sizeFlag is a byte size such as 64MiB or 100M; 0 means no limit.
+// sizeFlag is a flag of bytes written as 64MiB, 16GB or 1000000; 0
+// usually means no limit.
 type sizeFlag int64
 
 func (s *sizeFlag) String() string {
@@ -48,7 +50,7 @@ func (s *sizeFlag) String() string {
 
 func (s *sizeFlag) Set(v string) error {
 	n, err := humanize.ParseBytes(v)
-	if err != nil {
+	if err != nil || n > math.MaxInt64 {
 		return fmt.Errorf("%q is not a size such as 64MiB", v)
 	}
 	*s = sizeFlag(n)

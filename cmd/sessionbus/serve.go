@@ -47,7 +47,7 @@ type managerFlags struct {
 	argonThreads uint8
 	streamRepl   int
 	streamMaxAge time.Duration
-	streamMaxB   byteSize
+	streamMaxB   sizeFlag
 	kvRepl       int
 }
 
@@ -73,7 +73,7 @@ func (f *managerFlags) add(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.sess.SweepInterval, "sweep-interval", f.sess.SweepInterval, "how often timed-out sessions are ended (at least 10ms)")
 	fs.IntVar(&f.streamRepl, "stream-replicas", 1, "replicas of the AUTH_EVENTS stream and the manager buckets, 1 to 5 (3 in a cluster)")
 	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "how long AUTH_EVENTS keeps events; 0: 35 days (840h), or the session lifetime if longer; never shorter than --absolute-timeout + --access-ttl")
-	fs.Var(&f.streamMaxB, "stream-max-bytes", "size bound of AUTH_EVENTS, e.g. 16GB (empty: none of its own); keep it below the NATS max_file_store; logins and refreshes are refused in its last 10%, kept for revocations")
+	fs.Var(&f.streamMaxB, "stream-max-bytes", "size bound of AUTH_EVENTS, e.g. 16GB (0: none of its own); keep it below the NATS max_file_store; logins and refreshes are refused in its last 10%, kept for revocations")
 }
 
 func (f *managerFlags) sessionConfig() session.Config {
@@ -441,23 +441,3 @@ func lockDataDir(dir string) (func(), error) {
 	return func() { _ = l.Unlock() }, nil
 }
 
-// byteSize is a flag of bytes written as 16GB, 512MiB or 1000000.
-type byteSize int64
-
-func (b *byteSize) String() string {
-	if *b == 0 {
-		return ""
-	}
-	return humanize.IBytes(uint64(*b))
-}
-
-func (b *byteSize) Set(s string) error {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > math.MaxInt64 {
-		return fmt.Errorf("not a size: %q", s)
-	}
-	*b = byteSize(n)
-	return nil
-}
-
-func (b *byteSize) Type() string { return "size" }
