@@ -229,7 +229,7 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 	for t := time.Now(); n.View().Compacting() && time.Since(t) < 5*time.Minute; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(badgerstore.DefaultPageOutIdle + 10*time.Second)
+	time.Sleep(badgerstore.DefaultPageOutIdle*5/4 + 10*time.Second)
 	runtime.GC()
 	debug.FreeOSMemory()
 	if rss, anon, err := resident(); err == nil {

@@ -316,7 +316,7 @@ func idle(compacting func() bool) {
 	for t := time.Now(); compacting() && time.Since(t) < 5*time.Minute; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(badgerstore.DefaultPageOutIdle + 10*time.Second)
+	time.Sleep(badgerstore.DefaultPageOutIdle*5/4 + 10*time.Second)
 	runtime.GC()
 	debug.FreeOSMemory()
 }

@@ -384,7 +384,7 @@ func (b badgerLogger) Debugf(f string, a ...any) {}
 // reads again comes back from the file.
 func (s *Store) pageOutLoop(quiet time.Duration) {
 	defer s.stopped.Done()
-	t := time.NewTicker(max(quiet/4, 10*time.Millisecond))
+	t := time.NewTicker(max(quiet/8, 10*time.Millisecond)) // given back within quiet*5/4
 	defer t.Stop()
 	last, since, done := s.applied.Load(), time.Now(), false
 	for {
