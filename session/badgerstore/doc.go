@@ -20,6 +20,16 @@
 // entries (deadlines, user→session) are deleted when they move; nothing
 // security-relevant depends on a delete.
 //
+// # Memory
+//
+// Badger's options are chosen to bound what its compactions hold:
+// uncompressed 1 MiB tables at every level and 4 MiB memtables
+// (badgerOptions says why). Badger maps its files, and its compactions
+// touch every page of the tables they merge. So a view that has applied
+// nothing and had nothing to compact for Options.PageOutIdle (30 s)
+// asks the kernel to reclaim those pages, once per quiet spell (Linux;
+// pageOut).
+//
 // # Corruption
 //
 // A damaged view is never served: it is rebuilt from the stream. Open
