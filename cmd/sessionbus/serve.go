@@ -440,4 +440,3 @@ func lockDataDir(dir string) (func(), error) {
 	}
 	return func() { _ = l.Unlock() }, nil
 }
-
