@@ -25,10 +25,9 @@
 // Badger's options are chosen to bound what its compactions hold:
 // uncompressed 1 MiB tables at every level and 4 MiB memtables
 // (badgerOptions says why). Badger maps its files, and its compactions
-// touch every page of the tables they merge. So a view that has applied
-// nothing and had nothing to compact for Options.PageOutIdle (30 s)
-// asks the kernel to reclaim those pages, once per quiet spell (Linux;
-// pageOut).
+// touch every page of the tables they merge. So a view whose tables
+// have not changed for Options.PageOutIdle (30 s) asks the kernel to
+// reclaim those pages, at most once every PageOutIdle (Linux; pageOut).
 //
 // # Corruption
 //

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,10 +64,11 @@ type Options struct {
 	// TracerProvider makes the spans of applied facts (default: the
 	// global provider, a no-op unless the program set one).
 	TracerProvider trace.TracerProvider
-	// PageOutIdle is how long the view waits with nothing to apply and no
-	// compaction to do before it gives the pages of its mapped files
-	// back to the kernel, once per quiet spell (Linux; see pageOut): 0
-	// means DefaultPageOutIdle, a negative value never.
+	// PageOutIdle is how long the view's tables must stay as they are
+	// (no memtable flushed, no compaction) before it gives the pages of
+	// its mapped files back to the kernel, at most once every PageOutIdle
+	// (Linux; see pageOutLoop): 0 means DefaultPageOutIdle, a negative
+	// value never.
 	PageOutIdle time.Duration
 }
 
@@ -76,8 +78,8 @@ const TracerName = "github.com/sessionbus/sessionbus/session/badgerstore"
 // DefaultVerifyEvery is how often a running view checks its table files.
 const DefaultVerifyEvery = 10 * time.Minute
 
-// DefaultPageOutIdle is how long a view is quiet before it gives back the
-// pages of its mapped files.
+// DefaultPageOutIdle is how long a view's tables stay as they are before
+// it gives back the pages of its mapped files.
 const DefaultPageOutIdle = 30 * time.Second
 
 // Open opens (or creates) the view in dir. It first verifies the
@@ -375,32 +377,39 @@ func (b badgerLogger) Infof(f string, a ...any)  {}
 func (b badgerLogger) Debugf(f string, a ...any) {}
 
 // pageOutLoop gives the pages of the view's mapped files back to the
-// kernel once the view has applied nothing and had no compaction to do
-// for quiet, and then not again until it has applied something. Badger
-// maps its tables, and its compactions touch every page of the tables
-// they read and write, so without this a manager that handled a burst
-// keeps hundreds of megabytes resident at a million facts long after
-// (docs/design.md, "Cost with history, and memory"); what a quiet view
-// reads again comes back from the file.
+// kernel once its tables have not changed (no memtable flushed, no
+// compaction) for quiet, and again at most once every quiet while facts
+// arrive or its tables change. Badger maps its files, and its flushes and
+// compactions touch every page of the tables they read and write, so
+// without this a manager that handled a burst keeps hundreds of
+// megabytes resident at a million facts long after (docs/design.md,
+// "Cost with history, and memory"). Applying a fact writes a memtable
+// and reads a few blocks, so a trickle of facts does not hold the pages
+// back; what the view reads again comes back from the file.
 func (s *Store) pageOutLoop(quiet time.Duration) {
 	defer s.stopped.Done()
 	t := time.NewTicker(max(quiet/8, 10*time.Millisecond)) // given back within quiet*5/4
 	defer t.Stop()
-	last, since, done := s.applied.Load(), time.Now(), false
+	tables := s.tables()
+	seq := s.applied.Load()
+	changed, given := time.Now(), time.Time{}
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
-		if seq := s.applied.Load(); seq != last || s.Compacting() {
-			last, since, done = seq, time.Now(), false
+		if now := s.tables(); !slices.Equal(now, tables) || s.Compacting() {
+			tables, changed = now, time.Now()
 			continue
 		}
-		if done || time.Since(since) < quiet {
+		// Something to give back: the tables changed, or facts came,
+		// since the last time.
+		busy := given.Before(changed) || s.applied.Load() != seq
+		if !busy || time.Since(changed) < quiet || time.Since(given) < quiet {
 			continue
 		}
-		done = true
+		seq, given = s.applied.Load(), time.Now()
 		n, err := pageOut(s.dir)
 		if errors.Is(err, errors.ErrUnsupported) {
 			s.log.Debug("view pages are not given back on this system", "err", err)
@@ -412,4 +421,14 @@ func (s *Store) pageOutLoop(quiet time.Duration) {
 		}
 		s.log.Debug("view pages given back", "mapped_bytes", n)
 	}
+}
+
+// tables describes the view's tables level by level (count and size), to
+// tell when a flush or a compaction changed them.
+func (s *Store) tables() []int64 {
+	var out []int64
+	for _, l := range s.db.Levels() {
+		out = append(out, int64(l.NumTables), l.Size)
+	}
+	return out
 }
