@@ -2,14 +2,12 @@ package loadgen_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,11 +18,11 @@ import (
 
 	"github.com/sessionbus/sessionbus/events"
 	"github.com/sessionbus/sessionbus/events/natsauth"
+	"github.com/sessionbus/sessionbus/internal/benchenv"
 	"github.com/sessionbus/sessionbus/internal/natstest"
 	"github.com/sessionbus/sessionbus/internal/node"
 	"github.com/sessionbus/sessionbus/internal/nodetest"
 	"github.com/sessionbus/sessionbus/session"
-	"github.com/sessionbus/sessionbus/session/badgerstore"
 )
 
 // BenchmarkRefreshHistory is the curve of issue 12: refresh throughput and
@@ -52,16 +50,9 @@ import (
 //
 //	go test -run '^$' -bench RefreshHistory -benchtime 200000x ./internal/loadgen/
 func BenchmarkRefreshHistory(b *testing.B) {
-	history := []int{0, 100_000}
-	if v := os.Getenv("SESSIONBUS_BENCH_HISTORY"); v != "" {
-		history = nil
-		for f := range strings.SplitSeq(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				b.Fatalf("SESSIONBUS_BENCH_HISTORY: %v", err)
-			}
-			history = append(history, n)
-		}
+	history, err := benchenv.History(0, 100_000)
+	if err != nil {
+		b.Fatal(err)
 	}
 	syncs := []time.Duration{0, time.Second}
 	if v := os.Getenv("SESSIONBUS_BENCH_SYNC"); v != "" {
@@ -226,40 +217,10 @@ func benchRefreshAt(b *testing.B, syncEvery time.Duration, facts int) {
 	// collected and returned to the system. RSS counts the pages of the
 	// view's memory-mapped files read since; anon is the rest (heap,
 	// stacks, runtime).
-	for t := time.Now(); n.View().Compacting() && time.Since(t) < 5*time.Minute; {
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(badgerstore.DefaultPageOutIdle*5/4 + 10*time.Second)
-	runtime.GC()
-	debug.FreeOSMemory()
-	if rss, anon, err := resident(); err == nil {
+	if rss, anon, err := benchenv.Idle(n.View().Compacting); err == nil {
 		b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MB")
 		b.ReportMetric(float64(anon)/(1<<20), "idle-anon-MB")
 	}
-}
-
-// resident reads this process's resident set and its anonymous part
-// (VmRSS and RssAnon of /proc/self/status, Linux only).
-func resident() (rss, anon uint64, err error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		k, v, _ := strings.Cut(line, ":")
-		kb, perr := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch {
-		case perr != nil:
-		case k == "VmRSS":
-			rss = kb << 10
-		case k == "RssAnon":
-			anon = kb << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, errors.New("no VmRSS in /proc/self/status")
-	}
-	return rss, anon, nil
 }
 
 func writeHeapProfile(b *testing.B, path string) {

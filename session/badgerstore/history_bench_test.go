@@ -7,16 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sessionbus/sessionbus/events"
+	"github.com/sessionbus/sessionbus/internal/benchenv"
 	"github.com/sessionbus/sessionbus/session"
 	"github.com/sessionbus/sessionbus/session/badgerstore"
 )
@@ -39,18 +37,11 @@ import (
 // SESSIONBUS_BENCH_PROFILE=DIR writes a CPU profile of the run and a
 // heap profile at its peak to DIR.
 //
-//	go test -run '^$' -bench ViewHistory -benchtime 20000x ./session/badgerstore/
+//	go test -run '^$' -bench ViewHistory -benchtime 200000x ./session/badgerstore/
 func BenchmarkViewHistory(b *testing.B) {
-	history := []int{0, 100_000}
-	if v := os.Getenv("SESSIONBUS_BENCH_HISTORY"); v != "" {
-		history = nil
-		for f := range strings.SplitSeq(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				b.Fatalf("SESSIONBUS_BENCH_HISTORY: %v", err)
-			}
-			history = append(history, n)
-		}
+	history, err := benchenv.History(0, 100_000)
+	if err != nil {
+		b.Fatal(err)
 	}
 	for _, facts := range history {
 		b.Run(fmt.Sprintf("facts=%d", facts), func(b *testing.B) { benchViewAt(b, facts) })
@@ -289,8 +280,7 @@ func benchViewAt(b *testing.B, facts int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/refresh")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
-	idle(s.Compacting)
-	if rss, anon, ok := resident(); ok {
+	if rss, anon, err := benchenv.Idle(s.Compacting); err == nil {
 		b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MB")
 		b.ReportMetric(float64(anon)/(1<<20), "idle-anon-MB")
 	}
@@ -306,21 +296,6 @@ func benchViewAt(b *testing.B, facts int) {
 	b.ReportMetric(float64(size)/(1<<20), "disk-MB")
 }
 
-// idle waits until the compactions the load left are done, and then
-// until the view has given back the pages of its mapped files
-// (DefaultPageOutIdle) and Badger the buffers of its table builders (one
-// every 2 s once none was taken for 2 s; it keeps up to eight); then it
-// collects garbage and returns it to the system: what a manager holds a
-// while after its load stopped.
-func idle(compacting func() bool) {
-	for t := time.Now(); compacting() && time.Since(t) < 5*time.Minute; {
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(badgerstore.DefaultPageOutIdle*5/4 + 10*time.Second)
-	runtime.GC()
-	debug.FreeOSMemory()
-}
-
 func writeProfile(b *testing.B, path, name string) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -330,25 +305,4 @@ func writeProfile(b *testing.B, path, name string) {
 	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
 		b.Fatal(err)
 	}
-}
-
-// resident reads this process's resident set and its anonymous part
-// (VmRSS and RssAnon of /proc/self/status, Linux only).
-func resident() (rss, anon uint64, ok bool) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, 0, false
-	}
-	for line := range strings.Lines(string(b)) {
-		k, v, _ := strings.Cut(line, ":")
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch {
-		case err != nil:
-		case k == "VmRSS":
-			rss = kb << 10
-		case k == "RssAnon":
-			anon = kb << 10
-		}
-	}
-	return rss, anon, rss > 0
 }
