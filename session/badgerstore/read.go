@@ -176,12 +176,8 @@ func (s *Store) Fingerprint() (records uint64, sum [sha256.Size]byte, err error)
 // or under heavy writes). Reads then search more tables than they will
 // once it is done.
 func (s *Store) Compacting() bool {
-	for _, l := range s.db.Levels() {
-		if l.Score >= 1 {
-			return true
-		}
-	}
-	return false
+	_, compacting := s.tables()
+	return compacting
 }
 
 // Dump returns every live key and value of the view, for comparing two

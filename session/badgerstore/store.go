@@ -1,6 +1,7 @@
 package badgerstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -129,23 +130,19 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open view %s: %w", dir, corruption(err, s.dir))
 	}
-	every := o.VerifyEvery
-	if every == 0 {
-		every = DefaultVerifyEvery
-	}
-	if s.dir != "" && every > 0 {
-		s.stopped.Add(1)
-		go s.verifyLoop(every)
-	}
-	quiet := o.PageOutIdle
-	if quiet == 0 {
-		quiet = DefaultPageOutIdle
-	}
-	if s.dir != "" && quiet > 0 {
-		s.stopped.Add(1)
-		go s.pageOutLoop(quiet)
+	if s.dir != "" {
+		s.every(cmp.Or(o.VerifyEvery, DefaultVerifyEvery), s.verifyLoop)
+		s.every(cmp.Or(o.PageOutIdle, DefaultPageOutIdle), s.pageOutLoop)
 	}
 	return s, nil
+}
+
+// every runs loop(d) until Close, unless d is negative (never).
+func (s *Store) every(d time.Duration, loop func(time.Duration)) {
+	if d > 0 {
+		s.stopped.Add(1)
+		go loop(d)
+	}
 }
 
 // badgerOptions are the view's Badger settings. They bound the memory
@@ -390,7 +387,7 @@ func (s *Store) pageOutLoop(quiet time.Duration) {
 	defer s.stopped.Done()
 	t := time.NewTicker(max(quiet/8, 10*time.Millisecond)) // given back within quiet*5/4
 	defer t.Stop()
-	tables := s.tables()
+	tables, _ := s.tables()
 	seq := s.applied.Load()
 	changed, given := time.Now(), time.Time{}
 	for {
@@ -399,7 +396,7 @@ func (s *Store) pageOutLoop(quiet time.Duration) {
 			return
 		case <-t.C:
 		}
-		if now := s.tables(); !slices.Equal(now, tables) || s.Compacting() {
+		if now, compacting := s.tables(); !slices.Equal(now, tables) || compacting {
 			tables, changed = now, time.Now()
 			continue
 		}
@@ -424,11 +421,12 @@ func (s *Store) pageOutLoop(quiet time.Duration) {
 }
 
 // tables describes the view's tables level by level (count and size), to
-// tell when a flush or a compaction changed them.
-func (s *Store) tables() []int64 {
-	var out []int64
+// tell when a flush or a compaction changed them, and whether Badger has
+// compactions to do (as Compacting).
+func (s *Store) tables() (sig []int64, compacting bool) {
 	for _, l := range s.db.Levels() {
-		out = append(out, int64(l.NumTables), l.Size)
+		sig = append(sig, int64(l.NumTables), l.Size)
+		compacting = compacting || l.Score >= 1
 	}
-	return out
+	return sig, compacting
 }
