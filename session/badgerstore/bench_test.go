@@ -37,14 +37,23 @@ func benchCreated(b *testing.B, seq uint64, i int) events.Stored {
 // they are in table files when it is opened again.
 func benchView(b *testing.B, dir string, n int) {
 	b.Helper()
+	fillView(b, dir, n, func(i int) []events.Stored {
+		return []events.Stored{benchCreated(b, uint64(i+1), i)}
+	})
+}
+
+// fillView applies the facts of sessions 0 to n-1 to a view in dir, in
+// batches of about 256, and closes it.
+func fillView(b *testing.B, dir string, n int, facts func(i int) []events.Stored) {
+	b.Helper()
 	s, err := badgerstore.Open(dir, badgerstore.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	batch := make([]events.Stored, 0, 256)
 	for i := range n {
-		batch = append(batch, benchCreated(b, uint64(i+1), i))
-		if len(batch) == cap(batch) || i == n-1 {
+		batch = append(batch, facts(i)...)
+		if len(batch) >= 256 || i == n-1 {
 			if err := s.Apply(batch); err != nil {
 				b.Fatal(err)
 			}

@@ -101,23 +101,7 @@ func historyView(b *testing.B, dir string, facts int) uint64 {
 			return last
 		}
 	}
-	s, err := badgerstore.Open(dir, badgerstore.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]events.Stored, 0, 250)
-	for i := range n {
-		batch = append(batch, historyFacts(b, uint64(i*historyChain+1), i)...)
-		if len(batch) == cap(batch) || i == n-1 {
-			if err := s.Apply(batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := s.Close(); err != nil {
-		b.Fatal(err)
-	}
+	fillView(b, dir, n, func(i int) []events.Stored { return historyFacts(b, uint64(i*historyChain+1), i) })
 	if keep != "" {
 		kept := filepath.Join(keep, fmt.Sprintf("view-%d", facts))
 		if err := os.CopyFS(kept+".tmp", os.DirFS(dir)); err != nil {
