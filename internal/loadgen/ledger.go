@@ -140,11 +140,17 @@ func head(s []string) string {
 // unasked. Direct gets may be answered by a replica that lags, so
 // missing facts are looked for again until ctx ends.
 func (l *Ledger) Check(ctx context.Context, nc *nats.Conn, since time.Time) (Report, error) {
-	for {
+	var last Report // of the last whole read
+	for haveLast := false; ; haveLast = true {
 		r, err := l.check(ctx, nc, since)
+		if err != nil && haveLast && ctx.Err() != nil {
+			// ctx ended during a read again: the last whole one stands.
+			return last, nil
+		}
 		if err != nil || len(r.Missing) == 0 {
 			return r, err
 		}
+		last = r
 		select {
 		case <-ctx.Done():
 			return r, nil
